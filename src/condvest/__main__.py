@@ -1,0 +1,3 @@
+from condvest.cli.app import main
+
+main()

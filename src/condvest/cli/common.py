@@ -1,0 +1,69 @@
+"""Shared by every command: the global options' state, settings, the job context, rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from condvest.cli.output import OutputFormat, render
+from condvest.errors import UsageError
+from condvest.jobs.base import JobContext, JobResult
+from condvest.logging import register_secret
+from condvest.settings import Settings, load_settings
+
+
+@dataclass
+class CliState:
+    config: Path | None = None
+    lake: str | None = None
+    output: OutputFormat = OutputFormat.TEXT
+    verbose: int = 0
+    quiet: bool = False
+
+    def settings(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+        merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
+        if self.lake is not None:
+            merged.setdefault("lake", {})["uri"] = self.lake
+        settings = load_settings(config_path=self.config, overrides=merged)
+        for secret in (settings.polygon.api_key, settings.postgres.dsn):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        return settings
+
+    def context(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> JobContext:
+        return JobContext.from_settings(self.settings(overrides))
+
+
+def state_of(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        obj = CliState()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def emit(state: CliState, data: dict[str, Any], *, title: str) -> None:
+    render(data, state.output, title=title)
+
+
+def finish(state: CliState, result: JobResult, *, title: str) -> NoReturn:
+    """Render ``result`` and exit with its code (1 when any part failed)."""
+    render(result.to_dict(), state.output, title=title)
+    raise typer.Exit(result.exit_code)
+
+
+def not_implemented(command: str) -> NoReturn:
+    raise UsageError(
+        f"condvest {command} is not implemented yet",
+        hint="see the project's open issues; nothing was changed",
+    )
+
+
+def dry_run_option() -> Any:
+    return typer.Option(
+        False, "--dry-run", help="Print the plan the real run would execute; change nothing."
+    )

@@ -1,0 +1,178 @@
+"""Every lake path is built here (DESIGN §4). Keys are relative to the lake root and use '/'."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from condvest.errors import InvalidSymbolError, UsageError
+
+BRONZE_OHLCV = "bronze/raw_ohlcv"
+BRONZE_META = "bronze/raw_meta"
+BRONZE_ACTIONS = "bronze/corporate_actions"
+BRONZE_QUARANTINE = "bronze/quarantine"
+SILVER = "silver"
+METADATA = "processing_metadata"
+
+DATA_FILE = "data.parquet"
+TEMP_MARKER = ".tmp-"
+"""Temporary objects of in-flight writes contain this marker; vacuum removes stale ones."""
+
+MAX_SYMBOL_LENGTH = 32
+# Polygon tickers: upper/lower-case letters (KIMpL), digits, '.', '-', and a few class markers.
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_:^+=]*$")
+_DATE_FILE_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})\.parquet$")
+
+
+def validate_symbol(symbol: str) -> str:
+    """Return ``symbol`` if it is safe as a path segment and plausible as a ticker."""
+    if not isinstance(symbol, str) or symbol == "":
+        raise InvalidSymbolError("symbol is empty", hint="pass tickers such as AAPL,BRK.A")
+    shown = symbol if len(symbol) <= 40 else symbol[:40] + "…"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in symbol):
+        raise InvalidSymbolError(f"symbol {shown!r} contains control characters")
+    if len(symbol) > MAX_SYMBOL_LENGTH:
+        raise InvalidSymbolError(
+            f"symbol {shown!r} is {len(symbol)} characters; at most {MAX_SYMBOL_LENGTH} allowed"
+        )
+    if "/" in symbol or "\\" in symbol or ".." in symbol or not _SYMBOL_RE.match(symbol):
+        raise InvalidSymbolError(
+            f"symbol {shown!r} is not a valid ticker",
+            hint="letters, digits and . - _ only, e.g. BRK.A",
+        )
+    return symbol
+
+
+def is_valid_symbol(symbol: str) -> bool:
+    try:
+        validate_symbol(symbol)
+    except InvalidSymbolError:
+        return False
+    return True
+
+
+def parse_symbols(text: str | None) -> list[str] | None:
+    """Parse a comma-separated ``--symbols`` value; None when not given."""
+    if text is None:
+        return None
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise UsageError("--symbols is empty", hint="pass e.g. --symbols AAPL,MSFT")
+    for s in symbols:
+        validate_symbol(s)
+    return sorted(set(symbols))
+
+
+def symbol_prefix(symbol: str) -> str:
+    return f"{BRONZE_OHLCV}/symbol={validate_symbol(symbol)}/"
+
+
+def data_file(symbol: str) -> str:
+    return symbol_prefix(symbol) + DATA_FILE
+
+
+def date_file(symbol: str, day: date) -> str:
+    return symbol_prefix(symbol) + f"date={day.isoformat()}.parquet"
+
+
+def parse_date_file(name: str) -> date | None:
+    """``date=2025-01-02.parquet`` → that date; anything else → None."""
+    match = _DATE_FILE_RE.match(name.rsplit("/", 1)[-1])
+    return date.fromisoformat(match.group(1)) if match else None
+
+
+def parse_symbol_dir(key: str) -> str | None:
+    """``bronze/raw_ohlcv/symbol=X/...`` → ``X`` (None if not a valid symbol directory)."""
+    if not key.startswith(BRONZE_OHLCV + "/symbol="):
+        return None
+    seg = key[len(BRONZE_OHLCV) + len("/symbol=") :].split("/", 1)[0]
+    return seg if is_valid_symbol(seg) else None
+
+
+def silver_prefix(interval: int) -> str:
+    return f"{SILVER}/silver_{interval}d/"
+
+
+def silver_file(interval: int, year: int, month: int) -> str:
+    name = f"data_{interval}d_{year:04d}{month:02d}.parquet"
+    return f"{silver_prefix(interval)}year={year:04d}/month={month:02d}/{name}"
+
+
+_SILVER_RE = re.compile(r"year=(\d{4})/month=(\d{2})/data_(\d+)d_(\d{6})\.parquet$")
+
+
+def parse_silver_file(key: str) -> tuple[int, int, int] | None:
+    """silver key → (interval, year, month)."""
+    match = _SILVER_RE.search(key)
+    if not match:
+        return None
+    return int(match.group(3)), int(match.group(1)), int(match.group(2))
+
+
+def silver_checkpoint(interval: int) -> str:
+    return f"{METADATA}/silver_{interval}d_checkpoint.json"
+
+
+CONSOLIDATION_MANIFEST = f"{METADATA}/consolidation_manifest.parquet"
+CLEANUP_MANIFEST = f"{METADATA}/cleanup_manifest.json"
+FETCH_LOG_PREFIX = f"{METADATA}/fetch_log/"
+WATERMARK_PREFIX = f"{METADATA}/watermarks/"
+RUNS_PREFIX = f"{METADATA}/runs/"
+LOCKS_PREFIX = f"{METADATA}/locks/"
+RESTATED_PREFIX = f"{METADATA}/restated/"
+
+
+def fetch_log_entry(day: date) -> str:
+    return f"{FETCH_LOG_PREFIX}session={day.isoformat()}.json"
+
+
+def parse_fetch_log_entry(key: str) -> date | None:
+    name = key.rsplit("/", 1)[-1]
+    if name.startswith("session=") and name.endswith(".json"):
+        try:
+            return date.fromisoformat(name[len("session=") : -len(".json")])
+        except ValueError:
+            return None
+    return None
+
+
+def watermark(name: str) -> str:
+    return f"{WATERMARK_PREFIX}{name}.json"
+
+
+def run_record(stage: str, started_iso: str, run_id: str) -> str:
+    return f"{RUNS_PREFIX}{stage}/{started_iso}_{run_id}.json"
+
+
+def run_latest(stage: str) -> str:
+    return f"{RUNS_PREFIX}{stage}/latest.json"
+
+
+def lock(name: str) -> str:
+    return f"{LOCKS_PREFIX}{name}.json"
+
+
+def quarantine_file(day: date, run_id: str) -> str:
+    return f"{BRONZE_QUARANTINE}/date={day.isoformat()}/{run_id}.parquet"
+
+
+def restated_marker(symbol: str) -> str:
+    return f"{RESTATED_PREFIX}symbol={validate_symbol(symbol)}.json"
+
+
+def corporate_actions_file(kind: str, day: date) -> str:
+    return f"{BRONZE_ACTIONS}/{kind}/date={day.isoformat()}.parquet"
+
+
+def meta_snapshot(day: date, run_id: str) -> str:
+    return f"{BRONZE_META}/date={day.isoformat()}/{run_id}.parquet"
+
+
+def temp_key(key: str, token: str) -> str:
+    """A sibling temporary name for ``key`` (visible to vacuum's crash cleanup)."""
+    head, _, name = key.rpartition("/")
+    return f"{head}/{TEMP_MARKER}{token}-{name}" if head else f"{TEMP_MARKER}{token}-{name}"
+
+
+def is_temp_key(key: str) -> bool:
+    return TEMP_MARKER in key.rsplit("/", 1)[-1]

@@ -1,0 +1,155 @@
+"""What every job shares: the context it runs in, its result record, and the stage wrapper
+(lock + run record) around a real run. Jobs follow one shape (STYLE.md):
+``plan_<verb>(ctx, options) -> <Verb>Plan`` and ``run_<verb>(ctx, plan) -> <Verb>Result``;
+``--dry-run`` renders the plan and executes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from condvest.core.calendar import TradingCalendar, get_calendar
+from condvest.errors import CondvestError
+from condvest.settings import Settings
+from condvest.state.lock import StageLock
+from condvest.state.runs import RunRecord, write_run_record
+from condvest.storage import Storage, open_storage
+
+log = logging.getLogger("condvest.jobs")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class JobContext:
+    """Everything a job needs; tests swap ``clock`` (the one fake seam)."""
+
+    settings: Settings
+    storage: Storage
+    calendar: TradingCalendar
+    run_id: str = field(default_factory=new_run_id)
+    clock: Callable[[], datetime] = utcnow
+    deadline: float | None = None
+    """``time.monotonic()`` value by which a job should stop cleanly (Lambda)."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        run_id: str | None = None,
+    ) -> JobContext:
+        storage = open_storage(settings.lake.uri, settings)
+        calendar = get_calendar(settings.calendar.exchange, settings.calendar.closures_file)
+        return cls(settings, storage, calendar, run_id or new_run_id(), clock)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def latest_completed_session(self) -> date:
+        return self.calendar.latest_completed_session(
+            self.now(), self.settings.calendar.close_delay_minutes
+        )
+
+    def time_left_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def out_of_time(self, margin_s: float = 0.0) -> bool:
+        left = self.time_left_s()
+        return left is not None and left <= margin_s
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [to_jsonable(v) for v in value]
+        return sorted(items) if isinstance(value, set | frozenset) else items
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Base of every result: flat, frozen, rendered as a table or JSON, returned by Lambda."""
+
+    stage: str
+    run_id: str
+    dry_run: bool
+    ok: bool
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = to_jsonable(self)
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def counts(self) -> dict[str, Any]:
+        """Scalar fields, for the run record."""
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if isinstance(v, int | float | str | bool) and k not in ("stage", "run_id")
+        }
+
+
+R = TypeVar("R", bound=JobResult)
+
+
+def run_stage(ctx: JobContext, stage: str, body: Callable[[StageLock], R]) -> R:
+    """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake."""
+    lock = StageLock(ctx.storage, stage, run_id=ctx.run_id, ttl_s=ctx.settings.lock.ttl_seconds)
+    lock.acquire()
+    started = ctx.now()
+    record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat())
+    try:
+        write_run_record(ctx.storage, record)
+        result = body(lock)
+    except CondvestError as exc:
+        _finish(ctx, record, "failed", {}, str(exc))
+        lock.release()
+        raise
+    except BaseException as exc:
+        _finish(ctx, record, "failed", {}, f"{type(exc).__name__}: {exc}")
+        lock.release()
+        raise
+    outcome = "success" if result.ok else "failed"
+    if result.ok and result.to_dict().get("partial"):
+        outcome = "partial"
+    _finish(ctx, record, outcome, result.counts(), None if result.ok else "see counts")
+    lock.release()
+    return result
+
+
+def _finish(
+    ctx: JobContext, record: RunRecord, outcome: Any, counts: dict[str, Any], error: str | None
+) -> None:
+    try:
+        write_run_record(ctx.storage, record.finished(outcome, ctx.now(), counts, error))
+    except CondvestError as exc:  # the job's own outcome matters more than its record
+        log.error("could not write the run record of %s: %s", record.stage, exc)

@@ -1,0 +1,273 @@
+"""``condvest status``: one health view of the lake (DESIGN §2). Reads only; never writes."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from condvest.core import layout
+from condvest.errors import CondvestError
+from condvest.jobs.base import JobContext, JobResult, to_jsonable
+from condvest.state.fetchlog import landed_sessions, read_watermark
+from condvest.state.lock import read_lock
+from condvest.state.manifest import read_manifest
+from condvest.state.runs import STAGES, last_runs
+from condvest.storage.base import ObjectInfo
+
+MISSING_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class StatusResult(JobResult):
+    lake: str = ""
+    generated_at: str = ""
+    latest_completed_session: str | None = None
+    latest_landed_session: str | None = None
+    watermark: str | None = None
+    stale: bool = True
+    healthy: bool = False
+    problems: list[str] = field(default_factory=list)
+    bronze: dict[str, Any] = field(default_factory=dict)
+    missing_sessions: dict[str, Any] = field(default_factory=dict)
+    silver: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, Any] = field(default_factory=dict)
+    locks: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: dict[str, Any] = field(default_factory=dict)
+
+
+def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
+    objects = ctx.storage.list_objects(layout.BRONZE_OHLCV + "/")
+    manifest, _ = read_manifest(ctx.storage)
+    per_symbol: dict[str, list[ObjectInfo]] = defaultdict(list)
+    temp_files = 0
+    for obj in objects:
+        if layout.is_temp_key(obj.key):
+            temp_files += 1
+            continue
+        symbol = layout.parse_symbol_dir(obj.key)
+        if symbol is not None:
+            per_symbol[symbol].append(obj)
+    data_files = date_files = pending_files = 0
+    pending_symbols: set[str] = set()
+    rows = 0
+    latest_landed: date | None = None
+    first: date | None = None
+    last: date | None = None
+    for symbol, objs in per_symbol.items():
+        entry = manifest.get(symbol)
+        if entry is not None:
+            rows += entry.row_count
+            if entry.last_consolidated_date and (
+                last is None or entry.last_consolidated_date > last
+            ):
+                last = entry.last_consolidated_date
+            if entry.first_date and (first is None or entry.first_date < first):
+                first = entry.first_date
+        for obj in objs:
+            name = obj.key.rsplit("/", 1)[-1]
+            if name == layout.DATA_FILE:
+                data_files += 1
+                continue
+            day = layout.parse_date_file(name)
+            if day is None:
+                continue
+            date_files += 1
+            latest_landed = day if latest_landed is None or day > latest_landed else latest_landed
+            merged = (
+                entry is not None
+                and entry.last_updated is not None
+                and obj.mtime <= entry.last_updated
+                and entry.last_consolidated_date is not None
+                and day <= entry.last_consolidated_date
+            )
+            if not merged:
+                pending_files += 1
+                pending_symbols.add(symbol)
+                rows += 1
+                first = day if first is None or day < first else first
+                last = day if last is None or day > last else last
+    summary = {
+        "symbols": len(per_symbol),
+        "consolidated_symbols": sum(1 for s in per_symbol if s in manifest),
+        "rows": rows,
+        "first_date": first,
+        "last_date": last,
+        "data_files": data_files,
+        "date_files": date_files,
+        "pending_date_files": pending_files,
+        "pending_symbols": len(pending_symbols),
+        "temp_files": temp_files,
+        "bytes": sum(o.size for o in objects),
+    }
+    return summary, latest_landed
+
+
+def _silver_summary(ctx: JobContext) -> dict[str, Any]:
+    from condvest.state.checkpoints import read_checkpoint
+
+    out: dict[str, Any] = {}
+    present = {
+        int(name[len("silver_") : -1])
+        for name in ctx.storage.list_dirs(layout.SILVER + "/")
+        if name.startswith("silver_") and name.endswith("d") and name[7:-1].isdigit()
+    }
+    for interval in sorted(set(ctx.settings.resample.intervals) | present):
+        files = [
+            o
+            for o in ctx.storage.list_objects(layout.silver_prefix(interval))
+            if not layout.is_temp_key(o.key)
+        ]
+        months = sorted(
+            f"{p[1]:04d}-{p[2]:02d}"
+            for o in files
+            if (p := layout.parse_silver_file(o.key)) is not None
+        )
+        try:
+            checkpoint = read_checkpoint(ctx.storage, interval)
+        except CondvestError as exc:
+            checkpoint = {"error": str(exc)}
+        out[f"{interval}d"] = {
+            "months": len(months),
+            "first_month": months[0] if months else None,
+            "last_month": months[-1] if months else None,
+            "bytes": sum(o.size for o in files),
+            "through": (checkpoint or {}).get("through"),
+            "configured": interval in ctx.settings.resample.intervals,
+        }
+    return out
+
+
+def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
+    files = [
+        o
+        for o in ctx.storage.list_objects(layout.BRONZE_QUARANTINE + "/")
+        if o.key.endswith(".parquet")
+    ]
+    rows = 0
+    unreadable = 0
+    for obj in files:
+        try:
+            import pyarrow.parquet as pq
+
+            path = ctx.storage.local_path(obj.key)
+            if path is not None:
+                rows += pq.ParquetFile(path).metadata.num_rows
+            else:
+                rows += ctx.storage.read_parquet(obj.key, columns=["reason"]).num_rows
+        except (CondvestError, OSError, ValueError):
+            unreadable += 1
+    return {"files": len(files), "rows": rows, "unreadable_files": unreadable}
+
+
+def run_status(ctx: JobContext) -> StatusResult:
+    """Gather the health view. Works on an empty (or absent) lake."""
+    started = time.monotonic()
+    problems: list[str] = []
+    latest_completed = ctx.latest_completed_session()
+    bronze, latest_file = _bronze_summary(ctx)
+    sessions = landed_sessions(ctx.storage)
+    watermark = read_watermark(ctx.storage)
+    latest_landed = max(sessions) if sessions else latest_file
+    if bronze["last_date"] and (latest_landed is None or bronze["last_date"] > latest_landed):
+        latest_landed = bronze["last_date"]
+    missing: list[date] = []
+    if sessions:
+        window = ctx.calendar.sessions_between(min(sessions), latest_completed)
+        missing = [d for d in window if d not in sessions]
+    stale = latest_landed is None or latest_landed < latest_completed
+    if latest_landed is None:
+        problems.append("the lake holds no data yet: run condvest fetch")
+    elif stale:
+        problems.append(
+            f"latest landed session {latest_landed.isoformat()} is behind the latest completed "
+            f"session {latest_completed.isoformat()}"
+        )
+    if missing:
+        problems.append(
+            f"{len(missing)} session(s) missing from the fetch log, e.g. {missing[0].isoformat()}"
+        )
+    runs = last_runs(ctx.storage)
+    run_view: dict[str, Any] = {}
+    for stage in STAGES:
+        record = runs.get(stage)
+        run_view[stage] = (
+            {
+                "outcome": record.outcome,
+                "started_at": record.started_at,
+                "ended_at": record.ended_at,
+                "run_id": record.run_id,
+                "error": record.error,
+            }
+            if record
+            else {
+                "outcome": None,
+                "started_at": None,
+                "ended_at": None,
+                "run_id": None,
+                "error": None,
+            }
+        )
+        if record and record.outcome == "failed":
+            problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
+    locks = []
+    for stage in STAGES:
+        info = read_lock(ctx.storage, stage)
+        if info is not None:
+            expired = info.expires <= ctx.now()
+            locks.append(
+                {
+                    "stage": stage,
+                    "run_id": info.run_id,
+                    "host": info.host,
+                    "since": info.acquired_at,
+                    "expires_at": info.expires_at,
+                    "expired": expired,
+                }
+            )
+            if expired:
+                problems.append(
+                    f"a stale {stage} lock of run {info.run_id} remains "
+                    "(the next run takes it over)"
+                )
+    if bronze["temp_files"]:
+        problems.append(
+            f"{bronze['temp_files']} temporary file(s) from interrupted writes: "
+            "condvest vacuum removes them"
+        )
+    quarantine = _quarantine_summary(ctx)
+    result = StatusResult(
+        stage="status",
+        run_id=ctx.run_id,
+        dry_run=False,
+        ok=True,
+        duration_s=round(time.monotonic() - started, 3),
+        lake=ctx.storage.uri,
+        generated_at=ctx.now().isoformat(),
+        latest_completed_session=latest_completed.isoformat(),
+        latest_landed_session=latest_landed.isoformat() if latest_landed else None,
+        watermark=watermark.isoformat() if watermark else None,
+        stale=stale,
+        healthy=not problems,
+        problems=problems,
+        bronze=to_jsonable(bronze),
+        missing_sessions={
+            "count": len(missing),
+            "since": min(sessions).isoformat() if sessions else None,
+            "sessions": [d.isoformat() for d in missing[:MISSING_SHOWN]],
+        },
+        silver=_silver_summary(ctx),
+        runs=run_view,
+        locks=locks,
+        quarantine=quarantine,
+    )
+    return result
+
+
+def check_failed(result: StatusResult) -> bool:
+    """``status --check``: the lake is stale or a stage's last run failed."""
+    return result.stale or any(
+        (view or {}).get("outcome") == "failed" for view in result.runs.values()
+    )

@@ -1,0 +1,99 @@
+"""The fetch log (one JSON per landed session, written only after all its files are written) and
+watermarks (compare-and-swap, monotonic: a watermark never moves backwards)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from condvest.core import layout
+from condvest.errors import CorruptFileError, StorageError
+from condvest.storage.base import Storage, json_bytes
+
+SessionStatus = Literal["landed", "empty"]
+DAILY_WATERMARK = "ohlcv_daily"
+_HISTORY_KEEP = 100
+
+
+@dataclass(frozen=True)
+class SessionEntry:
+    """One session's landing. ``symbols`` lists the symbols whose date file was written."""
+
+    session: date
+    status: SessionStatus
+    rows: int
+    run_id: str
+    fetched_at: str
+    source: str
+    symbols: list[str] = field(default_factory=list)
+    quarantined: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["session"] = self.session.isoformat()
+        return body
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SessionEntry:
+        fields = {k: obj[k] for k in cls.__dataclass_fields__ if k in obj}
+        fields["session"] = date.fromisoformat(obj["session"])
+        return cls(**fields)
+
+
+def record_session(storage: Storage, entry: SessionEntry) -> None:
+    storage.write_json(layout.fetch_log_entry(entry.session), entry.to_json())
+
+
+def read_session(storage: Storage, day: date) -> SessionEntry | None:
+    seen = storage.read_json_versioned(layout.fetch_log_entry(day))
+    return SessionEntry.from_json(seen[0]) if seen else None
+
+
+def landed_sessions(storage: Storage) -> set[date]:
+    """Sessions with a fetch-log entry (from the listing alone: no object is read)."""
+    out: set[date] = set()
+    for obj in storage.list_objects(layout.FETCH_LOG_PREFIX):
+        day = layout.parse_fetch_log_entry(obj.key)
+        if day is not None:
+            out.add(day)
+    return out
+
+
+def read_watermark(storage: Storage, name: str = DAILY_WATERMARK) -> date | None:
+    try:
+        seen = storage.read_json_versioned(layout.watermark(name))
+    except CorruptFileError as exc:
+        raise StorageError(f"watermark {name} is unreadable: {exc}") from None
+    if not seen or not seen[0].get("current"):
+        return None
+    return date.fromisoformat(seen[0]["current"])
+
+
+def advance_watermark(
+    storage: Storage, day: date, *, run_id: str, name: str = DAILY_WATERMARK
+) -> date:
+    """Move the watermark to ``day`` if that is later than the current one (CAS loop).
+
+    Returns the watermark after the call (unchanged when ``day`` is not later).
+    """
+    key = layout.watermark(name)
+    for _ in range(20):
+        seen = storage.read_json_versioned(key)
+        now = datetime.now(UTC).isoformat()
+        if seen is None:
+            first = [{"value": day.isoformat(), "run_id": run_id, "at": now}]
+            body = {"name": name, "current": day.isoformat(), "updated_at": now, "history": first}
+            if storage.create(key, json_bytes(body)):
+                return day
+            continue
+        obj, version = seen
+        current = date.fromisoformat(obj["current"]) if obj.get("current") else None
+        if current is not None and day <= current:
+            return current
+        history = list(obj.get("history", []))[-(_HISTORY_KEEP - 1) :]
+        history.append({"value": day.isoformat(), "run_id": run_id, "at": now})
+        body = {"name": name, "current": day.isoformat(), "updated_at": now, "history": history}
+        if storage.replace(key, json_bytes(body), version):
+            return day
+    raise StorageError(f"could not advance watermark {name}: too many concurrent updates")

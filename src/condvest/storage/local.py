@@ -1,0 +1,185 @@
+"""Local-disk storage: temp file + rename for atomic writes, link() for create-if-absent, and a
+directory flock() to make replace-if-unchanged a true compare-and-swap between processes."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from condvest.core.layout import temp_key
+from condvest.errors import NotFoundError, StorageError
+from condvest.storage.base import ObjectInfo, Storage, new_token
+
+
+def _version(st: os.stat_result) -> str:
+    return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.uri = str(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(
+                f"lake {self.root} is a file, not a directory", hint="point --lake at a directory"
+            )
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        key = key.lstrip("/")
+        if any(part in ("..", ".") for part in key.split("/")):
+            raise StorageError(f"refusing key with a relative segment: {key!r}")
+        return self.root / key
+
+    def _fail(self, action: str, key: str, exc: OSError) -> StorageError:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return StorageError(
+                f"cannot {action} {self._path(key)}: {reason}",
+                hint="check the lake directory's permissions",
+            )
+        if exc.errno == errno.ENOSPC:
+            return StorageError(f"cannot {action} {self._path(key)}: disk full")
+        return StorageError(f"cannot {action} {self._path(key)}: {reason}")
+
+    @contextlib.contextmanager
+    def _dir_lock(self, directory: Path) -> Iterator[None]:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _write_temp(self, key: str, data: bytes) -> Path:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path(temp_key(key, new_token()))
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise self._fail("write", key, exc) from None
+        return tmp
+
+    # -- interface ---------------------------------------------------------------------------
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        base = self._path(prefix)
+        start = base if prefix.endswith("/") or base.is_dir() else base.parent
+        if not start.is_dir():
+            return []
+        out: list[ObjectInfo] = []
+        root_len = len(str(self.root)) + 1
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                key = full[root_len:].replace(os.sep, "/")
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                out.append(
+                    ObjectInfo(
+                        key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), _version(st)
+                    )
+                )
+        out.sort(key=lambda o: o.key)
+        return out
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        try:
+            with os.scandir(base) as entries:
+                return sorted(e.name for e in entries if e.is_dir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._fail("list", prefix, exc) from None
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._fail("stat", key, exc) from None
+        if not os.path.isfile(self._path(key)):
+            return None
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), _version(st))
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                return handle.read(), _version(st)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFoundError(f"{path} does not exist") from None
+        except OSError as exc:
+            raise self._fail("read", key, exc) from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        tmp = self._write_temp(key, data)
+        try:
+            os.replace(tmp, self._path(key))
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._fail("write", key, exc) from None
+
+    def create(self, key: str, data: bytes) -> bool:
+        tmp = self._write_temp(key, data)
+        try:
+            os.link(tmp, self._path(key))
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self._fail("create", key, exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def replace(self, key: str, data: bytes, version: str) -> bool:
+        path = self._path(key)
+        tmp = self._write_temp(key, data)
+        try:
+            with self._dir_lock(path.parent):
+                try:
+                    current = _version(os.stat(path))
+                except FileNotFoundError:
+                    return False
+                if current != version:
+                    return False
+                os.replace(tmp, path)
+                return True
+        except OSError as exc:
+            raise self._fail("replace", key, exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        n = 0
+        for key in keys:
+            n += 1
+            try:
+                os.unlink(self._path(key))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise self._fail("delete", key, exc) from None
+        return n
+
+    def url(self, key: str) -> str:
+        return str(self._path(key))
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)

@@ -1,0 +1,259 @@
+"""S3 storage through s3fs. A single PUT is atomic on S3, so no renames are ever used
+(an S3 "move" is copy + delete and can leave both behind). Conditional writes use
+``If-None-Match: *`` and ``If-Match: <etag>`` (HTTP 412 when the condition fails)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from condvest.errors import ConfigError, NotFoundError, StorageError
+from condvest.storage.base import ObjectInfo, Storage
+
+_MAX_PUT = 5 * 2**30
+_DELETE_BATCH = 1000
+
+
+def _client_error_code(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        response = getattr(cur, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            if code:
+                return str(code)
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+class S3Storage(Storage):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        max_attempts: int = 5,
+    ) -> None:
+        import s3fs
+
+        rest = uri[len("s3://") :].strip("/")
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise ConfigError(f"lake URI {uri!r} names no bucket", hint="use s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        client_kwargs: dict[str, Any] = {}
+        if endpoint_url:
+            client_kwargs["endpoint_url"] = endpoint_url
+        if region:
+            client_kwargs["region_name"] = region
+        self.endpoint_url = endpoint_url
+        # skip_instance_cache: settings differ per lake; use_listings_cache off: other writers
+        # (shards, the fetch Lambda) change the bucket while we run.
+        self.fs = s3fs.S3FileSystem(
+            skip_instance_cache=True,
+            use_listings_cache=False,
+            client_kwargs=client_kwargs,
+            config_kwargs={
+                "connect_timeout": connect_timeout_s,
+                "read_timeout": read_timeout_s,
+                "retries": {"max_attempts": max_attempts, "mode": "standard"},
+            },
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _key(self, key: str) -> str:
+        key = key.lstrip("/")
+        if any(part in ("..", ".") for part in key.split("/")):
+            raise StorageError(f"refusing key with a relative segment: {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full_key: str) -> str:
+        full_key = full_key.split("/", 1)[1] if full_key.startswith(self.bucket + "/") else full_key
+        if self.prefix and full_key.startswith(self.prefix + "/"):
+            return full_key[len(self.prefix) + 1 :]
+        return full_key
+
+    def _fail(self, action: str, key: str, exc: BaseException) -> StorageError:
+        code = _client_error_code(exc)
+        where = self.url(key)
+        if code in ("NoSuchBucket",):
+            return StorageError(
+                f"bucket {self.bucket!r} does not exist", hint="create it or fix --lake"
+            )
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StorageError(
+                f"cannot {action} {where}: access denied", hint="check AWS credentials"
+            )
+        text = str(exc).split("\n", 1)[0]
+        if (
+            "Could not connect" in text
+            or "connect" in type(exc).__name__.lower()
+            or "Connect" in text
+        ):
+            endpoint = self.endpoint_url or "the S3 endpoint"
+            return StorageError(
+                f"cannot reach {endpoint} to {action} {where}",
+                hint="check s3.endpoint_url and the network",
+            )
+        return StorageError(f"cannot {action} {where}: {text or type(exc).__name__}")
+
+    def _call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
+        try:
+            return self.fs.call_s3(method, **kwargs)
+        except FileNotFoundError:
+            raise NotFoundError(f"{self.url(key)} does not exist") from None
+        except (OSError, Exception) as exc:
+            code = _client_error_code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFoundError(f"{self.url(key)} does not exist") from None
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise _Precondition() from None
+            raise self._fail(action, key, exc) from None
+
+    # -- interface ---------------------------------------------------------------------------
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        out: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._call("list", prefix, "list_objects_v2", **kwargs)
+            for item in page.get("Contents", []):
+                mtime = item["LastModified"]
+                out.append(
+                    ObjectInfo(
+                        self._rel(item["Key"]),
+                        int(item["Size"]),
+                        mtime.astimezone(UTC) if isinstance(mtime, datetime) else mtime,
+                        str(item.get("ETag", "")) or None,
+                    )
+                )
+            if not page.get("IsTruncated"):
+                break
+            token = page.get("NextContinuationToken")
+        out.sort(key=lambda o: o.key)
+        return out
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full, "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._call("list", prefix, "list_objects_v2", **kwargs)
+            for cp in page.get("CommonPrefixes", []):
+                names.append(cp["Prefix"][len(full) :].rstrip("/"))
+            if not page.get("IsTruncated"):
+                break
+            token = page.get("NextContinuationToken")
+        return sorted(names)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            head = self._call("stat", key, "head_object", Bucket=self.bucket, Key=self._key(key))
+        except NotFoundError:
+            return None
+        return ObjectInfo(
+            key, int(head["ContentLength"]), head["LastModified"].astimezone(UTC), head.get("ETag")
+        )
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+
+        async def _get() -> tuple[bytes, str]:
+            resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self._key(key))
+            async with resp["Body"] as body:
+                data = await body.read()
+            return data, str(resp.get("ETag"))
+
+        try:
+            from fsspec.asyn import sync
+
+            result: tuple[bytes, str] = sync(self.fs.loop, _get)
+            return result
+        except FileNotFoundError:
+            raise NotFoundError(f"{self.url(key)} does not exist") from None
+        except (TimeoutError, OSError, Exception) as exc:
+            if _client_error_code(exc) in ("NoSuchKey", "404"):
+                raise NotFoundError(f"{self.url(key)} does not exist") from None
+            raise self._fail("read", key, exc) from None
+
+    def _put(self, key: str, data: bytes, **condition: str) -> bool:
+        if len(data) >= _MAX_PUT:
+            raise StorageError(f"{self.url(key)}: object of {len(data)} bytes exceeds one PUT")
+        try:
+            self._call(
+                "write",
+                key,
+                "put_object",
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                **condition,
+            )
+        except _Precondition:
+            return False
+        return True
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._put(key, data)
+
+    def create(self, key: str, data: bytes) -> bool:
+        return self._put(key, data, IfNoneMatch="*")
+
+    def replace(self, key: str, data: bytes, version: str) -> bool:
+        try:
+            return self._put(key, data, IfMatch=version)
+        except NotFoundError:
+            return False
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        batch: list[str] = []
+        n = 0
+        for key in keys:
+            batch.append(self._key(key))
+            n += 1
+            if len(batch) == _DELETE_BATCH:
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+        return n
+
+    def _delete_batch(self, full_keys: list[str]) -> None:
+        resp = self._call(
+            "delete",
+            full_keys[0],
+            "delete_objects",
+            Bucket=self.bucket,
+            Delete={"Objects": [{"Key": k} for k in full_keys], "Quiet": True},
+        )
+        errors = resp.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StorageError(
+                f"could not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
+                f"{first.get('Code')} {first.get('Message', '')}".strip()
+            )
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def fsspec(self) -> Any:
+        return self.fs
+
+
+class _Precondition(Exception):
+    """Internal: a conditional PUT failed (412/409)."""

@@ -1,0 +1,200 @@
+"""Shared fixtures: real local disk, a real S3-protocol server (moto, 127.0.0.1, port 0),
+real PostgreSQL when reachable (mandatory when CONDVEST_REQUIRE_POSTGRES=1, as in CI)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from condvest.jobs.base import JobContext
+from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV, Settings, load_settings
+from condvest.storage import Storage, open_storage
+
+BUCKET = "condvest-test"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's CONDVEST_* and legacy variables must not leak into tests."""
+    for name in list(os.environ):
+        if name.startswith("CONDVEST_") and name not in ("CONDVEST_REQUIRE_POSTGRES",):
+            monkeypatch.delenv(name, raising=False)
+    for name in (*LEGACY_ENV, *LEGACY_BUCKET_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_SIZE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3-protocol server on 127.0.0.1 for the whole session."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _reset_moto(endpoint: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> Iterator[str]:
+    """A fresh, empty bucket on the S3 server (the server is reset before each test)."""
+    import boto3
+
+    _reset_moto(moto_endpoint)
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=BUCKET
+    )
+    yield BUCKET
+
+
+@dataclass
+class Lake:
+    """A lake under test: its kind, URI, settings, and storage."""
+
+    kind: str
+    uri: str
+    settings: Settings
+    storage: Storage
+    endpoint_url: str | None = None
+
+    def context(self, now: datetime | None = None, **overrides: Any) -> JobContext:
+        settings = self.settings
+        if overrides:
+            settings = load_settings(env={}, overrides=_with_lake(self, overrides))
+        ctx = JobContext.from_settings(settings)
+        ctx.storage = self.storage
+        if now is not None:
+            ctx.clock = lambda: now
+        return ctx
+
+    def cli_args(self) -> list[str]:
+        return ["--lake", self.uri]
+
+    def env(self) -> dict[str, str]:
+        """Environment a subprocess needs to reach this lake."""
+        env = {"CONDVEST_LAKE__URI": self.uri}
+        if self.endpoint_url:
+            env["CONDVEST_S3__ENDPOINT_URL"] = self.endpoint_url
+        return env
+
+
+def _with_lake(lake: Lake, overrides: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {k: dict(v) for k, v in overrides.items()}
+    merged.setdefault("lake", {})["uri"] = lake.uri
+    if lake.endpoint_url:
+        merged.setdefault("s3", {})["endpoint_url"] = lake.endpoint_url
+    return merged
+
+
+def make_local_lake(root: Path) -> Lake:
+    settings = load_settings(env={}, overrides={"lake": {"uri": str(root)}})
+    return Lake("local", str(root), settings, open_storage(str(root), settings))
+
+
+def make_s3_lake(endpoint: str, bucket: str, prefix: str = "lake") -> Lake:
+    uri = f"s3://{bucket}/{prefix}"
+    settings = load_settings(
+        env={},
+        overrides={"lake": {"uri": uri}, "s3": {"endpoint_url": endpoint, "max_attempts": 2}},
+    )
+    return Lake("s3", uri, settings, open_storage(uri, settings), endpoint)
+
+
+@pytest.fixture
+def local_lake(tmp_path: Path) -> Lake:
+    return make_local_lake(tmp_path / "lake")
+
+
+@pytest.fixture
+def s3_lake(moto_endpoint: str, s3_bucket: str) -> Lake:
+    return make_s3_lake(moto_endpoint, s3_bucket)
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
+    """Runs a test twice: on local disk and on the S3 server."""
+    if request.param == "local":
+        return make_local_lake(tmp_path / "lake")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    return make_s3_lake(endpoint, bucket)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+PG_HOST = os.environ.get("CONDVEST_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("CONDVEST_TEST_PG_PORT", "5432"))
+PG_DB = os.environ.get("CONDVEST_TEST_PG_DB", "test")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
+            pass
+    except OSError as exc:
+        return f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT} ({exc})"
+    try:
+        import psycopg
+
+        with psycopg.connect(_base_dsn(), connect_timeout=5) as conn:
+            conn.execute("select 1")
+    except Exception as exc:
+        return f"PostgreSQL at {PG_HOST}:{PG_PORT}/{PG_DB} not usable: {exc}"
+    return None
+
+
+def _base_dsn() -> str:
+    user = os.environ.get("CONDVEST_TEST_PG_USER", "postgres")
+    return f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{PG_DB}"
+
+
+@pytest.fixture(scope="session")
+def pg_base_dsn() -> str:
+    reason = _pg_reachable()
+    if reason:
+        if os.environ.get("CONDVEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason}; CONDVEST_REQUIRE_POSTGRES=1 makes PostgreSQL tests mandatory")
+        pytest.skip(reason)
+    return _base_dsn()
+
+
+@pytest.fixture
+def pg_schema(pg_base_dsn: str) -> Iterator[tuple[str, str]]:
+    """(dsn, schema): a fresh schema per test, dropped afterwards."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_base_dsn, autocommit=True) as conn:
+        conn.execute(f'create schema "{schema}"')
+    try:
+        yield pg_base_dsn, schema
+    finally:
+        with psycopg.connect(pg_base_dsn, autocommit=True) as conn:
+            conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+def at(text: str) -> datetime:
+    """An aware UTC datetime from ISO text (the clock seam)."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
