@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -24,6 +25,11 @@ from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
 
 log = logging.getLogger("condvest.jobs")
+
+DEADLINE: ContextVar[float | None] = ContextVar("condvest_deadline", default=None)
+"""A ``time.monotonic()`` value by which jobs should stop cleanly (set by the Lambda handler).
+Jobs check :meth:`JobContext.out_of_time` between units of work (sessions, symbols, intervals)
+and return a result with ``partial=True`` instead of being killed mid-write."""
 
 
 def utcnow() -> datetime:
@@ -56,7 +62,7 @@ class JobContext:
     ) -> JobContext:
         storage = open_storage(settings.lake.uri, settings)
         calendar = get_calendar(settings.calendar.exchange, settings.calendar.closures_file)
-        return cls(settings, storage, calendar, run_id or new_run_id(), clock)
+        return cls(settings, storage, calendar, run_id or new_run_id(), clock, DEADLINE.get())
 
     def now(self) -> datetime:
         return self.clock()
