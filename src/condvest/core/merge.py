@@ -26,7 +26,8 @@ class MergeStats:
 
 
 def _day_numbers(table: pa.Table) -> np.ndarray:
-    return table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+    days: np.ndarray = table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+    return days
 
 
 def merge_bronze(old: pa.Table, incoming: pa.Table) -> tuple[pa.Table, MergeStats]:
