@@ -51,7 +51,7 @@ def open_sink(settings: Settings) -> Sink | None:
     """The configured sink, or None when PostgreSQL is off (the embedded default)."""
     if not postgres_enabled(settings):
         return None
-    from condvest.sinks.postgres import PostgresSink  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from condvest.sinks.postgres import PostgresSink
 
     sink: Sink = PostgresSink.from_settings(settings)
     return sink
