@@ -27,7 +27,8 @@ class Target:
 
 def one_line(exc: BaseException) -> str:
     """libpq messages span lines ("…failed: Connection refused\\n\\tIs the server running…")."""
-    return redact(" ".join(str(exc).split()))
+    lines = (" ".join(line.split()) for line in str(exc).splitlines())
+    return redact("; ".join(line for line in lines if line))
 
 
 def _region_of(arn: str) -> str | None:
@@ -106,8 +107,8 @@ def resolve_target(settings: Settings) -> Target:
             # libpq's own message quotes the offending fragment, which may be the password.
             raise DatabaseError(
                 "postgres.dsn is not a valid PostgreSQL connection string",
-                hint="use postgresql://user:password@host:5432/dbname or "
-                "'host=… port=… dbname=… user=…'",
+                hint="use a URL such as postgresql://user@host:5432/dbname (the password "
+                "after 'user:') or key=value pairs such as 'host=… dbname=… user=…'",
             ) from None
         if params.get("password"):
             register_secret(str(params["password"]))

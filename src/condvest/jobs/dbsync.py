@@ -1,0 +1,262 @@
+"""Heal lake → PostgreSQL divergence (``condvest fetch --sync-db``, DESIGN §9, issue 6).
+
+The lake is the source of truth. When a database write failed after the lake write stood, the
+database watermark stays behind the fetch log; this job re-reads the sessions the database lacks
+from the lake — each symbol's ``date=`` file when it is still there, else the rows of that date in
+its ``data.parquet`` — upserts them, and only then advances the database watermark, through the
+sessions that are complete (never past a session with a row it could not find)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from condvest.core import layout
+from condvest.core.schema import normalise_bronze
+from condvest.errors import CondvestError, UsageError
+from condvest.jobs.base import JobContext, JobResult
+from condvest.sinks import Sink
+from condvest.state.fetchlog import SessionEntry, landed_sessions, read_session
+
+log = logging.getLogger("condvest.jobs.dbsync")
+
+BATCH_ROWS = 200_000
+"""Rows per upsert transaction: large enough for COPY to pay off, small enough for memory."""
+READ_WORKERS = 16
+MISSING_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class SymbolWork:
+    """What to read for one symbol: its date files, and the dates to take from data.parquet."""
+
+    symbol: str
+    date_keys: tuple[str, ...]
+    data_dates: tuple[date, ...]
+
+
+@dataclass(frozen=True)
+class DbSyncPlan:
+    db_watermark: date | None
+    landed_after_watermark: tuple[date, ...]
+    sessions: tuple[date, ...]
+    expected: frozenset[tuple[str, date]]
+    work: tuple[SymbolWork, ...]
+
+    @property
+    def date_files(self) -> int:
+        return sum(len(w.date_keys) for w in self.work)
+
+    @property
+    def data_files(self) -> int:
+        return sum(1 for w in self.work if w.data_dates)
+
+
+@dataclass(frozen=True)
+class DbSyncResult(JobResult):
+    sessions: int = 0
+    first_session: str | None = None
+    last_session: str | None = None
+    date_files_read: int = 0
+    data_files_read: int = 0
+    rows_read: int = 0
+    rows_changed: int = 0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    missing_rows: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    partial: bool = False
+
+
+def _read_entries(ctx: JobContext, days: Iterable[date]) -> dict[date, SessionEntry]:
+    days = list(days)
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        found = list(pool.map(lambda d: read_session(ctx.storage, d), days))
+    return {d: e for d, e in zip(days, found, strict=True) if e is not None}
+
+
+def plan_db_sync(
+    ctx: JobContext, sink: Sink, *, start: date | None = None, end: date | None = None
+) -> DbSyncPlan:
+    """Which landed sessions the database lacks, and which lake files hold their rows.
+
+    Without ``start``/``end``: every landed session after the database watermark (all of them
+    when the database has none). With a range: the landed sessions in it, whatever the watermark.
+    """
+    if start and end and start > end:
+        raise UsageError(f"--start {start} is after --end {end}")
+    db_wm = sink.watermark()
+    landed = sorted(landed_sessions(ctx.storage))
+    after = tuple(d for d in landed if db_wm is None or d > db_wm)
+    if start is None and end is None:
+        targets = after
+    else:
+        targets = tuple(
+            d for d in landed if (start is None or d >= start) and (end is None or d <= end)
+        )
+    entries = _read_entries(ctx, targets)
+    wanted = set(targets)
+    date_keys: dict[str, list[str]] = defaultdict(list)
+    have_file: set[tuple[str, date]] = set()
+    data_symbols: set[str] = set()
+    for obj in ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"):
+        symbol = layout.parse_symbol_dir(obj.key)
+        if symbol is None or layout.is_temp_key(obj.key):
+            continue
+        name = obj.key.rsplit("/", 1)[-1]
+        if name == layout.DATA_FILE:
+            data_symbols.add(symbol)
+            continue
+        day = layout.parse_date_file(name)
+        if day is not None and day in wanted:
+            date_keys[symbol].append(obj.key)
+            have_file.add((symbol, day))
+    expected: set[tuple[str, date]] = set()
+    unlisted: list[date] = []  # sessions whose log entry does not name its symbols
+    for day in targets:
+        entry = entries.get(day)
+        if entry is None or entry.status == "empty":
+            continue
+        if entry.symbols:
+            expected.update((s, day) for s in entry.symbols)
+        elif entry.rows:
+            unlisted.append(day)
+    from_data: dict[str, set[date]] = defaultdict(set)
+    for symbol, day in expected - have_file:
+        from_data[symbol].add(day)
+    work = []
+    for symbol in sorted(set(date_keys) | set(from_data) | (data_symbols if unlisted else set())):
+        dates = from_data.get(symbol, set())
+        if unlisted and symbol in data_symbols:
+            dates = dates | set(unlisted)
+        work.append(
+            SymbolWork(
+                symbol,
+                tuple(sorted(date_keys.get(symbol, []))),
+                tuple(sorted(dates)) if symbol in data_symbols else (),
+            )
+        )
+    return DbSyncPlan(db_wm, after, targets, frozenset(expected), tuple(work))
+
+
+def _read_symbol(ctx: JobContext, work: SymbolWork) -> pa.Table:
+    tables = []
+    for key in work.date_keys:
+        tables.append(normalise_bronze(ctx.storage.read_parquet(key), where=ctx.storage.url(key)))
+    if work.data_dates:
+        key = layout.data_file(work.symbol)
+        history = normalise_bronze(ctx.storage.read_parquet(key), where=ctx.storage.url(key))
+        wanted = pa.array(work.data_dates, pa.date32())
+        tables.append(history.filter(pc.is_in(history.column("date"), value_set=wanted)))
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def _new_watermark(plan: DbSyncPlan, complete: set[date]) -> date | None:
+    """The last session of the unbroken run of complete sessions after the DB watermark."""
+    last = None
+    for day in plan.landed_after_watermark:
+        if day not in complete:
+            break
+        last = day
+    return last
+
+
+def run_db_sync(
+    ctx: JobContext,
+    sink: Sink,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    plan: DbSyncPlan | None = None,
+) -> DbSyncResult:
+    """Upsert the lake rows of the sessions the database lacks; advance its watermark."""
+    started = time.monotonic()
+    plan = plan or plan_db_sync(ctx, sink, start=start, end=end)
+    found: set[tuple[str, date]] = set()
+    errors: list[str] = []
+    broken: set[date] = set()
+    rows_read = rows_changed = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    partial = False
+
+    def flush() -> None:
+        nonlocal rows_changed, pending_rows
+        if pending:
+            rows_changed += sink.upsert_rows(pa.concat_tables(pending))
+            pending.clear()
+            pending_rows = 0
+
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        futures = [(w, pool.submit(_read_symbol, ctx, w)) for w in plan.work]
+        for index, (work, future) in enumerate(futures):
+            if ctx.out_of_time(margin_s=30.0):
+                partial = True
+                for _, rest in futures[index:]:
+                    rest.cancel()
+                break
+            try:
+                table = future.result()
+            except CondvestError as exc:
+                errors.append(f"{work.symbol}: {exc}")
+                broken.update(work.data_dates)
+                broken.update(d for k in work.date_keys if (d := layout.parse_date_file(k)))
+                continue
+            if table.num_rows == 0:
+                continue
+            found.update(
+                zip(
+                    table.column("symbol").to_pylist(),
+                    table.column("date").to_pylist(),
+                    strict=True,
+                )
+            )
+            rows_read += table.num_rows
+            pending.append(table)
+            pending_rows += table.num_rows
+            if pending_rows >= BATCH_ROWS:
+                flush()
+    flush()
+    missing = sorted(plan.expected - found, key=lambda p: (p[1], p[0]))
+    broken.update(day for _, day in missing)
+    wm_after = plan.db_watermark
+    if not partial:
+        complete = set(plan.sessions) - broken
+        target = _new_watermark(plan, complete)
+        if target is not None:
+            wm_after = sink.advance_watermark(target, run_id=ctx.run_id)
+    for symbol, day in missing[:MISSING_SHOWN]:
+        log.error(
+            "the lake has no row for %s on %s: the database cannot be synced past it",
+            symbol,
+            day.isoformat(),
+        )
+    return DbSyncResult(
+        stage="db-sync",
+        run_id=ctx.run_id,
+        dry_run=False,
+        ok=not missing and not errors,
+        duration_s=round(time.monotonic() - started, 3),
+        sessions=len(plan.sessions),
+        first_session=plan.sessions[0].isoformat() if plan.sessions else None,
+        last_session=plan.sessions[-1].isoformat() if plan.sessions else None,
+        date_files_read=plan.date_files,
+        data_files_read=plan.data_files,
+        rows_read=rows_read,
+        rows_changed=rows_changed,
+        watermark_before=plan.db_watermark.isoformat() if plan.db_watermark else None,
+        watermark_after=wm_after.isoformat() if wm_after else None,
+        missing_rows=len(missing),
+        missing_examples=[f"{s} {d.isoformat()}" for s, d in missing[:MISSING_SHOWN]],
+        errors=errors,
+        partial=partial,
+    )
