@@ -19,7 +19,7 @@ import pytest
 from condvest.core import layout
 from condvest.errors import CondvestError
 from condvest.jobs.base import JobResult, run_stage
-from condvest.jobs.dbsync import plan_db_sync, run_db_sync
+from condvest.jobs.dbsync import plan_db_sync, run_db_sync, sync_if_behind
 from condvest.jobs.status import check_failed, run_status
 from condvest.sinks.postgres import PostgresSink
 from condvest.state.fetchlog import SessionEntry, advance_watermark, record_session
@@ -95,6 +95,16 @@ def test_sync_heals_lake_db_divergence(lake: Lake, sink: PostgresSink) -> None:
     repaired = run_db_sync(ctx, sink, start=D2, end=D2)
     assert (repaired.rows_changed, repaired.watermark_after) == (1, "2026-01-07")
     assert db_rows(sink) == lake_rows
+
+
+def test_sync_if_behind_only_runs_when_the_database_lags(lake: Lake, sink: PostgresSink) -> None:
+    ctx = lake.context(now=NOW)
+    assert sync_if_behind(ctx, sink) is None  # empty lake
+    land(lake, D1, SYMBOLS)
+    healed = sync_if_behind(ctx, sink)
+    assert healed is not None and healed.ok and healed.watermark_after == "2026-01-02"
+    assert sync_if_behind(ctx, sink) is None
+    assert len(db_rows(sink)) == 3
 
 
 def test_sync_never_advances_past_a_row_the_lake_lacks(lake: Lake, sink: PostgresSink) -> None:

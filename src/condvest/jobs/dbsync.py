@@ -24,7 +24,7 @@ from condvest.core.schema import normalise_bronze
 from condvest.errors import CondvestError, UsageError
 from condvest.jobs.base import JobContext, JobResult
 from condvest.sinks import Sink
-from condvest.state.fetchlog import SessionEntry, landed_sessions, read_session
+from condvest.state.fetchlog import SessionEntry, landed_sessions, read_session, read_watermark
 
 log = logging.getLogger("condvest.jobs.dbsync")
 
@@ -260,3 +260,20 @@ def run_db_sync(
         errors=errors,
         partial=partial,
     )
+
+
+def sync_if_behind(ctx: JobContext, sink: Sink) -> DbSyncResult | None:
+    """The automatic heal at the start of a fetch: sync only when the database watermark is
+    behind the lake's (two small reads when it is not). None when nothing was behind."""
+    lake_mark = read_watermark(ctx.storage)
+    if lake_mark is None:
+        return None
+    db_mark = sink.watermark()
+    if db_mark is not None and db_mark >= lake_mark:
+        return None
+    log.warning(
+        "the database watermark (%s) is behind the lake's (%s): syncing from the lake",
+        db_mark.isoformat() if db_mark else "unset",
+        lake_mark.isoformat(),
+    )
+    return run_db_sync(ctx, sink)
