@@ -56,6 +56,7 @@ def test_postgres_off_never_imports_psycopg(tmp_path: object) -> None:
         "from condvest.sinks import open_sink\n"
         "from condvest.jobs.base import JobContext\n"
         "from condvest.jobs.status import run_status\n"
+        "import condvest.cli.app\n"
         f"s = load_settings(env={{}}, overrides={{'lake': {{'uri': {str(tmp_path)!r}}}}})\n"
         "assert open_sink(s) is None\n"
         "result = run_status(JobContext.from_settings(s))\n"
