@@ -219,3 +219,28 @@ def test_status_init_db_cli(tmp_path: Path, pg_schema: tuple[str, str]) -> None:
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "refused" in bad.stderr
     assert secret not in bad.stderr + bad.stdout
+
+
+def test_sync_reports_an_unreadable_file_and_stops_the_watermark_before_it(
+    local_lake: Lake, sink: PostgresSink
+) -> None:
+    land(local_lake, D1, SYMBOLS)
+    land(local_lake, D2, SYMBOLS)
+    local_lake.storage.write_bytes(layout.date_file("BBB", D2), b"not parquet")
+    result = run_db_sync(local_lake.context(now=NOW), sink)
+    assert not result.ok and len(result.errors) == 1 and "BBB" in result.errors[0]
+    assert result.watermark_after == "2026-01-02"
+    assert ("AAA", D2, 15.0) in db_rows(sink)  # the readable rows still went in
+
+
+def test_sync_out_of_time_stops_cleanly_without_moving_the_watermark(
+    local_lake: Lake, sink: PostgresSink
+) -> None:
+    import time
+
+    land(local_lake, D1, SYMBOLS)
+    ctx = local_lake.context(now=NOW)
+    ctx.deadline = time.monotonic()  # the Lambda's time is already up
+    result = run_db_sync(ctx, sink)
+    assert result.partial and result.watermark_after is None
+    assert sink.watermark() is None

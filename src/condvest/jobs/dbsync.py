@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -148,16 +148,34 @@ def plan_db_sync(
     return DbSyncPlan(db_wm, after, targets, frozenset(expected), tuple(work))
 
 
-def _read_symbol(ctx: JobContext, work: SymbolWork) -> pa.Table:
+@dataclass(frozen=True)
+class _Read:
+    """One symbol's rows, and the files that could not be read (with the dates they held)."""
+
+    table: pa.Table
+    failures: tuple[tuple[str, tuple[date, ...]], ...] = ()
+
+
+def _read_symbol(ctx: JobContext, work: SymbolWork) -> _Read:
+    # Each file on its own: one corrupt date file must not hide the symbol's other sessions.
     tables = []
+    failures: list[tuple[str, tuple[date, ...]]] = []
     for key in work.date_keys:
-        tables.append(normalise_bronze(ctx.storage.read_parquet(key), where=ctx.storage.url(key)))
+        try:
+            table = ctx.storage.read_parquet(key)
+            tables.append(normalise_bronze(table, where=ctx.storage.url(key)))
+        except CondvestError as exc:
+            day = layout.parse_date_file(key)
+            failures.append((str(exc), (day,) if day else ()))
     if work.data_dates:
         key = layout.data_file(work.symbol)
-        history = normalise_bronze(ctx.storage.read_parquet(key), where=ctx.storage.url(key))
-        wanted = pa.array(work.data_dates, pa.date32())
-        tables.append(history.filter(pc.is_in(history.column("date"), value_set=wanted)))
-    return pa.concat_tables(tables) if tables else pa.table({})
+        try:
+            history = normalise_bronze(ctx.storage.read_parquet(key), where=ctx.storage.url(key))
+            wanted = pa.array(work.data_dates, pa.date32())
+            tables.append(history.filter(pc.is_in(history.column("date"), value_set=wanted)))
+        except CondvestError as exc:
+            failures.append((str(exc), work.data_dates))
+    return _Read(pa.concat_tables(tables) if tables else pa.table({}), tuple(failures))
 
 
 def _new_watermark(plan: DbSyncPlan, complete: set[date]) -> date | None:
@@ -168,6 +186,59 @@ def _new_watermark(plan: DbSyncPlan, complete: set[date]) -> date | None:
             break
         last = day
     return last
+
+
+@dataclass
+class _Copier:
+    """Reads the plan's symbols (a bounded window in parallel: memory stays at a few batches
+    even on a full-lake load) and upserts them in batches of BATCH_ROWS."""
+
+    ctx: JobContext
+    sink: Sink
+    found: set[tuple[str, date]] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    broken: set[date] = field(default_factory=set)
+    rows_read: int = 0
+    rows_changed: int = 0
+    partial: bool = False
+    _pending: list[pa.Table] = field(default_factory=list)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.rows_changed += self.sink.upsert_rows(pa.concat_tables(self._pending))
+            self._pending.clear()
+
+    def take(self, work: SymbolWork, future: Future[_Read]) -> None:
+        read = future.result()
+        for message, days in read.failures:
+            self.errors.append(f"{work.symbol}: {message}")
+            self.broken.update(days)
+        table = read.table
+        if table.num_rows == 0:
+            return
+        symbols, days = table.column("symbol").to_pylist(), table.column("date").to_pylist()
+        self.found.update(zip(symbols, days, strict=True))
+        self.rows_read += table.num_rows
+        self._pending.append(table)
+        if sum(t.num_rows for t in self._pending) >= BATCH_ROWS:
+            self.flush()
+
+    def run(self, work: Sequence[SymbolWork]) -> None:
+        queue: deque[tuple[SymbolWork, Future[_Read]]] = deque()
+        items = iter(work)
+        with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+            while True:
+                while len(queue) < READ_WORKERS * 2 and (item := next(items, None)) is not None:
+                    queue.append((item, pool.submit(_read_symbol, self.ctx, item)))
+                if not queue:
+                    break
+                if self.ctx.out_of_time(margin_s=30.0):
+                    self.partial = True
+                    for _, pending in queue:
+                        pending.cancel()
+                    break
+                self.take(*queue.popleft())
+        self.flush()
 
 
 def run_db_sync(
@@ -181,51 +252,9 @@ def run_db_sync(
     """Upsert the lake rows of the sessions the database lacks; advance its watermark."""
     started = time.monotonic()
     plan = plan or plan_db_sync(ctx, sink, start=start, end=end)
-    found: set[tuple[str, date]] = set()
-    errors: list[str] = []
-    broken: set[date] = set()
-    rows_read = rows_changed = 0
-    pending: list[pa.Table] = []
-    pending_rows = 0
-    partial = False
-
-    def flush() -> None:
-        nonlocal rows_changed, pending_rows
-        if pending:
-            rows_changed += sink.upsert_rows(pa.concat_tables(pending))
-            pending.clear()
-            pending_rows = 0
-
-    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        futures = [(w, pool.submit(_read_symbol, ctx, w)) for w in plan.work]
-        for index, (work, future) in enumerate(futures):
-            if ctx.out_of_time(margin_s=30.0):
-                partial = True
-                for _, rest in futures[index:]:
-                    rest.cancel()
-                break
-            try:
-                table = future.result()
-            except CondvestError as exc:
-                errors.append(f"{work.symbol}: {exc}")
-                broken.update(work.data_dates)
-                broken.update(d for k in work.date_keys if (d := layout.parse_date_file(k)))
-                continue
-            if table.num_rows == 0:
-                continue
-            found.update(
-                zip(
-                    table.column("symbol").to_pylist(),
-                    table.column("date").to_pylist(),
-                    strict=True,
-                )
-            )
-            rows_read += table.num_rows
-            pending.append(table)
-            pending_rows += table.num_rows
-            if pending_rows >= BATCH_ROWS:
-                flush()
-    flush()
+    copier = _Copier(ctx, sink)
+    copier.run(plan.work)
+    found, errors, broken, partial = copier.found, copier.errors, copier.broken, copier.partial
     missing = sorted(plan.expected - found, key=lambda p: (p[1], p[0]))
     broken.update(day for _, day in missing)
     wm_after = plan.db_watermark
@@ -251,8 +280,8 @@ def run_db_sync(
         last_session=plan.sessions[-1].isoformat() if plan.sessions else None,
         date_files_read=plan.date_files,
         data_files_read=plan.data_files,
-        rows_read=rows_read,
-        rows_changed=rows_changed,
+        rows_read=copier.rows_read,
+        rows_changed=copier.rows_changed,
         watermark_before=plan.db_watermark.isoformat() if plan.db_watermark else None,
         watermark_after=wm_after.isoformat() if wm_after else None,
         missing_rows=len(missing),

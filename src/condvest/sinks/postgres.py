@@ -8,7 +8,6 @@ actually differs: a repeat changes 0 rows, and the count returned is the rows re
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,48 +17,27 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA
 from condvest.errors import DatabaseError
 from condvest.settings import Settings
 from condvest.sinks.pg_connect import CONNECT_HINT, Target, connect, one_line, resolve_target
 from condvest.sinks.pg_schema import MIGRATIONS, Migration, latest_version, migrate, read_version
+from condvest.sinks.pg_sql import (
+    canonical_rows,
+    csv_chunks,
+    meta_text,
+    metadata_columns,
+    metadata_stage_sql,
+    metadata_upsert_sql,
+    ohlcv_stage_sql,
+    ohlcv_upsert_sql,
+)
 from condvest.state.fetchlog import DAILY_WATERMARK
 from condvest.state.runs import RunRecord
 
 log = logging.getLogger("condvest.sinks.postgres")
-
-COPY_CHUNK_ROWS = 100_000
-META_COLUMNS = (
-    "symbol",
-    "name",
-    "market",
-    "locale",
-    "type",
-    "active",
-    "primary_exchange",
-    "currency",
-    "cik",
-    "composite_figi",
-    "list_date",
-    "delisted_utc",
-    "market_cap",
-    "sic_code",
-    "industry",
-    "description",
-    "updated_at",
-)
-_META_CASTS = {
-    "active": "boolean",
-    "list_date": "date",
-    "delisted_utc": "timestamptz",
-    "market_cap": "double precision",
-    "updated_at": "timestamptz",
-}
-_VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "transactions", "source")
 
 
 @dataclass(frozen=True)
@@ -70,34 +48,6 @@ class DbFreshness:
     watermark: date | None
     max_date: date | None
     rows: int
-
-
-def _csv_chunks(table: pa.Table) -> Iterator[bytes]:
-    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
-        out = io.BytesIO()
-        pacsv.write_csv(pa.Table.from_batches([batch]), out, options)
-        yield out.getvalue()
-
-
-def _canonical_rows(rows: pa.Table) -> pa.Table:
-    missing = [c for c in BRONZE_COLUMNS if c not in rows.column_names]
-    if missing:
-        raise ValueError(f"rows lack bronze column(s) {', '.join(missing)}")
-    table = rows.select(list(BRONZE_COLUMNS))
-    # Nullability is PostgreSQL's to enforce (NOT NULL); cast only the types. fetched_at goes
-    # as naive UTC text (the transaction's time zone is UTC): Arrow formats a zoned timestamp
-    # ~6x slower than a naive one, which dominated the whole upsert.
-    loose = pa.schema(
-        [
-            pa.field(f.name, pa.timestamp("ms")) if f.name == "fetched_at" else f
-            for f in BRONZE_SCHEMA
-        ]
-    )
-    fetched = table.column("fetched_at")
-    if pa.types.is_timestamp(fetched.type) and fetched.type.tz is None:
-        raise ValueError("fetched_at must be a UTC timestamp")
-    return table.cast(pa.schema([f.with_nullable(True) for f in loose]))
 
 
 class PostgresSink:
@@ -205,67 +155,18 @@ class PostgresSink:
 
     # -- OHLCV rows --------------------------------------------------------------------------
     def _upsert_ohlcv(self, conn: Any, rows: pa.Table) -> int:
-        table = _canonical_rows(rows)
+        table = canonical_rows(rows)
         if table.num_rows == 0:
             return 0
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in BRONZE_COLUMNS)
         conn.execute("set local time zone 'UTC'")
         # The de-duplicating sort of a large batch stays in memory instead of spilling.
         conn.execute("set local work_mem = '64MB'")
-        conn.execute(
-            sql.SQL(
-                "create temp table if not exists condvest_stage "
-                "(like {} including defaults) on commit drop"
-            ).format(self._t("raw_ohlcv"))
-        )
-        # LIKE copies NOT NULL; keep it so a bad row fails here, before anything is upserted.
-        copy_sql = sql.SQL("copy condvest_stage ({}) from stdin (format csv)").format(cols)
+        create, copy_sql = ohlcv_stage_sql(self._t("raw_ohlcv"))
+        conn.execute(create)
         with conn.cursor().copy(copy_sql) as copy:
-            for chunk in _csv_chunks(table):
+            for chunk in csv_chunks(table):
                 copy.write(chunk)
-        updates = sql.SQL(", ").join(
-            sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c))
-            for c in (*_VALUE_COLUMNS, "fetched_at")
-        )
-        old = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in _VALUE_COLUMNS)
-        new = sql.SQL(", ").join(
-            sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in _VALUE_COLUMNS
-        )
-        cur = sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(c)) for c in _VALUE_COLUMNS)
-        staged = sql.SQL(", ").join(
-            sql.SQL("s.{}").format(sql.Identifier(c)) for c in _VALUE_COLUMNS
-        )
-        picked = sql.SQL(", ").join(
-            sql.SQL("s.{}").format(sql.Identifier(c)) for c in BRONZE_COLUMNS
-        )
-        # DISTINCT ON: a batch may repeat a (symbol, date) — keep the newest fetch; ON CONFLICT
-        # cannot touch one row twice. The anti-join drops unchanged rows in bulk first: ON
-        # CONFLICT's per-row path costs ~15 µs a row here, so a repeat of 100k rows went from
-        # ~2 s to ~0.3 s. ON CONFLICT still decides for rows a concurrent writer inserted.
-        # fetched_at is not compared: re-fetching identical values is not a change. The ORDER BY
-        # gives every writer the same lock order (no deadlocks between overlapping batches).
-        cursor = conn.execute(
-            sql.SQL(
-                "insert into {table} as t ({cols}) "
-                "select {picked} from (select distinct on (symbol, date) {cols} "
-                "from condvest_stage order by symbol, date, fetched_at desc) s "
-                "left join {table} c on c.symbol = s.symbol and c.date = s.date "
-                "where c.symbol is null or ({cur}) is distinct from ({staged}) "
-                "order by s.symbol, s.date "
-                "on conflict (symbol, date) do update set {updates} "
-                "where ({old}) is distinct from ({new})"
-            ).format(
-                table=self._t("raw_ohlcv"),
-                cols=cols,
-                picked=picked,
-                cur=cur,
-                staged=staged,
-                updates=updates,
-                old=old,
-                new=new,
-            )
-        )
-        changed = int(cursor.rowcount)
+        changed = int(conn.execute(ohlcv_upsert_sql(self._t("raw_ohlcv"))).rowcount)
         conn.execute("drop table condvest_stage")
         return changed
 
@@ -349,57 +250,15 @@ class PostgresSink:
         for ``industry``). Returns rows changed."""
         if meta.num_rows == 0:
             return 0
-        if "industry" not in meta.column_names and "sic_description" in meta.column_names:
-            meta = meta.append_column("industry", meta.column("sic_description"))
-        present = [c for c in META_COLUMNS if c in meta.column_names]
-        if "symbol" not in present:
-            raise ValueError("metadata rows lack a symbol column")
-        ident = sql.Identifier
-        staged = sql.SQL(", ").join(ident(c) for c in present)
-        casts = sql.SQL(", ").join(
-            sql.SQL("cast(nullif({0}, '') as {1}) as {0}").format(ident(c), sql.SQL(_META_CASTS[c]))
-            if c in _META_CASTS
-            else ident(c)
-            for c in present
-        )
-        changing = [c for c in present if c not in ("symbol", "updated_at")]
-        updates = sql.SQL(", ").join(
-            sql.SQL("{0} = excluded.{0}").format(ident(c))
-            for c in [*changing, *(["updated_at"] if "updated_at" in present else [])]
-        )
-        if "updated_at" not in present:
-            updates = sql.SQL(", ").join([updates, sql.SQL("updated_at = now()")])
-        old = sql.SQL(", ").join(sql.SQL("t.{}").format(ident(c)) for c in changing)
-        new = sql.SQL(", ").join(sql.SQL("excluded.{}").format(ident(c)) for c in changing)
-        columns = meta.select(present).to_pydict()
+        meta, present = metadata_columns(meta)
+        columns = meta.to_pydict()
+        create, copy_sql = metadata_stage_sql(present)
         with self._tx(f"upserting {meta.num_rows} metadata row(s)") as conn:
-            conn.execute(
-                sql.SQL("create temp table condvest_meta_stage ({}) on commit drop").format(
-                    sql.SQL(", ").join(sql.SQL("{} text").format(ident(c)) for c in present)
-                )
-            )
-            copy_sql = sql.SQL("copy condvest_meta_stage ({}) from stdin").format(staged)
+            conn.execute(create)
             with conn.cursor().copy(copy_sql) as copy:
                 for values in zip(*(columns[c] for c in present), strict=True):
-                    copy.write_row([_meta_text(v) for v in values])
-            where = (
-                sql.SQL(" where ({}) is distinct from ({})").format(old, new)
-                if changing
-                else sql.SQL("")
-            )
-            cursor = conn.execute(
-                sql.SQL(
-                    "insert into {table} as t ({cols}) "
-                    "select distinct on (symbol) {casts} from condvest_meta_stage "
-                    "order by symbol on conflict (symbol) do update set {updates}{where}"
-                ).format(
-                    table=self._t("symbol_metadata"),
-                    cols=staged,
-                    casts=casts,
-                    updates=updates,
-                    where=where,
-                )
-            )
+                    copy.write_row([meta_text(v) for v in values])
+            cursor = conn.execute(metadata_upsert_sql(self._t("symbol_metadata"), present))
             return int(cursor.rowcount)
 
     # -- job runs ----------------------------------------------------------------------------
@@ -491,14 +350,3 @@ class PostgresSink:
                 log.info("deleted %d raw_ohlcv row(s) before %s", deleted, cutoff.isoformat())
             if deleted < size:
                 return total
-
-
-def _meta_text(value: Any) -> str | None:
-    """Metadata values as COPY text; the INSERT casts them to the column types."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
