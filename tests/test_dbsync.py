@@ -135,6 +135,10 @@ def test_run_stage_records_the_run_in_job_runs(
 
     with pytest.raises(CondvestError):
         run_stage(ctx, "consolidate", failing)
+    ctx.close()
+    ctx.close()  # twice is fine; the next use reconnects
+    assert ctx.sink() is not None
+    ctx.close()
     with PostgresSink.from_settings(pg_settings(dsn, schema)) as sink:
         runs = sink.last_runs()
     assert runs["fetch"]["outcome"] == "success" and runs["fetch"]["run_id"] == ctx.run_id

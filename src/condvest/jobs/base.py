@@ -63,6 +63,12 @@ class JobContext:
             self._sink_opened = True
         return self._sink
 
+    def close(self) -> None:
+        """Release what the context opened (the database connection); safe to call twice."""
+        if self._sink is not None:
+            self._sink.close()
+        self._sink, self._sink_opened = None, False
+
     @classmethod
     def from_settings(
         cls,

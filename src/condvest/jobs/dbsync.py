@@ -4,7 +4,13 @@ The lake is the source of truth. When a database write failed after the lake wri
 database watermark stays behind the fetch log; this job re-reads the sessions the database lacks
 from the lake — each symbol's ``date=`` file when it is still there, else the rows of that date in
 its ``data.parquet`` — upserts them, and only then advances the database watermark, through the
-sessions that are complete (never past a session with a row it could not find)."""
+sessions that are complete (never past a session with a row it could not find).
+
+How fetch must use the sink so the watermark never skips a session the database lacks:
+call :func:`sync_if_behind` first (the database catches up with the lake before new sessions
+are written on top), then ``upsert_session`` per landed session, and after the first
+DatabaseError write nothing more to the database in that run (report it, exit 1): the next
+run's ``sync_if_behind`` heals from the lake."""
 
 from __future__ import annotations
 
