@@ -96,11 +96,9 @@ class PostgresSink:
         if ensure_schema and not self._schema_ready:
             self._schema_ready = True
             try:
-                version = read_version(self._conn, self.schema)
-                if version is None or version < latest_version(self.migrations):
+                # First use creates or upgrades the tables; a newer schema is refused there.
+                if read_version(self._conn, self.schema) != latest_version(self.migrations):
                     migrate(self._conn, self.schema, self.migrations)
-                elif version > latest_version(self.migrations):
-                    migrate(self._conn, self.schema, self.migrations)  # raises: too new
             except BaseException:
                 self._schema_ready = False
                 raise
