@@ -29,17 +29,18 @@ def make_rows(symbols: int, days: list[date], seed: int = 0) -> pa.Table:
     n = symbols * len(days)
     sym = [f"S{i:05d}" for i in range(symbols)] * len(days)
     day = [d for d in days for _ in range(symbols)]
-    base = [10.0 + ((i * 7919 + seed) % 10007) / 97.0 for i in range(n)]
+    # Prices with 2-4 decimals, as Polygon sends them (their text form is what COPY parses).
+    base = [round(10.0 + ((i * 7919 + seed) % 10007) / 97.0, 2) for i in range(n)]
     return pa.table(
         {
             "symbol": sym,
             "date": pa.array(day, pa.date32()),
             "open": base,
-            "high": [b * 1.02 for b in base],
-            "low": [b * 0.98 for b in base],
-            "close": [b * 1.001 for b in base],
+            "high": [round(b * 1.02, 4) for b in base],
+            "low": [round(b * 0.98, 4) for b in base],
+            "close": [round(b * 1.001, 4) for b in base],
             "volume": [float(1000 + i % 5000) for i in range(n)],
-            "vwap": base,
+            "vwap": [round(b * 1.0005, 4) for b in base],
             "transactions": pa.array([i % 900 for i in range(n)], pa.int64()),
             "fetched_at": pa.array(
                 [datetime(2026, 11, 25, 22, tzinfo=UTC)] * n, pa.timestamp("ms", tz="UTC")

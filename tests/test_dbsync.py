@@ -204,6 +204,14 @@ def test_status_init_db_cli(tmp_path: Path, pg_schema: tuple[str, str]) -> None:
         "CONDVEST_POSTGRES__SCHEMA_NAME": schema,
         "CONDVEST_LAKE__URI": str(tmp_path / "lake"),
     }
+    # Plain status only reads: it reports the missing tables and creates nothing.
+    plain = _cli(["--output", "json", "status"], env, tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    body = json.loads(plain.stdout)
+    assert body["database"]["schema_version"] == 0
+    assert any("--init-db" in p for p in body["problems"])
+    with PostgresSink.from_settings(pg_settings(dsn, schema)) as probe:
+        assert probe.freshness().schema_version == 0
     out = _cli(["--output", "json", "status", "--init-db"], env, tmp_path)
     assert out.returncode == 0, out.stderr
     db = json.loads(out.stdout)["database"]

@@ -194,6 +194,7 @@ def _database_summary(
     behind = lake_mark is not None and (fresh.watermark is None or fresh.watermark < lake_mark)
     out.update(
         schema_version=fresh.schema_version,
+        schema_latest=fresh.latest_version,
         watermark=fresh.watermark.isoformat() if fresh.watermark else None,
         max_date=fresh.max_date.isoformat() if fresh.max_date else None,
         rows=fresh.rows,
@@ -202,6 +203,11 @@ def _database_summary(
         error=None,
     )
     problems = []
+    if fresh.schema_version < fresh.latest_version:
+        problems.append(
+            f"the PostgreSQL tables are at schema version {fresh.schema_version} of "
+            f"{fresh.latest_version}: run condvest status --init-db"
+        )
     if behind and lake_mark is not None:
         shown = fresh.watermark.isoformat() if fresh.watermark else "unset"
         problems.append(

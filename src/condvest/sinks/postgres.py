@@ -45,6 +45,8 @@ class DbFreshness:
     """What ``status`` shows of the database beside the lake's freshness."""
 
     schema_version: int
+    """0 when the tables do not exist yet (``status --init-db`` creates them)."""
+    latest_version: int
     watermark: date | None
     max_date: date | None
     rows: int
@@ -105,10 +107,10 @@ class PostgresSink:
         return self._conn
 
     @contextmanager
-    def _tx(self, doing: str) -> Iterator[Any]:
+    def _tx(self, doing: str, *, ensure_schema: bool = True) -> Iterator[Any]:
         """One transaction; psycopg errors become one-line DatabaseErrors."""
         try:
-            conn = self._connection()
+            conn = self._connection(ensure_schema=ensure_schema)
             with conn.transaction():
                 yield conn
         except psycopg.Error as exc:
@@ -282,8 +284,10 @@ class PostgresSink:
             )
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
-        """The latest run of each stage in the job-run table."""
-        with self._tx("reading job_runs") as conn:
+        """The latest run of each stage in the job-run table (read-only, like freshness)."""
+        with self._tx("reading job_runs", ensure_schema=False) as conn:
+            if not read_version(conn, self.schema):
+                return {}
             rows = conn.execute(
                 sql.SQL(
                     "select distinct on (stage) stage, run_id, status, started_at, ended_at, "
@@ -303,12 +307,23 @@ class PostgresSink:
 
     # -- freshness and retention ---------------------------------------------------------------
     def freshness(self) -> DbFreshness:
-        with self._tx("reading freshness") as conn:
+        """Read-only (status must not write): tables that do not exist yet show as version 0
+        and are not created here."""
+        latest = latest_version(self.migrations)
+        with self._tx("reading freshness", ensure_schema=False) as conn:
             version = read_version(conn, self.schema) or 0
+            if version == 0:
+                return DbFreshness(0, latest, None, None, 0)
             row = conn.execute(
                 sql.SQL("select max(date), count(*) from {}").format(self._t("raw_ohlcv"))
             ).fetchone()
-        return DbFreshness(version, self.watermark(), row[0], int(row[1]))
+            mark = conn.execute(
+                sql.SQL("select value from {} where name = %s and is_current").format(
+                    self._t("watermarks")
+                ),
+                [DAILY_WATERMARK],
+            ).fetchone()
+        return DbFreshness(version, latest, mark[0] if mark else None, row[0], int(row[1]))
 
     def delete_older_than(
         self,
