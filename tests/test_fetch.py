@@ -233,3 +233,32 @@ def test_meta_snapshot_and_delisting(lake: Lake, polygon: FakePolygon) -> None:
     snaps = sorted(o.key for o in lake.storage.list_objects(layout.BRONZE_META + "/"))
     rows = {r["symbol"]: r for r in lake.storage.read_parquet(snaps[-1]).to_pylist()}
     assert rows["A"]["active"] is False and rows["AA"]["active"] is True
+
+
+def test_new_symbols_history_when_enabled(lake: Lake, polygon: FakePolygon) -> None:
+    wed, thu = date(2025, 3, 12), date(2025, 3, 13)
+    polygon.grouped[wed] = [agg("AAPL", wed)]
+    polygon.grouped[thu] = [agg("AAPL", thu), agg("NEWCO", thu, 30.0)]
+    polygon.grouped[FRI] = [agg("AAPL", FRI), agg("NEWER", FRI, 30.0)]
+    polygon.ranges["NEWER"] = [agg(None, thu, 29.0), agg(None, FRI, 30.0)]
+    assert fetch(lake, polygon, day=wed).ok
+    off = fetch(lake, polygon, day=thu)
+    assert off.ok and off.new_symbols == 1
+    assert any("--history --symbols NEWCO" in m for m in off.messages)
+    assert not lake.storage.exists(layout.data_file("NEWCO"))
+    on = fetch(lake, polygon, day=FRI, settings={"fetch": {"backfill_new_symbols": True}})
+    assert on.ok and on.new_symbols == 1
+    data = read_bronze(lake.storage, layout.data_file("NEWER"))
+    assert data.column("date").to_pylist() == [thu, FRI]
+    assert polygon.requests_to("/v2/aggs/ticker/NEWER/")[0].query["limit"] == "50000"
+
+
+def test_deadline_stops_cleanly_between_sessions(lake: Lake, polygon: FakePolygon) -> None:
+    import time
+
+    ctx = lake.context(now=NOW, **polygon_overrides(polygon.url))
+    ctx.deadline = time.monotonic()  # already at the limit: not one session is started
+    result = run_fetch(ctx, plan_fetch(ctx, FetchOptions(day=FRI)))
+    assert result.partial and result.sessions == [] and polygon.requests_to("/v2/") == []
+    assert any("time limit" in m for m in result.messages)
+    assert read_session(lake.storage, FRI) is None
