@@ -27,7 +27,7 @@ from condvest.jobs.fetch_write import (
     write_quarantine,
     write_splits,
 )
-from condvest.sinks import Sink, open_sink
+from condvest.sinks import Sink
 from condvest.sources.base import Source
 from condvest.state.fetchlog import SessionEntry, record_session
 
@@ -60,6 +60,23 @@ def sink_upsert_session(sink: Sink | None, session: date, rows: pa.Table, run_id
     except DatabaseError as exc:
         return f"{session}: PostgreSQL upsert failed: {exc}"
     return ""
+
+
+def _heal_database(ctx: JobContext, sink: Sink, t: _Tally) -> None:
+    """Before landing anything, bring the database up to the lake's watermark (a previous run's
+    database write may have failed while its lake write stood)."""
+    from condvest.jobs.dbsync import sync_if_behind
+
+    try:
+        healed = sync_if_behind(ctx, sink)
+    except DatabaseError as exc:
+        t.sink_errors.append(f"PostgreSQL sync from the lake failed: {exc}")
+        return
+    if healed is not None and not healed.ok:
+        t.sink_errors.append(
+            "PostgreSQL is behind the lake and the sync did not complete; "
+            "run: condvest fetch --sync-db"
+        )
 
 
 def _land(
@@ -97,9 +114,12 @@ def _land(
             quarantined,
         )
         record_session(ctx.storage, entry)  # only now: every file of the session is written
-    error = sink_upsert_session(sink, session, good, ctx.run_id)
-    if error:
-        t.sink_errors.append(error)
+    if not t.sink_errors:
+        # After a database failure, later sessions are not upserted: the database watermark
+        # must never pass a session the database lacks. The next run heals it from the lake.
+        error = sink_upsert_session(sink, session, good, ctx.run_id)
+        if error:
+            t.sink_errors.append(error)
     t.landed.append(session)
     t.rows += good.num_rows
     t.quarantined += quarantined
@@ -118,8 +138,10 @@ def _land(
 def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     t = _Tally()
     known = lake_symbols(ctx.storage)
-    sink = open_sink(ctx.settings)
+    sink = ctx.sink()
     partial = False
+    if sink is not None:
+        _heal_database(ctx, sink, t)
     try:
         for i, session in enumerate(plan.sessions):
             if ctx.out_of_time(_STOP_MARGIN_S):
@@ -143,8 +165,7 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
                 break
         splits, restated = _splits_and_restatement(ctx, plan, source, t, known)
     finally:
-        if sink is not None:
-            sink.close()
+        ctx.close()
     new = sorted(t.symbols - known) if known else []
     _report_new_symbols(ctx, plan, source, new, t)
     watermark = finish_watermark(ctx) if plan.symbols is None else None
