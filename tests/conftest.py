@@ -3,6 +3,7 @@ real PostgreSQL when reachable (mandatory when CONDVEST_REQUIRE_POSTGRES=1, as i
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -44,6 +45,8 @@ def moto_endpoint() -> Iterator[str]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     from moto.server import ThreadedMotoServer
 
+    # one INFO record per request, captured by pytest, costs more than moto's own work
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
