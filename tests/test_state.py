@@ -335,21 +335,25 @@ def test_concurrent_watermark_advances_end_at_the_max(lake: Lake) -> None:
         assert result >= days[i]  # each caller is told a value at least its own
 
 
-@pytest.mark.parametrize(
-    "content",
-    [b"not json at all", b"[1, 2]", b'"2025-01-02"', b'{"current": "yesterday"}'],
-    ids=["not-json", "list", "string", "bad-date"],
-)
-def test_unreadable_watermark_is_a_clear_storage_error(lake: Lake, content: bytes) -> None:
+def test_unreadable_watermark_is_a_clear_storage_error(lake: Lake) -> None:
     st = lake.storage
     key = layout.watermark("ohlcv_daily")
-    st.write_bytes(key, content)
-    with pytest.raises(StorageError, match="ohlcv_daily") as info:
-        read_watermark(st)
-    assert key in str(info.value)
-    with pytest.raises(StorageError, match="ohlcv_daily"):
-        advance_watermark(st, date(2025, 1, 2), run_id="r1")
-    assert st.read_bytes(key) == content  # nothing overwritten
+    for content, reason in (
+        (b"not json at all", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"2025-01-02"', "not a JSON object"),
+        (b'{"current": "yesterday"}', "unreadable date 'yesterday'"),
+    ):
+        st.write_bytes(key, content)
+        for call in (
+            lambda: read_watermark(st),
+            lambda: advance_watermark(st, date(2025, 1, 2), run_id="r1"),
+        ):
+            with pytest.raises(StorageError, match="watermark ohlcv_daily") as info:
+                call()
+            assert reason in str(info.value) and key in str(info.value)
+            assert "delete it" in str(info.value)  # the fix
+        assert st.read_bytes(key) == content  # nothing overwritten
 
 
 # -- consolidation manifest ---------------------------------------------------------------------

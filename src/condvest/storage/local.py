@@ -177,16 +177,16 @@ class LocalStorage(Storage):
             tmp.unlink(missing_ok=True)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        n = 0
-        for key in keys:
-            n += 1
+        # refuse a bad key before deleting anything
+        paths = [(key, self._path(key)) for key in keys]
+        for key, path in paths:
             try:
-                os.unlink(self._path(key))
+                os.unlink(path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 raise self._fail("delete", key, exc) from None
-        return n
+        return len(paths)
 
     def url(self, key: str) -> str:
         return str(self._path(key))

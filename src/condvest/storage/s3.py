@@ -227,18 +227,12 @@ class S3Storage(Storage):
             return False
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        batch: list[str] = []
-        n = 0
-        for key in keys:
+        wanted = list(keys)
+        for key in wanted:
             self._key(key)  # refuse a bad key before any batch is sent
-            batch.append(key)
-            n += 1
-            if len(batch) == _DELETE_BATCH:
-                self._delete_batch(batch)
-                batch = []
-        if batch:
-            self._delete_batch(batch)
-        return n
+        for start in range(0, len(wanted), _DELETE_BATCH):
+            self._delete_batch(wanted[start : start + _DELETE_BATCH])
+        return len(wanted)
 
     def _delete_batch(self, keys: list[str]) -> None:
         resp = self._call(
