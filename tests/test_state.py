@@ -158,6 +158,30 @@ def test_renew_extends_and_fails_after_a_takeover(lake: Lake) -> None:
     assert holder is not None and holder.run_id == "theirs"
 
 
+def test_lock_recognises_its_own_landed_write(lake: Lake) -> None:
+    """A conditional PUT that landed but whose answer was lost is retried by the S3 client and
+    refused (412). The record then carries our run id: it is ours, not another run's."""
+    st = lake.storage
+    key = layout.lock("fetch")
+    StageLock(st, "fetch", run_id="r1", ttl_s=60, clock=_clock(T0)).acquire()
+    retried = StageLock(st, "fetch", run_id="r1", ttl_s=60, clock=_clock(T0))
+    retried.acquire()  # was: LockHeldError "fetch is already running (run r1 ...)"
+    assert retried.took_over is None
+    # a renew whose write landed (expiry moved) but was reported refused
+    body = st.read_json(key)
+    body["expires_at"] = (T0 + timedelta(seconds=90)).isoformat()
+    st.write_json(key, body)
+    retried.renew()  # was: LockHeldError "lost the fetch lock"
+    retried.renew()
+    holder = read_lock(st, "fetch")
+    assert holder is not None and holder.run_id == "r1"
+    # a real takeover is still noticed
+    later = _clock(T0 + timedelta(hours=1))
+    StageLock(st, "fetch", run_id="r2", clock=later).acquire()
+    with pytest.raises(LockHeldError, match="lost the fetch lock"):
+        retried.renew()
+
+
 def test_unreadable_lock_is_taken_over(lake: Lake) -> None:
     st = lake.storage
     st.write_bytes(layout.lock("fetch"), b"{half a lock")
