@@ -3,8 +3,11 @@ real PostgreSQL when reachable (mandatory when CONDVEST_REQUIRE_POSTGRES=1, as i
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,11 +47,38 @@ def moto_endpoint() -> Iterator[str]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     from moto.server import ThreadedMotoServer
 
+    # one INFO record per request, captured by pytest, costs more than moto's own work
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    serialise_moto_s3()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+def serialise_moto_s3() -> None:
+    """Make the in-process moto server handle one S3 request at a time.
+
+    moto checks ``If-Match`` / ``If-None-Match`` and then stores, with no lock between the two,
+    so under its threaded server two racing conditional PUTs can both succeed (a lost update
+    seen here in a CAS counter); and a GET racing a PUT of the same key reads the replaced
+    object's closed buffer (HTTP 500). Real S3 does both atomically; this gives tests that S3.
+    """
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response, "_condvest_serialised", False):
+        return
+    lock = threading.RLock()
+    for name in ("bucket_response", "key_response"):
+        original = getattr(S3Response, name)
+
+        def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(S3Response, name, functools.wraps(original)(serialised))
+    S3Response._condvest_serialised = True  # type: ignore[attr-defined]
 
 
 def _reset_moto(endpoint: str) -> None:
@@ -60,13 +90,28 @@ def _reset_moto(endpoint: str) -> None:
 @pytest.fixture
 def s3_bucket(moto_endpoint: str) -> Iterator[str]:
     """A fresh, empty bucket on the S3 server (the server is reset before each test)."""
+    _reset_moto(moto_endpoint)
+    _boto_client(moto_endpoint).create_bucket(Bucket=BUCKET)
+    yield BUCKET
+
+
+# A new botocore client loads the S3 service model again (0.2–1 s on a busy 2-core machine),
+# so tests share one client, and one storage per lake URI; both hold no state of their own
+# (listing caches are off), and the server is reset between tests.
+@functools.cache
+def _boto_client(endpoint: str) -> Any:
     import boto3
 
-    _reset_moto(moto_endpoint)
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
-        Bucket=BUCKET
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+@functools.cache
+def _shared_s3_storage(uri: str, endpoint: str) -> Storage:
+    settings = load_settings(
+        env={},
+        overrides={"lake": {"uri": uri}, "s3": {"endpoint_url": endpoint, "max_attempts": 2}},
     )
-    yield BUCKET
+    return open_storage(uri, settings)
 
 
 @dataclass
@@ -119,7 +164,7 @@ def make_s3_lake(endpoint: str, bucket: str, prefix: str = "lake") -> Lake:
         env={},
         overrides={"lake": {"uri": uri}, "s3": {"endpoint_url": endpoint, "max_attempts": 2}},
     )
-    return Lake("s3", uri, settings, open_storage(uri, settings), endpoint)
+    return Lake("s3", uri, settings, _shared_s3_storage(uri, endpoint), endpoint)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from condvest.storage.base import Storage, json_bytes
 SessionStatus = Literal["landed", "empty"]
 DAILY_WATERMARK = "ohlcv_daily"
 _HISTORY_KEEP = 100
+_FIX_HINT = "set its 'current' to an ISO date by hand, or delete it so the next fetch starts anew"
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,40 @@ def landed_sessions(storage: Storage) -> set[date]:
     return out
 
 
-def read_watermark(storage: Storage, name: str = DAILY_WATERMARK) -> date | None:
+def _read_watermark_body(
+    storage: Storage, name: str
+) -> tuple[dict[str, Any], str, date | None] | None:
+    """The watermark's JSON body, version and current date; StorageError (never a crash) when
+    the object is not a watermark."""
+    key = layout.watermark(name)
     try:
-        seen = storage.read_json_versioned(layout.watermark(name))
+        seen = storage.read_json_versioned(key)
     except CorruptFileError as exc:
-        raise StorageError(f"watermark {name} is unreadable: {exc}") from None
-    if not seen or not seen[0].get("current"):
+        raise StorageError(f"watermark {name} is unreadable: {exc}", hint=_FIX_HINT) from None
+    if seen is None:
         return None
-    return date.fromisoformat(seen[0]["current"])
+    if not isinstance(seen[0], dict):
+        raise StorageError(
+            f"watermark {name} at {storage.url(key)} is not a JSON object", hint=_FIX_HINT
+        )
+    return seen[0], seen[1], _current(seen[0], name, storage.url(key))
+
+
+def _current(body: dict[str, Any], name: str, where: str) -> date | None:
+    value = body.get("current")
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise StorageError(
+            f"watermark {name} at {where} has an unreadable date {value!r}", hint=_FIX_HINT
+        ) from None
+
+
+def read_watermark(storage: Storage, name: str = DAILY_WATERMARK) -> date | None:
+    seen = _read_watermark_body(storage, name)
+    return seen[2] if seen else None
 
 
 def advance_watermark(
@@ -79,7 +106,7 @@ def advance_watermark(
     """
     key = layout.watermark(name)
     for _ in range(20):
-        seen = storage.read_json_versioned(key)
+        seen = _read_watermark_body(storage, name)
         now = datetime.now(UTC).isoformat()
         if seen is None:
             first = [{"value": day.isoformat(), "run_id": run_id, "at": now}]
@@ -87,8 +114,7 @@ def advance_watermark(
             if storage.create(key, json_bytes(body)):
                 return day
             continue
-        obj, version = seen
-        current = date.fromisoformat(obj["current"]) if obj.get("current") else None
+        obj, version, current = seen
         if current is not None and day <= current:
             return current
         history = list(obj.get("history", []))[-(_HISTORY_KEEP - 1) :]

@@ -99,6 +99,11 @@ class StageLock:
                 holder = LockInfo(
                     self.name, "?", "?", 0, "?", datetime.min.replace(tzinfo=UTC).isoformat()
                 )
+            if holder.run_id == self.run_id:
+                # our own record: an earlier attempt of this create/replace landed but its
+                # answer was lost, and the client's retry was refused (412). It is ours.
+                self._version = version
+                return
             if holder.expires > self.clock():
                 raise LockHeldError(
                     f"{self.name} is already running (run {holder.run_id} on {holder.host}, "
@@ -123,11 +128,18 @@ class StageLock:
 
     def renew(self) -> None:
         """Push the expiry forward; raises LockHeldError if another run took the lock."""
-        if self._version is None or not self.storage.replace(
-            self.key, self._record(), self._version
-        ):
-            raise LockHeldError(f"lost the {self.name} lock (another run took it over)")
-        self._remember_version()
+        if self._version is None:
+            raise LockHeldError(f"cannot renew the {self.name} lock: it is not held")
+        if self.storage.replace(self.key, self._record(), self._version):
+            self._remember_version()
+            return
+        # refused: either another run took the lock over, or our own write landed and only
+        # its answer was lost (the retried conditional PUT then fails). Only we write our id.
+        seen = self.storage.read_json_versioned(self.key)
+        if seen is not None and isinstance(seen[0], dict) and seen[0].get("run_id") == self.run_id:
+            self._version = seen[1]
+            return
+        raise LockHeldError(f"lost the {self.name} lock (another run took it over)")
 
     def release(self) -> None:
         if self._version is None:

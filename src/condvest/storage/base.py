@@ -42,7 +42,11 @@ class Storage(ABC):
     # -- listing -----------------------------------------------------------------------------
     @abstractmethod
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
-        """All objects whose key starts with ``prefix`` (recursive), sorted by key."""
+        """All objects whose key starts with ``prefix`` (recursive), sorted by key.
+
+        A string prefix, as on S3: ``a/b`` also matches ``a/bc/x``; pass ``a/b/`` for a
+        "directory". Keys are relative to the lake root on every backend.
+        """
 
     @abstractmethod
     def list_dirs(self, prefix: str) -> list[str]:

@@ -72,13 +72,22 @@ class LocalStorage(Storage):
 
     # -- interface ---------------------------------------------------------------------------
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        # S3 semantics: ``prefix`` is a string prefix of the key, so "a/b" also lists "a/bc/..."
+        # (and "a/b/" does not). Walk from the deepest directory the prefix names, pruning
+        # the top-level siblings that cannot match.
+        prefix = prefix.lstrip("/")
         base = self._path(prefix)
-        start = base if prefix.endswith("/") or base.is_dir() else base.parent
+        if prefix == "" or prefix.endswith("/"):
+            start, stem = base, ""
+        else:
+            start, stem = base.parent, base.name
         if not start.is_dir():
             return []
         out: list[ObjectInfo] = []
         root_len = len(str(self.root)) + 1
-        for dirpath, _dirs, files in os.walk(start):
+        for dirpath, dirs, files in os.walk(start):
+            if stem and dirpath == str(start):
+                dirs[:] = [d for d in dirs if d.startswith(stem)]
             for name in files:
                 full = os.path.join(dirpath, name)
                 key = full[root_len:].replace(os.sep, "/")
@@ -109,7 +118,8 @@ class LocalStorage(Storage):
     def stat(self, key: str) -> ObjectInfo | None:
         try:
             st = os.stat(self._path(key))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # "a/b" under a file "a" is absent, as on S3 (and as read_versioned says)
             return None
         except OSError as exc:
             raise self._fail("stat", key, exc) from None
@@ -167,16 +177,16 @@ class LocalStorage(Storage):
             tmp.unlink(missing_ok=True)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        n = 0
-        for key in keys:
-            n += 1
+        # refuse a bad key before deleting anything
+        paths = [(key, self._path(key)) for key in keys]
+        for key, path in paths:
             try:
-                os.unlink(self._path(key))
+                os.unlink(path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 raise self._fail("delete", key, exc) from None
-        return n
+        return len(paths)
 
     def url(self, key: str) -> str:
         return str(self._path(key))

@@ -76,7 +76,8 @@ class S3Storage(Storage):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _rel(self, full_key: str) -> str:
-        full_key = full_key.split("/", 1)[1] if full_key.startswith(self.bucket + "/") else full_key
+        # ListObjectsV2 keys never include the bucket, so only the lake prefix is stripped
+        # (a key may well start with a segment that equals the bucket's name).
         if self.prefix and full_key.startswith(self.prefix + "/"):
             return full_key[len(self.prefix) + 1 :]
         return full_key
@@ -108,7 +109,11 @@ class S3Storage(Storage):
     def _call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
         try:
             return self.fs.call_s3(method, **kwargs)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            # s3fs maps NoSuchBucket to FileNotFoundError too: a missing bucket is a broken
+            # lake, never an empty one
+            if _client_error_code(exc) == "NoSuchBucket":
+                raise self._fail(action, key, exc) from None
             raise NotFoundError(f"{self.url(key)} does not exist") from None
         except (OSError, Exception) as exc:
             code = _client_error_code(exc)
@@ -183,7 +188,9 @@ class S3Storage(Storage):
 
             result: tuple[bytes, str] = sync(self.fs.loop, _get)
             return result
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _client_error_code(exc) == "NoSuchBucket":
+                raise self._fail("read", key, exc) from None
             raise NotFoundError(f"{self.url(key)} does not exist") from None
         except (TimeoutError, OSError, Exception) as exc:
             if _client_error_code(exc) in ("NoSuchKey", "404"):
@@ -220,25 +227,20 @@ class S3Storage(Storage):
             return False
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        batch: list[str] = []
-        n = 0
-        for key in keys:
-            batch.append(self._key(key))
-            n += 1
-            if len(batch) == _DELETE_BATCH:
-                self._delete_batch(batch)
-                batch = []
-        if batch:
-            self._delete_batch(batch)
-        return n
+        wanted = list(keys)
+        for key in wanted:
+            self._key(key)  # refuse a bad key before any batch is sent
+        for start in range(0, len(wanted), _DELETE_BATCH):
+            self._delete_batch(wanted[start : start + _DELETE_BATCH])
+        return len(wanted)
 
-    def _delete_batch(self, full_keys: list[str]) -> None:
+    def _delete_batch(self, keys: list[str]) -> None:
         resp = self._call(
             "delete",
-            full_keys[0],
+            keys[0],
             "delete_objects",
             Bucket=self.bucket,
-            Delete={"Objects": [{"Key": k} for k in full_keys], "Quiet": True},
+            Delete={"Objects": [{"Key": self._key(k)} for k in keys], "Quiet": True},
         )
         errors = resp.get("Errors") or []
         if errors:
