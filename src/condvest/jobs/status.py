@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from condvest.state.runs import STAGES, last_runs
 from condvest.storage.base import ObjectInfo
 
 MISSING_SHOWN = 100
+log = logging.getLogger("condvest.status")
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,12 @@ def run_status(ctx: JobContext) -> StatusResult:
         runs=run_view,
         locks=locks,
         quarantine=quarantine,
+    )
+    log.info(
+        "status of %s: %s",
+        result.lake,
+        "healthy" if result.healthy else f"{len(problems)} problem(s)",
+        extra={"lake": result.lake, "healthy": result.healthy, "stale": result.stale},
     )
     return result
 
