@@ -1,0 +1,81 @@
+"""The verified, atomic merge of rows into ``symbol=<S>/data.parquet`` — shared by consolidate,
+``fetch --history`` and split restatement.
+
+The merge reads the current file with its version, merges, verifies, re-reads the bytes it is
+about to write, and swaps them in with a compare-and-swap (local: temp file + rename under a
+directory lock; S3: one conditional PUT). A concurrent writer makes the swap fail and the merge
+is redone on the new file, so no writer's rows are lost. A read error on an existing file fails
+the symbol — it is never treated as "absent"."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from condvest.core import layout
+from condvest.core.merge import MergeStats, merge_bronze, verify_merge
+from condvest.core.schema import BRONZE_SCHEMA, is_canonical, normalise_bronze
+from condvest.errors import CorruptFileError, NotFoundError, StorageError, VerificationError
+from condvest.storage.base import Storage, parquet_bytes
+
+_CAS_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class SymbolMergeReport:
+    symbol: str
+    changed: bool
+    stats: MergeStats
+    first_date: date | None
+    last_date: date | None
+    bytes_written: int
+
+
+def decode_bronze(data: bytes, *, where: str) -> tuple[pa.Table, bool]:
+    """Parquet bytes → (canonical table, was it already canonical)."""
+    try:
+        raw = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise CorruptFileError(f"{where} is not a readable parquet file: {exc}") from None
+    return normalise_bronze(raw, where=where), is_canonical(raw.schema)
+
+
+def read_bronze(storage: Storage, key: str) -> pa.Table:
+    """Read one bronze file (data.parquet or date=) in the canonical schema."""
+    table, _ = decode_bronze(storage.read_bytes(key), where=storage.url(key))
+    return table
+
+
+def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> SymbolMergeReport:
+    """Merge ``incoming`` (canonical rows of ``symbol``) into its data.parquet, verified + CAS."""
+    key = layout.data_file(symbol)
+    incoming = incoming.cast(BRONZE_SCHEMA)
+    for _ in range(_CAS_ATTEMPTS):
+        version: str | None
+        try:
+            data, version = storage.read_versioned(key)
+            old, canonical = decode_bronze(data, where=storage.url(key))
+        except NotFoundError:
+            old, canonical, version = BRONZE_SCHEMA.empty_table(), True, None
+        merged, stats = merge_bronze(old, incoming)
+        first = merged.column("date")[0].as_py() if merged.num_rows else None
+        last = merged.column("date")[-1].as_py() if merged.num_rows else None
+        if version is not None and canonical and merged.equals(old):
+            return SymbolMergeReport(symbol, False, stats, first, last, 0)
+        verify_merge(old, incoming, merged, symbol=symbol)
+        payload = parquet_bytes(merged)
+        check, _ = decode_bronze(payload, where=f"{symbol} (new data.parquet)")
+        if not check.equals(merged):
+            raise VerificationError(f"{symbol}: the encoded data.parquet does not read back equal")
+        swapped = (
+            storage.create(key, payload)
+            if version is None
+            else storage.replace(key, payload, version)
+        )
+        if swapped:
+            return SymbolMergeReport(symbol, True, stats, first, last, len(payload))
+    raise StorageError(f"{symbol}: data.parquet kept changing under concurrent writers; retry")
