@@ -14,6 +14,7 @@ from condvest.cli.output import OutputFormat, render
 from condvest.core import layout
 from condvest.core.calendar import get_calendar
 from condvest.core.schema import BRONZE_SCHEMA
+from condvest.errors import StorageError
 from condvest.jobs.status import check_failed, run_status
 from condvest.state import (
     ManifestRow,
@@ -27,7 +28,7 @@ from condvest.state import (
     write_run_record,
 )
 from condvest.storage import Storage
-from conftest import Lake, at, make_local_lake
+from conftest import Lake, at, make_local_lake, make_s3_lake
 from test_cli import run_cli
 
 NOW = at("2026-11-25T22:00:00")  # after Wednesday's close + 15 minutes
@@ -213,6 +214,16 @@ def test_status_on_an_absent_lake(lake: Lake) -> None:
     assert result.bronze["symbols"] == 0
     assert result.quarantine == {"files": 0, "rows": 0, "unreadable_files": 0}
     assert check_failed(result)
+
+
+def test_status_on_a_missing_bucket(moto_endpoint: str, s3_bucket: str) -> None:
+    """A missing bucket is a broken lake URI, not an empty lake (nor a missing prefix)."""
+    lake = make_s3_lake(moto_endpoint, "no-such-bucket")
+    with pytest.raises(StorageError) as info:
+        run_status(lake.context(now=NOW))
+    assert str(info.value) == "bucket 'no-such-bucket' does not exist (create it or fix --lake)"
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        lake.storage.read_json_versioned(layout.watermark("ohlcv_daily"))
 
 
 # -- status --check in a subprocess (the real clock) ------------------------------------------

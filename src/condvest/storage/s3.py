@@ -108,7 +108,11 @@ class S3Storage(Storage):
     def _call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
         try:
             return self.fs.call_s3(method, **kwargs)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            # s3fs turns NoSuchBucket into FileNotFoundError too: a missing bucket is a broken
+            # lake URI, never an absent object (state would silently read as empty).
+            if _client_error_code(exc) == "NoSuchBucket":
+                raise self._fail(action, key, exc) from None
             raise NotFoundError(f"{self.url(key)} does not exist") from None
         except (OSError, Exception) as exc:
             code = _client_error_code(exc)
@@ -183,7 +187,9 @@ class S3Storage(Storage):
 
             result: tuple[bytes, str] = sync(self.fs.loop, _get)
             return result
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _client_error_code(exc) == "NoSuchBucket":
+                raise self._fail("read", key, exc) from None
             raise NotFoundError(f"{self.url(key)} does not exist") from None
         except (TimeoutError, OSError, Exception) as exc:
             if _client_error_code(exc) in ("NoSuchKey", "404"):
