@@ -103,6 +103,7 @@ def test_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatc
         ("CONDVEST_RESAMPLE__INTERVALS", "21,5,5", "resample", "intervals", [5, 21]),
         ("CONDVEST_VACUUM__DB_RETENTION_DAYS", "", "vacuum", "db_retention_days", UNSET),
         ("CONDVEST_Lock__TTL_SECONDS", "60", "lock", "ttl_seconds", 60),
+        ("condvest_lock__ttl_seconds", "61", "lock", "ttl_seconds", 61),
     ],
 )
 def test_condvest_environment_names(
@@ -287,7 +288,14 @@ def test_out_of_range_value() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["CONDVEST_NOPE__X", "CONDVEST_CONSOLIDATE__WROKERS", "CONDVEST_LAKE", "CONDVEST_URI"]
+    "name",
+    [
+        "CONDVEST_NOPE__X",
+        "CONDVEST_CONSOLIDATE__WROKERS",
+        "CONDVEST_LAKE",
+        "CONDVEST_URI",
+        "condvest_consolidate__wrokers",
+    ],
 )
 def test_unknown_condvest_variable(name: str) -> None:
     message = config_error(env={name: "1"})

@@ -248,9 +248,11 @@ def _env_layer(
             layer.setdefault(section, {})[key] = env[name]
             names[(section, key)] = name
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in _NON_SETTING_ENV:
+        # Case-insensitive, like pydantic-settings: condvest_lake__uri must not be ignored.
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in _NON_SETTING_ENV:
             continue
-        if name.startswith("CONDVEST_TEST") or name.startswith("CONDVEST_REQUIRE"):
+        if upper.startswith("CONDVEST_TEST") or upper.startswith("CONDVEST_REQUIRE"):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, sep, key = rest.partition("__")
