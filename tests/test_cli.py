@@ -114,14 +114,37 @@ def test_unimplemented_commands_exit_2(tmp_path: Path, command: str) -> None:
     assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
-def test_bad_lake_scheme(tmp_path: Path) -> None:
-    out = run_cli("--lake", "ftp://host/lake", "status", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (
+            "ftp://host/lake",
+            "lake URI scheme 'ftp' in 'ftp://host/lake' is not supported "
+            "(use a local path, file:///path or s3://bucket/prefix)",
+        ),
+        ("", "lake URI is empty (pass --lake ./lake or s3://bucket/prefix)"),
+        ("s3://", "lake URI 's3://' names no bucket (use s3://bucket/prefix)"),
+    ],
+)
+def test_bad_lake_uri(tmp_path: Path, uri: str, message: str) -> None:
+    out = run_cli("--lake", uri, "status", cwd=tmp_path)
     assert out.returncode == 2
-    assert one_error_line(out) == (
-        "lake URI scheme 'ftp' in 'ftp://host/lake' is not supported "
-        "(use a local path, file:///path or s3://bucket/prefix)"
-    )
+    assert one_error_line(out) == message
     assert out.stdout == ""
+
+
+def test_flag_beats_environment_beats_config_file(tmp_path: Path) -> None:
+    (tmp_path / "condvest.toml").write_text(
+        '[lake]\nuri = "from-file"\n[resample]\nintervals = [4]\n'
+    )
+    env = {"CONDVEST_LAKE__URI": str(tmp_path / "from-env")}
+    out = run_cli("-q", "-o", "json", "--lake", "from-flag", "status", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["lake"] == str(tmp_path / "from-flag")
+    assert set(body["silver"]) == {"4d"}  # the file still applies where nothing overrides it
+    out = run_cli("-q", "-o", "json", "status", cwd=tmp_path, env=env)
+    assert json.loads(out.stdout)["lake"] == str(tmp_path / "from-env")
 
 
 def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
