@@ -290,6 +290,7 @@ def test_text_output_goes_to_stdout_logs_to_stderr(tmp_path: Path) -> None:
     assert "{" not in out.stdout
     for line in out.stderr.splitlines():
         json.loads(line)
+    assert not (tmp_path / "lake").exists()  # status reads only: it does not create the lake
 
 
 def test_quiet_and_log_format(tmp_path: Path) -> None:
@@ -304,9 +305,3 @@ def test_quiet_and_log_format(tmp_path: Path) -> None:
     assert "INFO" in text_logs.stderr
     assert not text_logs.stderr.lstrip().startswith("{")
     json.loads(text_logs.stdout)
-
-
-def test_status_does_not_create_the_lake(tmp_path: Path) -> None:
-    out = run_cli("status", cwd=tmp_path)
-    assert out.returncode == 0
-    assert not (tmp_path / "lake").exists()
