@@ -31,7 +31,9 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("CONDVEST_") and k not in LEGACY_ENV and k not in LEGACY_BUCKET_ENV
+        if not k.upper().startswith("CONDVEST_")
+        and k not in LEGACY_ENV
+        and k not in LEGACY_BUCKET_ENV
     }
     env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     env.update(extra or {})
