@@ -15,6 +15,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
+	$(BIN)/condvest fetch --source synthetic
 	$(BIN)/condvest status
 
 lint: install

@@ -198,3 +198,29 @@ def at(text: str) -> datetime:
     """An aware UTC datetime from ISO text (the clock seam)."""
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- Polygon stand-in -------------------------------------------------------------------------
+@pytest.fixture
+def polygon() -> Iterator[Any]:
+    """A real HTTP server on 127.0.0.1 serving Polygon's response shapes (tests/polygon_server)."""
+    from polygon_server import serve
+
+    yield from serve()
+
+
+def polygon_overrides(url: str, **polygon: Any) -> dict[str, Any]:
+    """Settings that point at the stand-in with small retry delays."""
+    from polygon_server import KEY
+
+    values = {
+        "base_url": url,
+        "api_key": KEY,
+        "requests_per_minute": 0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+        "max_retries": 3,
+        "timeout_s": 2.0,
+    }
+    values.update(polygon)
+    return {"polygon": values, "fetch": {"source": "polygon"}}

@@ -154,14 +154,27 @@ class ResampleSettings(_Section):
         return sorted(set(value))
 
 
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
 class PostgresSettings(_Section):
     dsn: SecretStr | None = Field(None, description="PostgreSQL DSN (secret); unset = off")
     secret_arn: str | None = Field(
         None, description="Secrets Manager ARN with host, port, username, password, dbname"
     )
-    sslmode: str | None = Field(None, description="libpq sslmode (require for RDS)")
+    sslmode: SslMode | None = Field(
+        None, description="libpq sslmode (require for RDS); unset = libpq's default (prefer)"
+    )
     connect_timeout_s: int = Field(10, ge=1, description="Connect timeout")
-    schema_name: str = Field("public", description="Schema holding condvest's tables")
+    schema_name: str = Field(
+        "public", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", description="Schema holding the tables"
+    )
+    secrets_endpoint_url: str | None = Field(
+        None, description="Secrets Manager endpoint for secret_arn (tests, LocalStack); unset = AWS"
+    )
+    delete_batch_rows: int = Field(
+        50_000, ge=100, description="Rows per batch when retention deletes old raw_ohlcv rows"
+    )
 
 
 class LockSettings(_Section):

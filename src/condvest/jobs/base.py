@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from condvest.core.calendar import TradingCalendar, get_calendar
 from condvest.errors import CondvestError
 from condvest.settings import Settings
+from condvest.sinks import Sink, open_sink
 from condvest.state.lock import StageLock
 from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
@@ -51,6 +52,22 @@ class JobContext:
     clock: Callable[[], datetime] = utcnow
     deadline: float | None = None
     """``time.monotonic()`` value by which a job should stop cleanly (Lambda)."""
+    _sink: Sink | None = field(default=None, init=False, repr=False)
+    _sink_opened: bool = field(default=False, init=False, repr=False)
+
+    def sink(self) -> Sink | None:
+        """The PostgreSQL sink when configured (one per context, connected on first use), or
+        None when PostgreSQL is off — the embedded default."""
+        if not self._sink_opened:
+            self._sink = open_sink(self.settings)
+            self._sink_opened = True
+        return self._sink
+
+    def close(self) -> None:
+        """Release what the context opened (the database connection); safe to call twice."""
+        if self._sink is not None:
+            self._sink.close()
+        self._sink, self._sink_opened = None, False
 
     @classmethod
     def from_settings(
@@ -135,6 +152,7 @@ def run_stage(ctx: JobContext, stage: str, body: Callable[[StageLock], R]) -> R:
     record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat())
     try:
         write_run_record(ctx.storage, record)
+        _record_in_db(ctx, record)
         result = body(lock)
     except CondvestError as exc:
         _finish(ctx, record, "failed", {}, str(exc))
@@ -152,10 +170,29 @@ def run_stage(ctx: JobContext, stage: str, body: Callable[[StageLock], R]) -> R:
     return result
 
 
+def _record_in_db(ctx: JobContext, record: RunRecord) -> str | None:
+    """Mirror ``record`` into the database's job-run table when PostgreSQL is on. A database
+    failure is logged and returned, never raised: it must not hide the job's own outcome."""
+    try:
+        sink = ctx.sink()
+        if sink is not None:
+            sink.record_run(record)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, CondvestError) else f"{type(exc).__name__}: {exc}"
+        log.error("could not record the %s run in PostgreSQL: %s", record.stage, message)
+        return message
+    return None
+
+
 def _finish(
     ctx: JobContext, record: RunRecord, outcome: Any, counts: dict[str, Any], error: str | None
 ) -> None:
+    done = record.finished(outcome, ctx.now(), counts, error)
+    db_error = _record_in_db(ctx, done)
+    if db_error is not None:
+        # Reported where status looks: the lake's run record keeps the database failure.
+        done = record.finished(outcome, ctx.now(), {**counts, "database_error": db_error}, error)
     try:
-        write_run_record(ctx.storage, record.finished(outcome, ctx.now(), counts, error))
+        write_run_record(ctx.storage, done)
     except CondvestError as exc:  # the job's own outcome matters more than its record
         log.error("could not write the run record of %s: %s", record.stage, exc)

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from condvest.core import layout
-from condvest.errors import CondvestError
+from condvest.errors import CondvestError, UsageError
 from condvest.jobs.base import JobContext, JobResult, to_jsonable
 from condvest.state.fetchlog import landed_sessions, read_watermark
 from condvest.state.lock import read_lock
@@ -38,6 +38,7 @@ class StatusResult(JobResult):
     runs: dict[str, Any] = field(default_factory=dict)
     locks: list[dict[str, Any]] = field(default_factory=list)
     quarantine: dict[str, Any] = field(default_factory=dict)
+    database: dict[str, Any] = field(default_factory=dict)
 
 
 def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
@@ -164,8 +165,63 @@ def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
     return {"files": len(files), "rows": rows, "unreadable_files": unreadable}
 
 
-def run_status(ctx: JobContext) -> StatusResult:
-    """Gather the health view. Works on an empty (or absent) lake."""
+def _database_summary(
+    ctx: JobContext, lake_mark: date | None, *, init_db: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """The PostgreSQL cache's freshness beside the lake's (``{"enabled": false}`` when off).
+
+    An unreachable database is a problem in the view, not a crash of ``status`` — unless
+    ``init_db`` asked to create the schema, which then fails loudly."""
+    sink = ctx.sink()
+    if sink is None:
+        if init_db:
+            raise UsageError(
+                "--init-db needs PostgreSQL, which is off",
+                hint="set postgres.dsn or RDS_SECRET_ARN (postgres.secret_arn)",
+            )
+        return {"enabled": False}, []
+    out: dict[str, Any] = {"enabled": True, "schema": ctx.settings.postgres.schema_name}
+    try:
+        out["target"] = sink.where
+        if init_db:
+            before, _ = sink.init_schema()
+            out["schema_version_before"] = before
+        fresh = sink.freshness()
+        runs = sink.last_runs()
+    except CondvestError as exc:
+        if init_db:
+            raise
+        out["error"] = str(exc)
+        return out, [f"the PostgreSQL cache cannot be read: {exc}"]
+    behind = lake_mark is not None and (fresh.watermark is None or fresh.watermark < lake_mark)
+    out.update(
+        schema_version=fresh.schema_version,
+        schema_latest=fresh.latest_version,
+        watermark=fresh.watermark.isoformat() if fresh.watermark else None,
+        max_date=fresh.max_date.isoformat() if fresh.max_date else None,
+        rows=fresh.rows,
+        behind_lake=behind,
+        runs=runs,
+        error=None,
+    )
+    problems = []
+    if fresh.schema_version < fresh.latest_version:
+        problems.append(
+            f"the PostgreSQL tables are at schema version {fresh.schema_version} of "
+            f"{fresh.latest_version}: run condvest status --init-db"
+        )
+    if behind and lake_mark is not None:
+        shown = fresh.watermark.isoformat() if fresh.watermark else "unset"
+        problems.append(
+            f"the database watermark ({shown}) is behind the lake's ({lake_mark.isoformat()}): "
+            "run condvest fetch --sync-db"
+        )
+    return out, problems
+
+
+def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
+    """Gather the health view. Works on an empty (or absent) lake. ``init_db`` first creates or
+    upgrades the PostgreSQL schema (the one write status may do, and only when asked)."""
     started = time.monotonic()
     problems: list[str] = []
     latest_completed = ctx.latest_completed_session()
@@ -240,6 +296,8 @@ def run_status(ctx: JobContext) -> StatusResult:
             "condvest vacuum removes them"
         )
     quarantine = _quarantine_summary(ctx)
+    database, db_problems = _database_summary(ctx, watermark or latest_landed, init_db=init_db)
+    problems.extend(db_problems)
     result = StatusResult(
         stage="status",
         run_id=ctx.run_id,
@@ -264,6 +322,7 @@ def run_status(ctx: JobContext) -> StatusResult:
         runs=run_view,
         locks=locks,
         quarantine=quarantine,
+        database=database,
     )
     log.info(
         "status of %s: %s",
@@ -275,7 +334,11 @@ def run_status(ctx: JobContext) -> StatusResult:
 
 
 def check_failed(result: StatusResult) -> bool:
-    """``status --check``: the lake is stale or a stage's last run failed."""
-    return result.stale or any(
-        (view or {}).get("outcome") == "failed" for view in result.runs.values()
+    """``status --check``: the lake is stale, a stage's last run failed, or the PostgreSQL
+    cache (when on) cannot be read or is behind the lake."""
+    db = result.database
+    return (
+        result.stale
+        or any((view or {}).get("outcome") == "failed" for view in result.runs.values())
+        or bool(db.get("enabled") and (db.get("error") or db.get("behind_lake")))
     )

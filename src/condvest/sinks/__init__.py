@@ -6,12 +6,13 @@ Nothing here imports psycopg unless PostgreSQL is enabled (``postgres.dsn`` or
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from condvest.settings import Settings
+    from condvest.sinks.postgres import DbFreshness
     from condvest.state.runs import RunRecord
 
 
@@ -40,6 +41,33 @@ class Sink(Protocol):
         """The database's current daily watermark."""
         ...
 
+    def advance_watermark(self, day: date, *, run_id: str) -> date:
+        """Move the database watermark to ``day`` if later (monotonic); returns it after."""
+        ...
+
+    def init_schema(self) -> tuple[int, int]:
+        """Create or upgrade the tables; (schema version before, after)."""
+        ...
+
+    def freshness(self) -> DbFreshness:
+        """Schema version, watermark, max date and row count of ``raw_ohlcv``."""
+        ...
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """The latest job-run row of each stage."""
+        ...
+
+    def delete_older_than(
+        self, days: int, *, dry_run: bool = False, today: date | None = None
+    ) -> int:
+        """Delete (or, dry, count) ``raw_ohlcv`` rows older than ``days``, in batches."""
+        ...
+
+    @property
+    def where(self) -> str:
+        """``user@host:port/dbname`` (never the password), for messages."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -51,7 +79,7 @@ def open_sink(settings: Settings) -> Sink | None:
     """The configured sink, or None when PostgreSQL is off (the embedded default)."""
     if not postgres_enabled(settings):
         return None
-    from condvest.sinks.postgres import PostgresSink  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from condvest.sinks.postgres import PostgresSink
 
     sink: Sink = PostgresSink.from_settings(settings)
     return sink

@@ -1,0 +1,229 @@
+"""``fetch --history`` and split restatement: per-ticker ranges merged straight into each
+symbol's data.parquet through the shared verified, atomic merge (never thousands of one-row
+date files), and ``fetch --meta`` (in :mod:`condvest.jobs.fetch_meta`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from condvest.core import layout
+from condvest.core.validate import validate_rows
+from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
+from condvest.jobs.base import JobContext
+from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.fetch import (
+    _STOP_MARGIN_S,
+    STAGE,
+    FetchOptions,
+    FetchPlan,
+    FetchResult,
+    _estimate_s,
+    today_ny,
+    years_before,
+)
+from condvest.jobs.fetch_meta import plan_meta, run_meta
+from condvest.jobs.fetch_write import write_quarantine
+from condvest.sinks import open_sink
+from condvest.sources.base import Source, Split
+
+log = logging.getLogger("condvest.jobs.fetch")
+_CHUNK = 20
+"""Symbols requested concurrently between deadline checks."""
+
+__all__ = ["plan_history", "plan_meta", "run_history", "run_meta"]
+
+
+def plan_history(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
+    if not opts.symbols:
+        raise UsageError("--history needs --symbols", hint="e.g. --history --symbols AAPL,BRK.A")
+    if opts.day is not None:
+        raise UsageError("--history takes --start/--end, not --date")
+    latest: date = base["latest_completed"]
+    start = opts.start or years_before(today_ny(ctx), ctx.settings.fetch.history_years)
+    end = min(opts.end or latest, latest)
+    if end < start:
+        raise UsageError(f"--start {start} is after the end of the history {end}")
+    rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
+    requests = len(opts.symbols)
+    return FetchPlan(
+        mode="history",
+        sessions=[],
+        skipped_landed=0,
+        gap=None,
+        history_start=start,
+        history_end=end,
+        requests=requests,
+        estimated_s=_estimate_s(requests, rpm),
+        force=opts.force,
+        notes=["rows merge straight into each symbol's data.parquet (newest fetch wins)"],
+        **base,
+    )
+
+
+def _merge_history(
+    ctx: JobContext, symbol: str, rows: pa.Table, rejected: list[pa.Table]
+) -> tuple[int, int]:
+    """Validate + merge one symbol's history. Returns (rows merged, bytes written)."""
+    good, bad = validate_rows(rows)
+    rejected.append(bad)
+    if good.num_rows == 0:
+        raise CondvestError(f"{symbol}: the source returned no valid rows for the range")
+    report = merge_into_data_file(ctx.storage, symbol, good)
+    return good.num_rows, report.bytes_written
+
+
+def land_histories(
+    ctx: JobContext, source: Source, symbols: Sequence[str], start: date | None, end: date
+) -> tuple[dict[str, str], int, int, list[str]]:
+    """Fetch and merge histories. Returns (failures, rows, bytes, messages)."""
+    start = start or years_before(end, ctx.settings.fetch.history_years)
+    failures: dict[str, str] = {}
+    messages: list[str] = []
+    rejected: list[pa.Table] = []
+    rows = size = 0
+    sink = open_sink(ctx.settings)
+    try:
+        for i in range(0, len(symbols), _CHUNK):
+            if ctx.out_of_time(_STOP_MARGIN_S):
+                left = symbols[i:]
+                messages.append(f"stopped before the time limit; {len(left)} symbol(s) left")
+                failures.update({s: "not fetched (time limit)" for s in left})
+                break
+            chunk = list(symbols[i : i + _CHUNK])
+            for symbol, got in source.histories(chunk, start, end).items():
+                if isinstance(got, CondvestError):
+                    failures[symbol] = str(got)
+                    continue
+                rejected.append(got.rejected)
+                try:
+                    n, b = _merge_history(ctx, symbol, got.rows, rejected)
+                except AuthError:
+                    raise
+                except CondvestError as exc:
+                    failures[symbol] = str(exc)
+                    continue
+                rows += n
+                size += b
+                if sink is not None:
+                    try:
+                        sink.upsert_rows(validate_rows(got.rows)[0])
+                    except CondvestError as exc:
+                        failures[f"{symbol} (postgres)"] = str(exc)
+    finally:
+        if sink is not None:
+            sink.close()
+        write_quarantine(ctx.storage, end, f"{ctx.run_id}-history", rejected)
+    for symbol, error in failures.items():
+        messages.append(f"history {symbol}: {error}")
+    return failures, rows, size, messages
+
+
+def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
+    assert plan.symbols and plan.history_start and plan.history_end
+    failures, rows, size, messages = land_histories(
+        ctx, source, plan.symbols, plan.history_start, plan.history_end
+    )
+    return FetchResult(
+        stage=STAGE,
+        run_id=ctx.run_id,
+        dry_run=False,
+        ok=not failures,
+        duration_s=0.0,
+        mode="history",
+        source=source.name,
+        partial=any("time limit" in e for e in failures.values()),
+        failed=failures,
+        rows=rows,
+        symbols=len(plan.symbols) - len(failures),
+        bytes=size,
+        messages=messages,
+    )
+
+
+# -- split restatement ------------------------------------------------------------------------
+def _history_start(ctx: JobContext, symbol: str, date_files: dict[date, str]) -> date | None:
+    """The earliest date the lake holds for ``symbol`` (None if nothing before)."""
+    firsts = [min(date_files)] if date_files else []
+    try:
+        data = read_bronze(ctx.storage, layout.data_file(symbol))
+        if data.num_rows:
+            firsts.append(data.column("date")[0].as_py())
+    except NotFoundError:
+        pass
+    return min(firsts) if firsts else None
+
+
+def _restate_one(
+    ctx: JobContext, source: Source, split: Split, end: date, rejected: list[pa.Table]
+) -> str:
+    """Re-fetch the split symbol's adjusted history, merge it, then drop superseded date files.
+    Returns a message ('' when the symbol has nothing on the old scale)."""
+    symbol = split.symbol
+    objs = ctx.storage.list_objects(layout.symbol_prefix(symbol))
+    date_files = {d: o.key for o in objs if (d := layout.parse_date_file(o.key)) is not None}
+    start = _history_start(ctx, symbol, date_files)
+    if start is None or start >= split.execution_date:
+        return ""
+    got = source.histories([symbol], start, end)[symbol]
+    if isinstance(got, CondvestError):
+        raise got
+    rejected.append(got.rejected)
+    good, bad = validate_rows(got.rows)
+    rejected.append(bad)
+    merge_into_data_file(ctx.storage, symbol, good)  # re-fetched rows are newer: they win
+    covered = set(good.column("date").to_pylist())
+    stale = [d for d in date_files if d < split.execution_date]
+    gone = [date_files[d] for d in stale if d in covered]
+    kept = [d for d in stale if d not in covered]
+    # Only now, with the adjusted history in place and covering them, the pre-split files go.
+    ctx.storage.delete_many(gone)
+    marker = {
+        "symbol": symbol,
+        "split_date": split.execution_date.isoformat(),
+        "ratio": split.ratio,
+        "run_id": ctx.run_id,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "history_start": start.isoformat(),
+        "history_end": end.isoformat(),
+    }
+    ctx.storage.write_json(layout.restated_marker(symbol), marker)
+    note = f"restated {symbol} (split {split.split_to:g}:{split.split_from:g} on "
+    note += f"{split.execution_date}): {good.num_rows} rows, {len(gone)} stale date file(s) removed"
+    if kept:
+        note += f"; {len(kept)} pre-split date file(s) NOT covered by the new history were kept"
+    return note
+
+
+def restate_symbols(
+    ctx: JobContext, source: Source, splits: Sequence[Split], end: date
+) -> tuple[list[str], dict[str, str], list[str]]:
+    """Restate every symbol with a split. Returns (restated, failures, messages)."""
+    latest: dict[str, Split] = {}
+    for split in sorted(splits, key=lambda s: s.execution_date):
+        if layout.is_valid_symbol(split.symbol) and split.split_from > 0 and split.split_to > 0:
+            latest[split.symbol] = split
+    restated: list[str] = []
+    failures: dict[str, str] = {}
+    messages: list[str] = []
+    rejected: list[pa.Table] = []
+    try:
+        for symbol, split in sorted(latest.items()):
+            try:
+                note = _restate_one(ctx, source, split, end, rejected)
+            except AuthError:
+                raise
+            except CondvestError as exc:
+                failures[f"restate {symbol}"] = str(exc)
+                messages.append(f"restating {symbol} failed: {exc}; its date files are kept")
+                continue
+            if note:
+                restated.append(symbol)
+                messages.append(note)
+    finally:
+        write_quarantine(ctx.storage, end, f"{ctx.run_id}-restate", rejected)
+    return restated, failures, messages

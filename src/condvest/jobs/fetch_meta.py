@@ -1,0 +1,196 @@
+"""``fetch --meta``: the ticker list plus details for symbols new or older than
+``meta.refresh_days``, written as one snapshot parquet under ``bronze/raw_meta/``.
+
+Each snapshot is the whole universe: rows carried over from the previous snapshot, refreshed
+rows from this run, and symbols that left the active list marked ``active = false`` (delisted
+symbols are not kept 'active' forever)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from condvest.core import layout
+from condvest.errors import AuthError, CondvestError
+from condvest.jobs.base import JobContext
+
+if TYPE_CHECKING:
+    from condvest.jobs.fetch import FetchOptions, FetchPlan, FetchResult
+    from condvest.sources.base import Source
+
+META_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("market", pa.string()),
+        pa.field("locale", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("active", pa.bool_()),
+        pa.field("primary_exchange", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("cik", pa.string()),
+        pa.field("composite_figi", pa.string()),
+        pa.field("list_date", pa.date32()),
+        pa.field("delisted_utc", pa.timestamp("ms", tz="UTC")),
+        pa.field("market_cap", pa.float64()),
+        pa.field("sic_code", pa.string()),
+        pa.field("industry", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+_RENAMES = {"currency_name": "currency", "sic_description": "industry", "ticker": "symbol"}
+
+
+def latest_snapshot(ctx: JobContext) -> dict[str, dict[str, Any]]:
+    """The newest ``raw_meta`` snapshot as symbol → row ({} when there is none)."""
+    keys = [o.key for o in ctx.storage.list_objects(layout.BRONZE_META + "/")]
+    keys = [k for k in keys if k.endswith(".parquet") and not layout.is_temp_key(k)]
+    if not keys:
+        return {}
+    table = ctx.storage.read_parquet(max(keys))
+    return {row["symbol"]: row for row in table.to_pylist()}
+
+
+def _keep(ctx: JobContext, ticker: dict[str, Any]) -> bool:
+    m = ctx.settings.meta
+    if m.types and ticker.get("type") not in m.types:
+        return False
+    return not (m.exchanges and ticker.get("primary_exchange") not in m.exchanges)
+
+
+def _parse_day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = dict(base or {})
+    for key, value in raw.items():
+        name = _RENAMES.get(key, key)
+        if name in META_SCHEMA.names and value is not None:
+            out[name] = value
+    out["list_date"] = _parse_day(out.get("list_date"))
+    out["delisted_utc"] = _parse_ts(out.get("delisted_utc"))
+    out["updated_at"] = _parse_ts(out.get("updated_at"))
+    cap = out.get("market_cap")
+    out["market_cap"] = float(cap) if isinstance(cap, int | float) else None
+    for key in ("cik", "sic_code"):
+        if out.get(key) is not None:
+            out[key] = str(out[key])
+    return {name: out.get(name) for name in META_SCHEMA.names}
+
+
+def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
+    from condvest.jobs.fetch import FetchPlan, _estimate_s
+
+    previous = latest_snapshot(ctx)
+    cutoff = ctx.now() - timedelta(days=ctx.settings.meta.refresh_days)
+    stale = [
+        s for s, r in previous.items() if r.get("updated_at") is None or r["updated_at"] < cutoff
+    ]
+    requests = 1 + len(stale)
+    rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
+    return FetchPlan(
+        mode="meta",
+        sessions=[],
+        skipped_landed=0,
+        gap=None,
+        history_start=None,
+        history_end=None,
+        requests=requests,
+        estimated_s=_estimate_s(requests, rpm),
+        force=opts.force,
+        notes=[
+            f"previous snapshot: {len(previous)} symbol(s), {len(stale)} due for refresh; "
+            "symbols new in the ticker list cost one details request each (not counted above)"
+        ],
+        **base,
+    )
+
+
+def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
+    from condvest.jobs.fetch import _STOP_MARGIN_S, STAGE, FetchResult, today_ny
+
+    previous = latest_snapshot(ctx)
+    listed = {t["ticker"]: t for t in source.tickers() if isinstance(t.get("ticker"), str)}
+    kept = {s: t for s, t in listed.items() if _keep(ctx, t) and layout.is_valid_symbol(s)}
+    cutoff = ctx.now() - timedelta(days=ctx.settings.meta.refresh_days)
+    due = [
+        s
+        for s in sorted(kept)
+        if (plan.symbols is None or s in plan.symbols)
+        and (
+            plan.force
+            or s not in previous
+            or previous[s].get("updated_at") is None
+            or previous[s]["updated_at"] < cutoff
+        )
+    ]
+    rows: dict[str, dict[str, Any]] = {s: _row(t, previous.get(s)) for s, t in kept.items()}
+    failed: dict[str, str] = {}
+    messages: list[str] = []
+    now = ctx.now().astimezone(UTC)
+    partial = False
+    for i in range(0, len(due), 20):
+        if ctx.out_of_time(_STOP_MARGIN_S):
+            partial = True
+            messages.append(f"stopped before the time limit; {len(due) - i} detail(s) left")
+            break
+        for symbol, got in source.ticker_details(due[i : i + 20]).items():
+            if isinstance(got, AuthError):
+                raise got
+            if isinstance(got, CondvestError):
+                failed[symbol] = str(got)
+                continue
+            rows[symbol] = _row(got | {"updated_at": now}, rows.get(symbol))
+    delisted = [s for s, r in previous.items() if s not in listed and r.get("active")]
+    for symbol, old in previous.items():
+        if symbol not in listed:  # delisted (or already inactive): kept, marked inactive
+            rows[symbol] = _row({}, old) | {"active": False}
+    table = pa.Table.from_pylist([rows[s] for s in sorted(rows)], schema=META_SCHEMA)
+    size = ctx.storage.write_parquet(layout.meta_snapshot(today_ny(ctx), ctx.run_id), table)
+    if delisted:
+        messages.append(f"{len(delisted)} symbol(s) left the active list and are now inactive")
+    for symbol, error in failed.items():
+        messages.append(f"details {symbol}: {error}")
+    from condvest.sinks import open_sink
+
+    sink = open_sink(ctx.settings)
+    if sink is not None:
+        try:
+            sink.upsert_metadata(table)
+        except CondvestError as exc:
+            failed["postgres"] = str(exc)
+        finally:
+            sink.close()
+    return FetchResult(
+        stage=STAGE,
+        run_id=ctx.run_id,
+        dry_run=False,
+        ok=not failed,
+        duration_s=0.0,
+        mode="meta",
+        source=source.name,
+        partial=partial,
+        failed=failed,
+        rows=table.num_rows,
+        symbols=len(due) - len(failed),
+        files=1,
+        bytes=size,
+        messages=messages,
+    )

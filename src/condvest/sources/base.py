@@ -1,0 +1,168 @@
+"""What every data source gives the fetch job (Polygon over HTTP, or the offline synthetic one),
+and the conversion of Polygon-shaped aggregate rows into bronze rows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from condvest.core.schema import BRONZE_SCHEMA
+from condvest.core.validate import QUARANTINE_SCHEMA, rejected_table
+from condvest.errors import CondvestError
+
+NEW_YORK = ZoneInfo("America/New_York")
+RAW_SCHEMA = pa.schema([f.with_nullable(True) for f in BRONZE_SCHEMA])
+"""Bronze columns before validation: anything may still be null."""
+
+_REQUIRED = ("o", "h", "l", "c", "v", "t")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows delivered by a source (not yet validated) and rows it could not even parse."""
+
+    rows: pa.Table
+    """:data:`RAW_SCHEMA` columns."""
+    rejected: pa.Table
+    """:data:`condvest.core.validate.QUARANTINE_SCHEMA` rows (e.g. a missing required field)."""
+
+    @property
+    def empty(self) -> bool:
+        return bool(self.rows.num_rows == 0 and self.rejected.num_rows == 0)
+
+
+@dataclass(frozen=True)
+class Split:
+    symbol: str
+    execution_date: date
+    split_from: float
+    split_to: float
+
+    @property
+    def ratio(self) -> float:
+        """New shares per old share (2.0 for a 2-for-1 split)."""
+        return self.split_to / self.split_from
+
+
+class Source(Protocol):
+    """A market-data source. Counters feed the fetch result."""
+
+    name: str
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made (attempts, including retries)."""
+        ...
+
+    @property
+    def retries(self) -> int:
+        """Retries after 429/5xx/timeouts/connection errors/malformed JSON."""
+        ...
+
+    def grouped_daily(self, session: date) -> Batch:
+        """Every symbol's bar for one session (one request)."""
+        ...
+
+    def histories(
+        self, symbols: Sequence[str], start: date, end: date
+    ) -> dict[str, Batch | CondvestError]:
+        """Daily bars of each symbol from ``start`` to ``end``; a failed symbol maps to its error
+        (an AuthError is raised: no other symbol can succeed either)."""
+        ...
+
+    def splits(self, start: date, end: date) -> list[Split]:
+        """Splits executed from ``start`` to ``end`` (inclusive)."""
+        ...
+
+    def tickers(self) -> list[dict[str, Any]]:
+        """The active ticker list (Polygon ``/v3/reference/tickers`` rows)."""
+        ...
+
+    def ticker_details(self, symbols: Sequence[str]) -> dict[str, dict[str, Any] | CondvestError]:
+        """Details (``/v3/reference/tickers/{T}`` results) per symbol."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def ny_date(ms: float) -> date:
+    """A Unix millisecond timestamp → its America/New_York calendar date (never the host's)."""
+    return datetime.fromtimestamp(ms / 1000.0, UTC).astimezone(NEW_YORK).date()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _parse_agg(
+    raw: Mapping[str, Any], symbol: str | None, expect: date | None
+) -> tuple[dict[str, Any] | None, str | None, date | None, str]:
+    """One aggregate → (row, symbol, date, reason if rejected)."""
+    sym = symbol if symbol is not None else raw.get("T")
+    sym = sym if isinstance(sym, str) and sym else None
+    missing = [k for k in _REQUIRED if _number(raw.get(k)) is None]
+    if sym is None:
+        missing.insert(0, "T")
+    day = ny_date(float(raw["t"])) if "t" not in missing else None
+    if missing:
+        return None, sym, day, "missing or non-numeric required field(s): " + ",".join(missing)
+    if expect is not None and day != expect:
+        return None, sym, day, f"t is on {day}, not the requested session {expect}"
+    vwap = _number(raw.get("vw"))
+    n = raw.get("n")
+    row = {
+        "symbol": sym,
+        "date": day,
+        "open": float(raw["o"]),
+        "high": float(raw["h"]),
+        "low": float(raw["l"]),
+        "close": float(raw["c"]),
+        "volume": float(raw["v"]),
+        "vwap": vwap,
+        "transactions": int(n) if isinstance(n, int | float) and not isinstance(n, bool) else None,
+    }
+    return row, sym, day, ""
+
+
+def aggregates_to_batch(
+    results: Iterable[Mapping[str, Any]],
+    *,
+    source: str,
+    fetched_at: datetime,
+    symbol: str | None = None,
+    expect_date: date | None = None,
+) -> Batch:
+    """Polygon aggregate rows (``T o h l c v vw t n``) → a :class:`Batch`.
+
+    ``symbol`` is given for per-ticker ranges (their rows carry no ``T``); ``expect_date`` for
+    grouped daily (a row stamped on another day does not belong in that session's files).
+    """
+    cols: dict[str, list[Any]] = {name: [] for name in RAW_SCHEMA.names}
+    rejected: list[tuple[str | None, Any, str, dict[str, Any]]] = []
+    for raw in results:
+        if not isinstance(raw, Mapping):
+            rejected.append((None, None, "result is not an object", {"value": raw}))
+            continue
+        row, sym, day, reason = _parse_agg(raw, symbol, expect_date)
+        if row is None:
+            rejected.append((sym, day, reason, dict(raw)))
+            continue
+        for key, value in row.items():
+            cols[key].append(value)
+    count = len(cols["symbol"])
+    cols["fetched_at"] = [fetched_at] * count
+    cols["source"] = [source] * count
+    return Batch(
+        pa.table(cols, schema=RAW_SCHEMA),
+        rejected_table(rejected, source=source, fetched_at=fetched_at)
+        if rejected
+        else QUARANTINE_SCHEMA.empty_table(),
+    )

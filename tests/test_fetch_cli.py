@@ -1,0 +1,311 @@
+"""``condvest fetch`` as a process: a run killed mid-session and re-run, host time zones, the
+API key never printed, --dry-run, the offline synthetic demo, and the validation rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from condvest.core import layout
+from condvest.core.validate import validate_rows
+from condvest.jobs.compaction import read_bronze
+from condvest.sources.base import RAW_SCHEMA
+from condvest.state.fetchlog import read_session
+from condvest.state.lock import read_lock
+from conftest import Lake, make_local_lake
+from polygon_server import KEY, FakePolygon, Scripted, agg
+
+DAY = date(2025, 1, 2)  # winter: the 16:00 New York close is 21:00 UTC, the next day in Tokyo
+
+
+def cli(
+    lake: Lake, polygon: FakePolygon | None, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
+    full.update(lake.env())
+    if polygon is not None:
+        full.update(
+            {
+                "POLYGON_API_KEY": KEY,
+                "CONDVEST_POLYGON__BASE_URL": polygon.url,
+                "CONDVEST_POLYGON__REQUESTS_PER_MINUTE": "0",
+                "CONDVEST_POLYGON__BACKOFF_BASE_S": "0.01",
+                "CONDVEST_POLYGON__BACKOFF_MAX_S": "0.02",
+                "CONDVEST_POLYGON__MAX_RETRIES": "2",
+            }
+        )
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "condvest", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_killed_mid_session_then_rerun(tmp_path: Path, polygon: FakePolygon) -> None:
+    lake = make_local_lake(tmp_path / "lake")
+    symbols = [f"S{i:02d}" for i in range(12)]
+    polygon.grouped[DAY] = [agg(s, DAY, 10.0 + i) for i, s in enumerate(symbols)]
+    args = ("fetch", "--date", str(DAY))
+    ttl = {"CONDVEST_LOCK__TTL_SECONDS": "10"}
+    env = {"CONDVEST_TEST_KILL_AFTER_WRITES": "6", "CONDVEST_FETCH__WRITE_CONCURRENCY": "1"}
+    killed = cli(lake, polygon, *args, env=env | ttl)
+    assert killed.returncode == -9, killed.stderr
+    written = [o.key for o in lake.storage.list_objects("bronze/raw_ohlcv/")]
+    assert 0 < len(written) < len(symbols)
+    assert read_session(lake.storage, DAY) is None  # never recorded half a session
+    # The dead run's lease still holds the stage lock until it expires (lock.ttl_seconds);
+    # a run started before then exits 1 with "fetch is already running".
+    holder = read_lock(lake.storage, "fetch")
+    assert holder is not None and holder.pid != os.getpid()
+    time.sleep(max(0.0, (holder.expires - datetime.now(UTC)).total_seconds()) + 0.2)
+    rerun = cli(lake, polygon, *args)
+    assert rerun.returncode == 0, rerun.stderr
+    keys = [o.key for o in lake.storage.list_objects("bronze/raw_ohlcv/")]
+    assert sorted(keys) == sorted(layout.date_file(s, DAY) for s in symbols)
+    assert not [k for k in keys if layout.is_temp_key(k)]
+    entry = read_session(lake.storage, DAY)
+    assert entry is not None and entry.symbols == symbols and entry.rows == 12
+    for s in symbols:
+        assert read_bronze(lake.storage, layout.date_file(s, DAY)).num_rows == 1
+
+
+@pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Tokyo"])
+def test_host_time_zone_never_changes_dates(
+    tmp_path: Path, polygon: FakePolygon, zone: str
+) -> None:
+    lake = make_local_lake(tmp_path / zone.replace("/", "_"))
+    polygon.grouped[DAY] = [agg("AAPL", DAY)]
+    polygon.ranges["AAPL"] = [agg(None, DAY), agg(None, date(2025, 1, 3))]
+    out = cli(lake, polygon, "fetch", "--date", str(DAY), env={"TZ": zone})
+    assert out.returncode == 0, out.stderr
+    assert lake.storage.exists(layout.date_file("AAPL", DAY))
+    hist = cli(
+        lake,
+        polygon,
+        "fetch",
+        "--history",
+        "--symbols",
+        "AAPL",
+        "--start",
+        str(DAY),
+        "--end",
+        "2025-01-03",
+        env={"TZ": zone},
+    )
+    assert hist.returncode == 0, hist.stderr
+    data = read_bronze(lake.storage, layout.data_file("AAPL"))
+    assert data.column("date").to_pylist() == [DAY, date(2025, 1, 3)]
+
+
+@pytest.mark.slow
+def test_api_key_never_printed(tmp_path: Path, polygon: FakePolygon) -> None:
+    lake = make_local_lake(tmp_path / "lake")
+    polygon.page_size = 1  # next_url carries apiKey=<key>, as Polygon's may
+    polygon.ranges["AAPL"] = [agg(None, DAY), agg(None, date(2025, 1, 3))]
+    polygon.grouped[DAY] = [agg("AAPL", DAY)]
+    polygon.fail("/v2/aggs/grouped/", Scripted(500, f"echo apiKey={KEY}"))
+    runs = [
+        cli(lake, polygon, "-v", "fetch", "--date", str(DAY)),
+        cli(
+            lake,
+            polygon,
+            "-v",
+            "--output",
+            "json",
+            "fetch",
+            "--history",
+            "--symbols",
+            "AAPL",
+            "--start",
+            str(DAY),
+            "--end",
+            "2025-01-03",
+        ),
+        cli(lake, polygon, "-v", "fetch", "--dry-run"),
+    ]
+    polygon.fail("/v2/aggs/grouped/", *[Scripted(503, KEY)] * 6)
+    runs.append(cli(lake, polygon, "-v", "fetch", "--date", "2025-01-03"))
+    runs.append(cli(lake, polygon, "fetch", "--date", "2025-01-06"))
+    bad_key = cli(
+        lake,
+        polygon,
+        "fetch",
+        "--date",
+        "2025-01-06",
+        "--force",
+        env={"POLYGON_API_KEY": "bad-" + KEY},
+    )
+    runs.append(bad_key)
+    assert [r.returncode for r in runs[:2]] == [0, 0]
+    assert runs[3].returncode == 1 and "HTTP 503" in runs[3].stderr
+    assert runs[4].returncode == 1 and "HTTP 503" in runs[4].stderr
+    assert bad_key.returncode == 2 and "API key" in bad_key.stderr
+    assert bad_key.stderr.startswith("error: Polygon refused the API key (HTTP 401)")
+    assert bad_key.stderr.count("\n") == 1  # one clear line, no traceback without -v
+    for run in runs:
+        assert KEY not in run.stdout + run.stderr
+    assert any("retry" in r.stderr for r in runs)  # the logs were really captured
+
+
+def test_dry_run_prints_plan_and_changes_nothing(tmp_path: Path, polygon: FakePolygon) -> None:
+    lake = make_local_lake(tmp_path / "lake")
+    out = cli(
+        lake,
+        polygon,
+        "--output",
+        "json",
+        "fetch",
+        "--start",
+        "2025-01-02",
+        "--end",
+        "2025-01-10",
+        "--dry-run",
+    )
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["dry_run"] is True and plan["mode"] == "daily"
+    assert plan["sessions"] == [
+        "2025-01-02",
+        "2025-01-03",
+        "2025-01-06",
+        "2025-01-07",
+        "2025-01-08",
+        "2025-01-10",
+    ]  # 2025-01-09: national mourning
+    assert plan["requests"] == 7 and "estimated_s" in plan
+    assert polygon.seen == [] and not (tmp_path / "lake").exists()
+
+
+def test_no_key_is_a_clear_usage_error(tmp_path: Path) -> None:
+    lake = make_local_lake(tmp_path / "lake")
+    out = cli(lake, None, "fetch", env={"POLYGON_API_KEY": ""})
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: no Polygon API key") and "synthetic" in out.stderr
+
+
+@pytest.mark.slow
+def test_synthetic_demo_is_deterministic_and_valid(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        lake = make_local_lake(tmp_path / name)
+        out = cli(
+            lake,
+            None,
+            "--output",
+            "json",
+            "fetch",
+            "--source",
+            "synthetic",
+            "--start",
+            "2024-01-02",
+            "--end",
+            "2024-01-31",
+        )
+        assert out.returncode == 0, out.stderr
+        body = json.loads(out.stdout)
+        assert body["source"] == "synthetic" and body["rows"] == 50 * 21
+        assert body["quarantined"] == 0
+        runs.append(
+            read_bronze(lake.storage, layout.date_file("AB", date(2024, 1, 2)))
+            if lake.storage.exists(layout.date_file("AB", date(2024, 1, 2)))
+            else read_bronze(lake.storage, lake.storage.list_objects("bronze/raw_ohlcv/")[0].key)
+        )
+        status = cli(lake, None, "--output", "json", "status")
+        assert status.returncode == 0
+        assert json.loads(status.stdout)["bronze"]["symbols"] == 50
+    assert runs[0].drop_columns(["fetched_at"]).equals(runs[1].drop_columns(["fetched_at"]))
+
+
+def test_synthetic_split_is_restated(tmp_path: Path) -> None:
+    from condvest.core.calendar import get_calendar
+    from condvest.sources.synthetic import SyntheticSource
+
+    cal = get_calendar()
+    source = SyntheticSource(cal, symbols=50, seed=42)
+    split = next(iter(source.splits(date(2005, 1, 1), date(2025, 12, 31))))
+    before = cal.sessions_between(date(2000, 1, 1), split.execution_date)[-3:-1]
+    lake = make_local_lake(tmp_path / "lake")
+    first = cli(
+        lake,
+        None,
+        "fetch",
+        "--source",
+        "synthetic",
+        "--start",
+        str(before[0]),
+        "--end",
+        str(before[-1]),
+    )
+    assert first.returncode == 0, first.stderr
+    old = read_bronze(lake.storage, layout.date_file(split.symbol, before[0]))
+    out = cli(
+        lake,
+        None,
+        "--output",
+        "json",
+        "fetch",
+        "--source",
+        "synthetic",
+        "--date",
+        str(split.execution_date),
+    )
+    assert out.returncode == 0, out.stderr
+    assert split.symbol in json.loads(out.stdout)["restated"]
+    data = read_bronze(lake.storage, layout.data_file(split.symbol))
+    new = data.filter(pa.compute.equal(data.column("date"), before[0]))
+    assert new["close"][0].as_py() == pytest.approx(old["close"][0].as_py() / split.ratio, 1e-3)
+    assert not lake.storage.exists(layout.date_file(split.symbol, before[0]))
+
+
+def _raw(**cols: list[object]) -> pa.Table:
+    n = len(next(iter(cols.values())))
+    base: dict[str, list[object]] = {
+        "symbol": ["A"] * n,
+        "date": [DAY] * n,
+        "open": [10.0] * n,
+        "high": [11.0] * n,
+        "low": [9.0] * n,
+        "close": [10.5] * n,
+        "volume": [100.0] * n,
+        "vwap": [None] * n,
+        "transactions": [None] * n,
+        "fetched_at": [datetime.now(UTC)] * n,
+        "source": ["polygon"] * n,
+    }
+    base.update(cols)
+    return pa.table(base, schema=RAW_SCHEMA)
+
+
+def test_validation_rules() -> None:
+    table = _raw(
+        symbol=["A", "B", "C", "D", "E", "F", "G", "G", "a/b", "H"],
+        open=[10.0, 0.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, None],
+        high=[11.0, 11.0, 10.2, 11.0, 11.0, 11.0, 11.0, 11.0, 11.0, 11.0],
+        low=[9.0, 9.0, 9.0, 10.6, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0],
+        volume=[100.0, 100.0, 100.0, 100.0, -1.0, 0.5, 100.0, 100.0, 100.0, 100.0],
+    )
+    good, bad = validate_rows(table)
+    assert good.column("symbol").to_pylist() == ["A", "F"]
+    reasons = {r["symbol"]: r["reason"] for r in bad.to_pylist()}
+    assert reasons == {
+        "B": "price not > 0",
+        "C": "high below max(open, close)",
+        "D": "low above min(open, close)",
+        "E": "volume below 0",
+        "G": "duplicate (symbol, date): 2 rows",
+        "a/b": "malformed symbol",
+        "H": "missing price",
+    }
+    assert json.loads(bad.to_pylist()[0]["raw"])["open"] == 0.0
