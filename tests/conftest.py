@@ -28,7 +28,7 @@ BUCKET = "condvest-test"
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The host's CONDVEST_* and legacy variables must not leak into tests."""
     for name in list(os.environ):
-        if name.startswith("CONDVEST_") and name not in ("CONDVEST_REQUIRE_POSTGRES",):
+        if name.upper().startswith("CONDVEST_") and name != "CONDVEST_REQUIRE_POSTGRES":
             monkeypatch.delenv(name, raising=False)
     for name in (*LEGACY_ENV, *LEGACY_BUCKET_ENV):
         monkeypatch.delenv(name, raising=False)

@@ -246,18 +246,26 @@ LEGACY_BUCKET_ENV = ("S3_BUCKET", "S3_BUCKET_NAME", "S3_DATALAKE_BUCKET", "S3_PR
 _NON_SETTING_ENV = {"CONDVEST_CONFIG", "CONDVEST_LAMBDA_COMMAND"}
 
 
-def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def _env_layer(
+    env: Mapping[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    """The environment's settings, and which variable each came from (for error messages)."""
     layer: dict[str, dict[str, Any]] = {}
+    names: dict[tuple[str, str], str] = {}
     uri = _legacy_bucket_uri(env)
     if uri:
         layer.setdefault("lake", {})["uri"] = uri
+        names[("lake", "uri")] = next(n for n in LEGACY_BUCKET_ENV if env.get(n))
     for name, (section, key) in LEGACY_ENV.items():
         if env.get(name, "") != "":
             layer.setdefault(section, {})[key] = env[name]
+            names[(section, key)] = name
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in _NON_SETTING_ENV:
+        # Case-insensitive, like pydantic-settings: condvest_lake__uri must not be ignored.
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in _NON_SETTING_ENV:
             continue
-        if name.startswith("CONDVEST_TEST") or name.startswith("CONDVEST_REQUIRE"):
+        if upper.startswith("CONDVEST_TEST") or upper.startswith("CONDVEST_REQUIRE"):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, sep, key = rest.partition("__")
@@ -267,7 +275,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
                 hint="settings are CONDVEST_<SECTION>__<KEY>, see condvest.example.toml",
             )
         layer.setdefault(section, {})[key] = value
-    return layer
+        names[(section, key)] = name
+    return layer, names
 
 
 def _coerce_env_value(section: str, key: str, value: Any) -> Any:
@@ -315,9 +324,9 @@ def _format_validation_error(exc: ValidationError, origin: Mapping[tuple[str, st
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown setting {where}" + (f" in {source}" if source else ""))
         else:
-            parts.append(
-                f"{where} = {shown}: {err['msg']}" + (f" (from {source})" if source else "")
-            )
+            # pydantic prefixes our validators' messages with "Value error, ": noise for users.
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where} = {shown}: {msg}" + (f" (from {source})" if source else ""))
     return "; ".join(parts)
 
 
@@ -355,10 +364,10 @@ def load_settings(
             for key in values:
                 origin[(section, key)] = str(path)
         data = _merge(data, toml)
-    env_layer = _env_layer(env)
+    env_layer, env_names = _env_layer(env)
     for section, values in env_layer.items():
         for key in values:
-            origin[(section, key)] = "environment"
+            origin[(section, key)] = f"environment variable {env_names[(section, key)]}"
             values[key] = _coerce_env_value(section, key, values[key])
     data = _merge(data, env_layer)
     if overrides:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -82,7 +83,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 success, 1 failure, 2 usage/config error."""
     args = sys.argv[1:] if argv is None else argv
-    verbose = any(a in ("-v", "--verbose", "-vv") for a in args)
+    # Decided before parsing, so that a parse-time error can show its traceback too.
+    verbose = any(a == "--verbose" or re.fullmatch(r"-[a-z]*v[a-z]*", a) for a in args)
     command = typer.main.get_command(app)
     try:
         # With standalone_mode off, click returns typer.Exit's code instead of raising it.

@@ -12,6 +12,7 @@ import typer
 from condvest.cli.output import OutputFormat, render
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext, JobResult
+from condvest.logging import configure as configure_logging
 from condvest.logging import register_secret
 from condvest.settings import Settings, load_settings
 
@@ -29,6 +30,8 @@ class CliState:
         if self.lake is not None:
             merged.setdefault("lake", {})["uri"] = self.lake
         settings = load_settings(config_path=self.config, overrides=merged)
+        if settings.log.format != "auto":  # the global callback set up "auto" before settings
+            configure_logging(verbose=self.verbose, quiet=self.quiet, fmt=settings.log.format)
         for secret in (settings.polygon.api_key, settings.postgres.dsn):
             if secret is not None:
                 register_secret(secret.get_secret_value())

@@ -26,9 +26,19 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, list):
-        shown = ", ".join(_scalar(v) for v in value[:12])
-        return shown + (f" … (+{len(value) - 12})" if len(value) > 12 else "")
+        if not value:
+            return "-"
+        # Sentences (problems) read best one per line; short items (dates) on one line.
+        sep = "\n" if any(isinstance(v, str) and " " in v for v in value) else ", "
+        shown = sep.join(_scalar(v) for v in value[:12])
+        return shown + (f"{sep}… (+{len(value) - 12})" if len(value) > 12 else "")
     return str(value)
+
+
+def _is_nested(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
 
 
 def render(result: dict[str, Any], fmt: OutputFormat, *, title: str | None = None) -> None:
@@ -38,50 +48,65 @@ def render(result: dict[str, Any], fmt: OutputFormat, *, title: str | None = Non
         sys.stdout.flush()
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.padding import Padding
 
-    console = Console(highlight=False, soft_wrap=False)
-    main = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
-    main.add_column("key", style="bold")
-    main.add_column("value", overflow="fold")
-    nested: list[tuple[str, Any]] = []
+    # Piped or logged output (cron, Batch) is not cut at 80 columns; tables only take the
+    # width their content needs.
+    width = None if sys.stdout.isatty() else 200
+    console = Console(highlight=False, soft_wrap=False, width=width)
+    if title:
+        console.print(title, style="bold")
+    main = _key_value_table()
     for key, value in result.items():
-        if isinstance(value, dict) or (
-            isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
-        ):
-            nested.append((key, value))
-        else:
+        if not _is_nested(value):
             main.add_row(key, redact(_scalar(value)))
     console.print(main)
-    for key, value in nested:
-        console.print()
-        if isinstance(value, dict):
-            rows = [(k, v) for k, v in value.items()]
-            if rows and all(isinstance(v, dict) for _, v in rows):
-                columns = sorted(
-                    {c for _, v in rows for c in v},
-                    key=lambda c: list(rows[0][1]).index(c) if c in rows[0][1] else 99,
-                )
-                table = Table(title=key, title_justify="left")
-                table.add_column("")
-                for c in columns:
-                    table.add_column(c)
-                for k, v in rows:
-                    table.add_row(str(k), *(redact(_scalar(v.get(c))) for c in columns))
-            else:
-                table = Table(title=key, show_header=False, title_justify="left", box=None)
-                table.add_column("key", style="bold")
-                table.add_column("value", overflow="fold")
-                for k, v in rows:
-                    table.add_row(str(k), redact(_scalar(v)))
-            console.print(table)
-        else:
-            columns = list(dict.fromkeys(c for row in value for c in row))
-            table = Table(title=key, title_justify="left")
-            for c in columns:
-                table.add_column(c)
-            for row in value[:200]:
-                table.add_row(*(redact(_scalar(row.get(c))) for c in columns))
-            if len(value) > 200:
-                table.caption = f"{len(value) - 200} more rows; use --output json for all"
-            console.print(table)
+    for key, value in result.items():
+        if _is_nested(value):
+            console.print()
+            # The section name is a line of its own: as a table title it would be wrapped to
+            # the width of a narrow table ("missing_sessi / ons").
+            console.print(key, style="bold")
+            console.print(Padding(_nested_table(value), (0, 0, 0, 2), expand=False))
+
+
+def _key_value_table() -> Any:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    return table
+
+
+def _nested_table(value: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    if isinstance(value, list):
+        columns = list(dict.fromkeys(c for row in value for c in row))
+        table = Table()
+        for c in columns:
+            table.add_column(c)
+        for row in value[:200]:
+            table.add_row(*(redact(_scalar(row.get(c))) for c in columns))
+        if len(value) > 200:
+            table.caption = f"{len(value) - 200} more rows; use --output json for all"
+        return table
+    rows = list(value.items())
+    if rows and all(isinstance(v, dict) for _, v in rows):
+        first = list(rows[0][1])
+        columns = sorted(
+            {c for _, v in rows for c in v},
+            key=lambda c: first.index(c) if c in first else len(first),
+        )
+        table = Table()
+        table.add_column("", no_wrap=True)
+        for c in columns:
+            table.add_column(c)
+        for k, v in rows:
+            table.add_row(str(k), *(redact(_scalar(v.get(c))) for c in columns))
+        return table
+    table = _key_value_table()
+    for k, v in rows:
+        table.add_row(str(k), redact(_scalar(v)))
+    return table

@@ -78,7 +78,12 @@ def date_file(symbol: str, day: date) -> str:
 def parse_date_file(name: str) -> date | None:
     """``date=2025-01-02.parquet`` → that date; anything else → None."""
     match = _DATE_FILE_RE.match(name.rsplit("/", 1)[-1])
-    return date.fromisoformat(match.group(1)) if match else None
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:  # a stray "date=2025-13-01.parquet" is not a date file, not a crash
+        return None
 
 
 def parse_symbol_dir(key: str) -> str | None:

@@ -50,11 +50,10 @@ _LEGACY_DROP = ("interval", "__index_level_0__", "timestamp", "timestamp_1")
 LEGACY_SOURCE = "legacy"
 
 
-def _to_ny_date(column: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
-    """A timestamp column → the America/New_York trading date.
+def _to_ny_date(column: pa.ChunkedArray | pa.Array, where: str) -> pa.Array | pa.ChunkedArray:
+    """A date, string or timezone-aware timestamp column → the America/New_York trading date.
 
-    The original wrote naive timestamps: midnight (or the bar's UTC start, e.g. 04:00/05:00 UTC
-    for midnight New York) — a naive value is read as UTC, then converted to New York.
+    (Naive timestamps are handled by the caller: their wall-clock day is the date.)
     """
     typ = column.type
     if pa.types.is_date32(typ):
@@ -65,12 +64,25 @@ def _to_ny_date(column: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArra
         if typ.tz is None:
             column = pc.assume_timezone(column, "UTC")
         local = pc.local_timestamp(pc.cast(column, pa.timestamp(typ.unit, tz=NEW_YORK)))
-        return pc.cast(pc.floor_temporal(local, unit="day"), pa.date32())
+        ny_day = pc.cast(pc.floor_temporal(local, unit="day"), pa.date32())
+        # A date stored as UTC midnight (pandas/Spark "date as timestamp") is 19:00/20:00 the
+        # evening before in New York, when no daily bar starts: its UTC day is the session.
+        utc_wall = pc.cast(column, pa.timestamp(typ.unit))
+        utc_midnight = pc.equal(pc.floor_temporal(utc_wall, unit="day"), utc_wall)
+        return pc.if_else(utc_midnight, pc.cast(utc_wall, pa.date32()), ny_day)
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return pc.cast(
             pc.strptime(pc.utf8_slice_codeunits(column, 0, 10), "%Y-%m-%d", "s"), pa.date32()
         )
-    raise CorruptFileError(f"date column has unsupported type {typ}")
+    raise CorruptFileError(f"{where}: date column has unsupported type {typ}")
+
+
+def _to_float64(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Numbers → float64. Decimals go through their exact text: Arrow's direct decimal→float
+    cast is off by an ulp for many values (123.45 would not equal the float 123.45)."""
+    if pa.types.is_decimal(column.type):
+        return pc.cast(pc.cast(column, pa.string()), pa.float64())
+    return pc.cast(column, pa.float64())
 
 
 def normalise_bronze(
@@ -81,8 +93,16 @@ def normalise_bronze(
     Accepts the original system's shapes: a naive ``timestamp`` (or ``timestamp_1``) instead of
     ``date``, an ``interval`` column, decimal/integer prices, a stray ``__index_level_0__``,
     missing ``vwap``/``transactions``/``fetched_at``/``source``. Raises
-    :class:`CorruptFileError` naming ``where`` when required columns are missing.
+    :class:`CorruptFileError` naming ``where`` when required columns are missing or a column
+    cannot be converted.
     """
+    try:
+        return _normalise(table, where, source)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise CorruptFileError(f"{where}: cannot normalise ({exc})") from None
+
+
+def _normalise(table: pa.Table, where: str, source: str | None) -> pa.Table:
     names = set(table.column_names)
     if "date" in names:
         raw_date = table.column("date")
@@ -95,7 +115,7 @@ def normalise_bronze(
         # Naive values: the original stored the session date at midnight (local meaning).
         day = pc.cast(pc.floor_temporal(raw_date, unit="day"), pa.date32())
     else:
-        day = _to_ny_date(raw_date)
+        day = _to_ny_date(raw_date, where)
     missing = [c for c in ("open", "high", "low", "close", "volume") if c not in names]
     if missing:
         raise CorruptFileError(f"{where}: missing column(s) {', '.join(missing)}")
@@ -106,11 +126,9 @@ def normalise_bronze(
         raise CorruptFileError(f"{where}: no symbol column")
     columns: dict[str, pa.Array | pa.ChunkedArray] = {"symbol": symbol, "date": day}
     for name in (*_PRICE_COLUMNS, "volume"):
-        columns[name] = pc.cast(table.column(name), pa.float64())
+        columns[name] = _to_float64(table.column(name))
     columns["vwap"] = (
-        pc.cast(table.column("vwap"), pa.float64())
-        if "vwap" in names
-        else pa.nulls(n, pa.float64())
+        _to_float64(table.column("vwap")) if "vwap" in names else pa.nulls(n, pa.float64())
     )
     if "transactions" in names:
         columns["transactions"] = pc.cast(table.column("transactions"), pa.int64())
@@ -130,17 +148,14 @@ def normalise_bronze(
         )
     else:
         columns["source"] = pa.array([source or LEGACY_SOURCE] * n, pa.string())
-    try:
-        out = pa.table(columns)
-        if out.num_rows and (
-            out.column("symbol").null_count
-            or out.column("date").null_count
-            or any(out.column(c).null_count for c in (*_PRICE_COLUMNS, "volume"))
-        ):
-            raise CorruptFileError(f"{where}: null symbol, date, price or volume")
-        return out.cast(BRONZE_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise CorruptFileError(f"{where}: cannot normalise ({exc})") from None
+    out = pa.table(columns)
+    if out.num_rows and (
+        out.column("symbol").null_count
+        or out.column("date").null_count
+        or any(out.column(c).null_count for c in (*_PRICE_COLUMNS, "volume"))
+    ):
+        raise CorruptFileError(f"{where}: null symbol, date, price or volume")
+    return out.cast(BRONZE_SCHEMA)
 
 
 def is_canonical(schema: pa.Schema) -> bool:

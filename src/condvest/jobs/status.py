@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from condvest.state.runs import STAGES, last_runs
 from condvest.storage.base import ObjectInfo
 
 MISSING_SHOWN = 100
+log = logging.getLogger("condvest.status")
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,12 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         locks=locks,
         quarantine=quarantine,
         database=database,
+    )
+    log.info(
+        "status of %s: %s",
+        result.lake,
+        "healthy" if result.healthy else f"{len(problems)} problem(s)",
+        extra={"lake": result.lake, "healthy": result.healthy, "stale": result.stale},
     )
     return result
 

@@ -110,8 +110,8 @@ class S3Storage(Storage):
         try:
             return self.fs.call_s3(method, **kwargs)
         except FileNotFoundError as exc:
-            # s3fs maps NoSuchBucket to FileNotFoundError too: a missing bucket is a broken
-            # lake, never an empty one
+            # s3fs turns NoSuchBucket into FileNotFoundError too: a missing bucket is a broken
+            # lake URI, never an absent object (state would silently read as empty).
             if _client_error_code(exc) == "NoSuchBucket":
                 raise self._fail(action, key, exc) from None
             raise NotFoundError(f"{self.url(key)} does not exist") from None

@@ -1,0 +1,309 @@
+"""The CLI as a user meets it: ``python -m condvest`` in a subprocess, in an empty directory, with
+no CONDVEST_* variables. Help, version, exit codes, one-line errors (tracebacks only with -v),
+stdout holding only the result, logs as JSON lines on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from condvest import __version__
+from condvest.cli.app import app
+from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV
+
+ROOT = typer.main.get_command(app)
+COMMANDS = sorted(ROOT.commands)  # type: ignore[attr-defined]
+NOT_IMPLEMENTED = [
+    name
+    for name, command in ROOT.commands.items()  # type: ignore[attr-defined]
+    if "not implemented yet" in (command.help or "")
+]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("CONDVEST_")
+        and k not in LEGACY_ENV
+        and k not in LEGACY_BUCKET_ENV
+    }
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "condvest", *args],
+        cwd=cwd,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    """stderr is exactly one ``error: …`` line (no traceback); returns it without the prefix."""
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: "), out.stderr
+    return lines[0][len("error: ") :]
+
+
+# -- help and version -----------------------------------------------------------------------------
+def test_commands_are_the_designed_ones() -> None:
+    assert set(COMMANDS) == {"fetch", "consolidate", "resample", "vacuum", "status", "run"}
+
+
+def test_top_level_help(tmp_path: Path) -> None:
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: condvest [OPTIONS] COMMAND")
+    for word in (*COMMANDS, "--config", "--lake", "--output", "--verbose", "--quiet", "--version"):
+        assert word in out.stdout
+    assert not (tmp_path / "lake").exists()
+
+
+def test_no_arguments_shows_help(tmp_path: Path) -> None:
+    out = run_cli(cwd=tmp_path)
+    assert out.returncode in (0, 2)
+    assert "Usage: condvest" in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help(tmp_path: Path, command: str) -> None:
+    out = run_cli(command, "--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"Usage: condvest {command} [OPTIONS]")
+    help_text = ROOT.commands[command].help  # type: ignore[attr-defined]
+    assert help_text
+    first_words = " ".join(help_text.split()[:3])
+    assert first_words in " ".join(out.stdout.split())
+    assert "--help" in out.stdout
+    assert out.stderr == ""
+
+
+def test_version(tmp_path: Path) -> None:
+    out = run_cli("--version", cwd=tmp_path)
+    assert out.returncode == 0
+    assert out.stdout == f"condvest {__version__}\n"
+
+
+# -- usage and configuration errors: exit 2, one line ------------------------------------------
+@pytest.mark.parametrize("command", NOT_IMPLEMENTED)
+def test_unimplemented_commands_exit_2(tmp_path: Path, command: str) -> None:
+    out = run_cli(command, cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out) == (
+        f"condvest {command} is not implemented yet "
+        "(see the project's open issues; nothing was changed)"
+    )
+    assert out.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (
+            "ftp://host/lake",
+            "lake URI scheme 'ftp' in 'ftp://host/lake' is not supported "
+            "(use a local path, file:///path or s3://bucket/prefix)",
+        ),
+        ("", "lake URI is empty (pass --lake ./lake or s3://bucket/prefix)"),
+        ("s3://", "lake URI 's3://' names no bucket (use s3://bucket/prefix)"),
+    ],
+)
+def test_bad_lake_uri(tmp_path: Path, uri: str, message: str) -> None:
+    out = run_cli("--lake", uri, "status", cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out) == message
+    assert out.stdout == ""
+
+
+def test_flag_beats_environment_beats_config_file(tmp_path: Path) -> None:
+    (tmp_path / "condvest.toml").write_text(
+        '[lake]\nuri = "from-file"\n[resample]\nintervals = [4]\n'
+    )
+    env = {"CONDVEST_LAKE__URI": str(tmp_path / "from-env")}
+    out = run_cli("-q", "-o", "json", "--lake", "from-flag", "status", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["lake"] == str(tmp_path / "from-flag")
+    assert set(body["silver"]) == {"4d"}  # the file still applies where nothing overrides it
+    out = run_cli("-q", "-o", "json", "status", cwd=tmp_path, env=env)
+    assert json.loads(out.stdout)["lake"] == str(tmp_path / "from-env")
+
+
+def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
+    for flag in ("--verbose", "-qvv"):
+        out = run_cli(flag, "--lake", "ftp://host/lake", "status", cwd=tmp_path)
+        assert out.returncode == 2
+        assert out.stderr.startswith("Traceback (most recent call last):"), flag
+        assert "ConfigError" in out.stderr
+        assert out.stderr.splitlines()[-1].startswith("error: lake URI scheme 'ftp'")
+
+
+def test_lake_pointing_at_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-dir"
+    target.write_text("keep me")
+    out = run_cli("--lake", str(target), "status", cwd=tmp_path)
+    assert out.returncode in (1, 2)
+    assert one_error_line(out) == (
+        f"lake {target} is a file, not a directory (point --lake at a directory)"
+    )
+    assert target.read_text() == "keep me"
+
+
+def test_file_uri_with_a_host(tmp_path: Path) -> None:
+    out = run_cli("--lake", "file://otherhost/lake", "status", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "file:// URIs must be local" in one_error_line(out)
+
+
+def test_unreachable_s3_endpoint(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        "CONDVEST_S3__ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "CONDVEST_S3__MAX_ATTEMPTS": "1",
+    }
+    out = run_cli("--lake", "s3://bucket/lake", "status", cwd=tmp_path, env=env)
+    assert out.returncode == 1
+    message = one_error_line(out)
+    assert message.startswith(f"cannot reach http://127.0.0.1:{port}")
+    assert "s3.endpoint_url" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[consolidate]\nwrokers = 3\n", "unknown setting consolidate.wrokers in {path}"),
+        ("[consolidation]\n", "unknown section [consolidation] in {path} (known sections: "),
+        ("[consolidate\n", "config file {path} is not valid TOML: "),
+        ('[consolidate]\nworkers = "many"\n', "consolidate.workers = 'many': "),
+    ],
+)
+def test_bad_config_file(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    out = run_cli("--config", "bad.toml", "status", cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out).startswith(expected.format(path="bad.toml"))
+    assert out.stdout == ""
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[consolidate]\nwrokers = 3\n")
+    out = run_cli("status", cwd=tmp_path, env={"CONDVEST_CONFIG": "bad.toml"})
+    assert out.returncode == 2
+    assert one_error_line(out) == "unknown setting consolidate.wrokers in bad.toml"
+
+
+def test_bad_default_config_file(tmp_path: Path) -> None:
+    (tmp_path / "condvest.toml").write_text("[lake]\nurl = 'x'\n")
+    out = run_cli("status", cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out) == "unknown setting lake.url in condvest.toml"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    out = run_cli("--config", "nope.toml", "status", cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out) == "config file nope.toml does not exist (check --config)"
+
+
+def test_bad_environment(tmp_path: Path) -> None:
+    out = run_cli("status", cwd=tmp_path, env={"CONDVEST_CONSOLIDATE__WORKERS": "many"})
+    assert out.returncode == 2
+    assert one_error_line(out).endswith("(from environment variable CONDVEST_CONSOLIDATE__WORKERS)")
+    out = run_cli("status", cwd=tmp_path, env={"CONDVEST_NOPE__X": "1"})
+    assert out.returncode == 2
+    assert one_error_line(out).startswith("unknown environment variable CONDVEST_NOPE__X")
+
+
+def test_legacy_environment_is_used(tmp_path: Path) -> None:
+    out = run_cli("--output", "json", "status", cwd=tmp_path, env={"RESAMPLING_INTERVALS": "4,9"})
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout)["silver"]) == {"4d", "9d"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", "--bogus"], ["--output", "yaml", "status"], ["nosuchcommand"]],
+)
+def test_bad_flags_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "Usage: condvest" in out.stderr
+    assert out.stdout == ""
+
+
+def test_secrets_never_printed(tmp_path: Path) -> None:
+    secret = "pk_SECRET_987654321"
+    password = "pw_SECRET_123456"
+    env = {
+        "POLYGON_API_KEY": secret,
+        "CONDVEST_POSTGRES__DSN": f"postgresql://u:{password}@127.0.0.1:1/db",
+    }
+    for args in (["--output", "json", "status"], ["-v", "--lake", "ftp://x", "status"]):
+        out = run_cli(*args, cwd=tmp_path, env=env)
+        assert secret not in out.stdout + out.stderr
+        assert password not in out.stdout + out.stderr
+
+
+# -- stdout holds the result, stderr the logs ----------------------------------------------------
+def test_json_output_and_json_logs(tmp_path: Path) -> None:
+    out = run_cli("--output", "json", "status", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\n") == 1  # one JSON object, nothing else
+    body = json.loads(out.stdout)
+    assert body["stage"] == "status"
+    assert body["lake"] == str(tmp_path / "lake")
+    # stderr is a pipe, not a terminal: one JSON object per line.
+    records = [json.loads(line) for line in out.stderr.splitlines()]
+    assert records, "status logs a summary line"
+    for record in records:
+        assert {"ts", "level", "logger", "message"} <= set(record)
+    assert any(r["logger"] == "condvest.status" and r["level"] == "info" for r in records)
+
+
+def test_text_output_goes_to_stdout_logs_to_stderr(tmp_path: Path) -> None:
+    out = run_cli("status", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "latest_completed_session" in out.stdout
+    assert "missing_sessions\n" in out.stdout  # section titles are never wrapped
+    assert "{" not in out.stdout
+    for line in out.stderr.splitlines():
+        json.loads(line)
+    assert not (tmp_path / "lake").exists()  # status reads only: it does not create the lake
+
+
+def test_quiet_and_log_format(tmp_path: Path) -> None:
+    quiet = run_cli("-q", "--output", "json", "status", cwd=tmp_path)
+    assert quiet.returncode == 0
+    assert quiet.stderr == ""
+    json.loads(quiet.stdout)
+    text_logs = run_cli(
+        "--output", "json", "status", cwd=tmp_path, env={"CONDVEST_LOG__FORMAT": "text"}
+    )
+    assert text_logs.returncode == 0
+    assert "INFO" in text_logs.stderr
+    assert not text_logs.stderr.lstrip().startswith("{")
+    json.loads(text_logs.stdout)
