@@ -230,7 +230,7 @@ LEGACY_ENV: dict[str, tuple[str, str]] = {
 LEGACY_BUCKET_ENV = ("S3_BUCKET", "S3_BUCKET_NAME", "S3_DATALAKE_BUCKET", "S3_PREFIX")
 
 # CONDVEST_ variables that are not settings (read elsewhere).
-_NON_SETTING_ENV = {"CONDVEST_CONFIG", "CONDVEST_LAMBDA_COMMAND"}
+_NON_SETTING_ENV = {"CONDVEST_CONFIG", "CONDVEST_LAMBDA_COMMAND", "CONDVEST_LAMBDA_MARGIN_S"}
 
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
