@@ -10,6 +10,7 @@ FROM ${BASE_IMAGE} AS build
 # Wheels come from ./wheelhouse when it holds condvest's wheel (built on the host with
 # `pip wheel '.[aws]' -w wheelhouse`, so the build needs no network), otherwise from PyPI.
 # Every dependency ships manylinux wheels: no compiler is needed, and none reaches the final stage.
+# The test suites and C headers of pandas/pyarrow/numpy (~70 MB) are dropped: never used at run time.
 COPY . /src
 RUN python3 -m venv /opt/condvest \
     && if ls /src/wheelhouse/condvest-*.whl >/dev/null 2>&1; then \
@@ -19,6 +20,10 @@ RUN python3 -m venv /opt/condvest \
          /opt/condvest/bin/pip install --no-cache-dir "/src[aws]"; \
        fi \
     && /opt/condvest/bin/pip uninstall --yes pip \
+    && site=$(/opt/condvest/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))") \
+    && rm -rf "$site/pandas/tests" "$site/pyarrow/tests" "$site/pyarrow/include" \
+    && find "$site/numpy" -type d -name tests -prune -exec rm -rf {} + \
+    && /opt/condvest/bin/python -c "import duckdb, numpy, pandas, pyarrow.parquet, condvest.aws.lambda_handler" \
     && /opt/condvest/bin/condvest --version
 
 FROM ${BASE_IMAGE}

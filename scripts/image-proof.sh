@@ -151,7 +151,7 @@ for line in open(sys.argv[1]):
     body = item["body"]
     if item["kind"] == "response":
         shown = {k: body.get(k) for k in ("stage", "ok", "lake", "continue")}
-        shown["pending_files"] = body.get("bronze", {}).get("pending_files")
+        shown["pending_date_files"] = body.get("bronze", {}).get("pending_date_files")
     else:
         shown = {k: body.get(k) for k in ("errorType", "errorMessage")}
     print(f"  {json.dumps(item['event'])} -> {item['kind']}: {json.dumps(shown)}")

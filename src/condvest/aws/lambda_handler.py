@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,7 +76,7 @@ class _ErrorTee(io.TextIOBase):
         return False  # JSON log lines, whatever the runtime's stderr is
 
 
-def margin_s(env: dict[str, str] | os._Environ[str]) -> float:
+def margin_s(env: Mapping[str, str]) -> float:
     raw = env.get(MARGIN_ENV, "").strip()
     if not raw:
         return DEFAULT_MARGIN_S
