@@ -167,7 +167,8 @@ def not_started(invocation: Invocation, left_s: float, margin: float) -> dict[st
         "ok": True,
         "partial": True,
         "started": False,
-        "reason": f"{left_s:.1f}s left, not more than the {margin:g}s safety margin",
+        "reason": f"only {left_s:.1f}s left: less than the {margin:g}s safety margin plus "
+        f"{MIN_RUN_S:g}s to run",
         "continue": True,
         "next_event": invocation.replay,
     }
