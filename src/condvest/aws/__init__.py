@@ -1,0 +1,1 @@
+"""AWS adapters: the thin Lambda handler (and a local Runtime API stub for trying it)."""

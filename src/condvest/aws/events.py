@@ -1,0 +1,251 @@
+"""Lambda events → condvest command lines (pure: no I/O, no clock).
+
+Three shapes are accepted (docs/deploy/lambda.md):
+
+* an EventBridge scheduled event (``"source": "aws.events"``) → the command line in
+  ``CONDVEST_LAMBDA_COMMAND`` (default ``fetch``; may carry flags, e.g. ``"run --vacuum"``);
+* a direct event ``{"command": "status", "args": {"check": true}}`` → ``status --check``; the
+  args are checked against the command's real options, so a typo fails loudly;
+* the original fetcher's event (``symbols``, ``date``, ``backfill_missing``, …) → ``fetch`` flags.
+
+Every shape is normalised to the direct form, which is also the event to re-invoke with when a
+run stops early (``"continue": true``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from typing import Any, Literal
+
+from condvest.errors import UsageError
+
+COMMAND_ENV = "CONDVEST_LAMBDA_COMMAND"
+DEFAULT_COMMAND = "fetch"
+# Global options an event may set; --output is always json (the handler parses stdout).
+GLOBAL_ARGS = frozenset({"lake", "config", "verbose", "quiet"})
+LEGACY_FIELDS = (
+    "symbols",
+    "date",
+    "backfill_missing",
+    "max_backfill_days",
+    "skip_market_check",
+    "historical_backfill",
+    "years_back",
+    "new_symbols_only",
+)
+EventShape = Literal["scheduled", "direct", "legacy"]
+
+
+class EventError(UsageError):
+    """The Lambda event cannot be turned into a command line."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one event asks for: the full argv for ``condvest`` and how to ask again."""
+
+    shape: EventShape
+    command: str
+    argv: tuple[str, ...]
+    replay: dict[str, Any]
+    """The direct event that repeats this invocation (returned with ``"continue": true``)."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    """Things worth a log line (accepted-but-ignored legacy fields)."""
+
+    @property
+    def dry_run(self) -> bool:
+        return "--dry-run" in self.argv
+
+    def arg(self, name: str) -> Any:
+        args = self.replay.get("args", {})
+        return args.get(name) if isinstance(args, dict) else None
+
+
+@cache
+def _root_command() -> Any:
+    import typer
+
+    from condvest.cli.app import app
+
+    return typer.main.get_command(app)
+
+
+def command_names() -> list[str]:
+    return sorted(_root_command().commands)
+
+
+def _long_flag(param: Any) -> str:
+    longs = [o for o in param.opts if o.startswith("--")]
+    return max(longs, key=len) if longs else str(param.opts[0])
+
+
+def _scalar(key: str, value: Any) -> str:
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        return str(value)
+    raise EventError(f"args.{key} = {value!r}: expected a string or a number")
+
+
+def _param_argv(param: Any, key: str, value: Any) -> list[str]:
+    """One event arg → CLI tokens, following the option's own kind (flag, count, list)."""
+    if value is None:
+        return []
+    flag = _long_flag(param)
+    if param.param_type_name == "argument":
+        values = value if isinstance(value, list | tuple) else [value]
+        return [_scalar(key, v) for v in values]
+    if getattr(param, "count", False):
+        if isinstance(value, bool):
+            return [flag] if value else []
+        if isinstance(value, int) and value >= 0:
+            return [flag] * value
+        raise EventError(f"args.{key} = {value!r}: expected true/false or a count")
+    if param.is_flag:
+        if not isinstance(value, bool):
+            raise EventError(f"args.{key} = {value!r}: {flag} is a flag; use true or false")
+        if value:
+            return [flag]
+        return [param.secondary_opts[0]] if param.secondary_opts else []
+    if isinstance(value, list | tuple):
+        items = [_scalar(key, v) for v in value]
+        if getattr(param, "multiple", False):
+            return [token for item in items for token in (flag, item)]
+        return [flag, ",".join(items)]
+    return [flag, _scalar(key, value)]
+
+
+def _params_by_name(params: Sequence[Any]) -> dict[str, Any]:
+    return {p.name: p for p in params if p.name and p.name not in ("help", "version", "output")}
+
+
+def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
+    """``("status --check", {"lake": "/tmp/l"})`` → ``("status", ["--output", "json", "--lake",
+    "/tmp/l", "status", "--check"])``. Unknown commands or args raise :class:`EventError`."""
+    tokens = shlex.split(command_line or "")
+    if not tokens:
+        raise EventError("the event names no command", hint=f"one of {', '.join(command_names())}")
+    name, extra = tokens[0], tokens[1:]
+    root = _root_command()
+    command = root.commands.get(name)
+    if command is None:
+        raise EventError(
+            f"unknown command {name!r} in the event",
+            hint=f"one of {', '.join(command_names())}",
+        )
+    own = _params_by_name(command.params)
+    globals_ = {k: v for k, v in _params_by_name(root.params).items() if k in GLOBAL_ARGS}
+    head: list[str] = ["--output", "json"]
+    tail: list[str] = []
+    positional: list[str] = []
+    for raw_key, value in (args or {}).items():
+        key = str(raw_key).replace("-", "_")
+        if key in own:
+            param = own[key]
+            target = positional if param.param_type_name == "argument" else tail
+            target.extend(_param_argv(param, key, value))
+        elif key in globals_:
+            head.extend(_param_argv(globals_[key], key, value))
+        else:
+            known = sorted(set(own) | set(globals_))
+            raise EventError(
+                f"unknown argument {raw_key!r} for condvest {name}",
+                hint=f"known: {', '.join(known)}",
+            )
+    return name, [*head, name, *extra, *tail, *positional]
+
+
+def _years_before(today: date, years: int) -> date:
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February → 28 February
+        return today.replace(year=today.year - years, day=28)
+
+
+def _expect(event: Mapping[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = event.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) and bool not in kinds:
+        raise EventError(f"event field {key} = {value!r}: expected {what}")
+    if not isinstance(value, kinds):
+        raise EventError(f"event field {key} = {value!r}: expected {what}")
+    return value
+
+
+def legacy_args(event: Mapping[str, Any], today: date) -> tuple[dict[str, Any], list[str]]:
+    """The original fetcher's event fields → ``fetch`` options (table in docs/deploy/lambda.md)."""
+    args: dict[str, Any] = {}
+    notes: list[str] = []
+    symbols = _expect(event, "symbols", (str, list), "a list of symbols or 'A,B'")
+    if symbols:
+        args["symbols"] = symbols if isinstance(symbols, str) else [str(s) for s in symbols]
+    day = _expect(event, "date", (str,), "a date YYYY-MM-DD")
+    if day:
+        args["date"] = day
+    backfill = _expect(event, "backfill_missing", (bool,), "true or false")
+    max_days = _expect(event, "max_backfill_days", (int,), "a whole number of sessions")
+    if backfill is False:
+        # The original then fetched only the requested (or latest) session.
+        args["max_backfill_days"] = 1
+        if max_days is not None:
+            notes.append("max_backfill_days ignored: backfill_missing is false")
+    elif max_days is not None:
+        args["max_backfill_days"] = max_days
+    if _expect(event, "skip_market_check", (bool,), "true or false") is not None:
+        notes.append("skip_market_check ignored: the trading calendar decides which days to fetch")
+    years = _expect(event, "years_back", (int,), "a whole number of years")
+    if _expect(event, "historical_backfill", (bool,), "true or false"):
+        args["history"] = True
+        if years is not None:
+            if years < 1:
+                raise EventError(f"event field years_back = {years}: must be at least 1")
+            args["start"] = _years_before(today, years).isoformat()
+    elif years is not None:
+        notes.append("years_back ignored: historical_backfill is not true")
+    if _expect(event, "new_symbols_only", (bool,), "true or false"):
+        raise EventError(
+            "event field new_symbols_only is not supported",
+            hint="a daily fetch already backfills new symbols when fetch.backfill_new_symbols is "
+            "on; for specific symbols send historical_backfill with symbols",
+        )
+    return args, notes
+
+
+def parse_event(event: Any, *, env: Mapping[str, str], today: date) -> Invocation:
+    """Any accepted event → :class:`Invocation`; anything else raises :class:`EventError`."""
+    if event is None:
+        event = {}
+    if not isinstance(event, Mapping):
+        raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
+    if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
+        command_line = env.get(COMMAND_ENV, "").strip() or DEFAULT_COMMAND
+        name, argv = build_argv(command_line)
+        return Invocation("scheduled", name, tuple(argv), {"command": command_line, "args": {}})
+    if "command" in event:
+        extra = sorted(set(event) - {"command", "args"})
+        if extra:
+            raise EventError(
+                f"unexpected field(s) {', '.join(extra)} beside 'command'",
+                hint="put command options under 'args'",
+            )
+        command_line, args = event["command"], event.get("args") or {}
+        if not isinstance(command_line, str):
+            raise EventError(f"event field command = {command_line!r}: expected a string")
+        if not isinstance(args, Mapping):
+            raise EventError(f"event field args = {args!r}: expected an object")
+        name, argv = build_argv(command_line, args)
+        replay = {"command": command_line, "args": dict(args)}
+        return Invocation("direct", name, tuple(argv), replay)
+    unknown = sorted(set(event) - set(LEGACY_FIELDS))
+    if unknown:
+        raise EventError(
+            f"unrecognised event field(s) {', '.join(unknown)}",
+            hint='send {"command": "...", "args": {...}}, a scheduled event, or the original '
+            "fetcher's fields: " + ", ".join(LEGACY_FIELDS),
+        )
+    args, notes = legacy_args(event, today)
+    name, argv = build_argv("fetch", args)
+    return Invocation("legacy", name, tuple(argv), {"command": "fetch", "args": args}, tuple(notes))
