@@ -4,9 +4,11 @@ Each test runs on local disk and on the S3 server (the ``lake`` fixture)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import date
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -18,6 +20,7 @@ from condvest.jobs.resample import ResampleOptions, ResampleResult, plan_resampl
 from condvest.state.checkpoints import read_checkpoint
 from conftest import Lake, at
 from resample_helpers import bars_by_key, bronze_row, read_silver, write_data, write_date
+from test_smoke import run_cli
 
 D = date
 # 2024-07-04 is a holiday. 3-session calendar bars around it (index 15732 = 2024-07-03, 15732 % 3
@@ -275,3 +278,20 @@ def test_legacy_file_is_normalised(lake: Lake) -> None:
     resample(lake)
     bar = bars_by_key(read_silver(lake.storage, 3))[("OLD", D(2024, 7, 3))]
     assert (bar["open"], bar["close"], bar["sessions"], bar["vwap"]) == (1.0, 3.5, 3, None)
+
+
+def test_cli_dry_run_run_and_bad_intervals(lake: Lake, tmp_path: Path) -> None:
+    write_data(lake.storage, "A", [bronze_row("A", d, 1.0) for d in HOLIDAY_BAR])
+    env = lake.env()
+    dry = run_cli("-o", "json", "resample", "--intervals", "3", "--dry-run", cwd=tmp_path, env=env)
+    assert dry.returncode == 0, dry.stderr
+    body = json.loads(dry.stdout)
+    assert body["dry_run"] is True and body["intervals"]["3d"]["months_to_write"] == 1
+    assert read_silver(lake.storage, 3).num_rows == 0
+    real = run_cli("-o", "json", "resample", "--intervals", "3,5", cwd=tmp_path, env=env)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["months_written"] >= 1
+    bad = run_cli("resample", "--intervals", "3,x", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "--intervals '3,x'" in bad.stderr
+    since = run_cli("resample", "--since", "yesterday", cwd=tmp_path, env=env)
+    assert since.returncode == 2 and "--since" in since.stderr

@@ -153,7 +153,9 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     full = options.full or settings.force_full
     through = ctx.latest_completed_session()
     listing = list_bronze(ctx.storage)
-    source = read_bronze(ctx.storage, listing, workers=16)
+    local = ctx.storage.local_path("") is not None
+    # Local reads are CPU-bound (parquet decoding); S3 reads wait on the network.
+    source = read_bronze(ctx.storage, listing, workers=4 if local else 32)
     daily = bars.daily_arrays(source.table, source.symbols, source.counts)
     session_days = np.array(
         [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
