@@ -295,3 +295,18 @@ def test_cli_dry_run_run_and_bad_intervals(lake: Lake, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--intervals '3,x'" in bad.stderr
     since = run_cli("resample", "--since", "yesterday", cwd=tmp_path, env=env)
     assert since.returncode == 2 and "--since" in since.stderr
+
+
+def test_out_of_time_stops_cleanly_and_status_shows_coverage(lake: Lake) -> None:
+    from condvest.jobs.status import run_status
+
+    write_data(lake.storage, "A", [bronze_row("A", d, 1.0) for d in HOLIDAY_BAR])
+    ctx = lake.context(now=AFTER_0712)
+    plan = plan_resample(ctx, ResampleOptions(intervals=(3, 5)))
+    ctx.deadline = time.monotonic()  # a Lambda with no time left
+    result = run_resample(ctx, plan)
+    assert result.ok and result.partial and result.months_written == 0
+    assert result.intervals["3d"]["mode"] == "skipped (out of time)"
+    assert resample(lake).ok
+    silver = run_status(lake.context(now=AFTER_0712)).silver
+    assert silver["3d"]["through"] == "2024-07-12" and silver["3d"]["months"] == 1
