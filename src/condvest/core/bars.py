@@ -27,7 +27,10 @@ import pyarrow.compute as pc
 from condvest.core.schema import SILVER_SCHEMA
 
 EPOCH = date(1970, 1, 1)
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+WORKING_SCHEMA = SILVER_SCHEMA.set(
+    0, pa.field("symbol", pa.dictionary(pa.int32(), pa.string()), nullable=False)
+)
+"""SILVER_SCHEMA with a dictionary-encoded symbol: cheap to sort and slice; cast on write."""
 
 
 class BarAlignment(StrEnum):
@@ -134,7 +137,7 @@ def compute_bars(
     bar = pos // n_size
     n = len(bar)
     if n == 0:
-        return SILVER_SCHEMA.empty_table(), np.zeros(0, dtype=np.int32)
+        return WORKING_SCHEMA.empty_table(), np.zeros(0, dtype=np.int32)
     change = np.empty(n, dtype=bool)
     change[0] = True
     change[1:] = (code[1:] != code[:-1]) | (bar[1:] != bar[:-1])
@@ -174,7 +177,7 @@ def compute_bars(
         {
             "symbol": pa.DictionaryArray.from_arrays(
                 pa.array(code[starts][s]), pa.array(daily.symbols, pa.string())
-            ).cast(pa.string()),
+            ),
             "start_date": pa.array(start_day[s].astype(np.int32)).cast(pa.date32()),
             "end_date": pa.array(end_day[s].astype(np.int32)).cast(pa.date32()),
             "open": col(daily.open)[starts][s],
@@ -187,7 +190,7 @@ def compute_bars(
             "sessions": sessions[s].astype(np.int32),
             "complete": complete[s],
         },
-        schema=SILVER_SCHEMA,
+        schema=WORKING_SCHEMA,
     )
     return table, code[starts][s].astype(np.int32)
 
