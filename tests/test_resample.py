@@ -5,7 +5,6 @@ Each test runs on local disk and on the S3 server (the ``lake`` fixture)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import date
 from pathlib import Path
@@ -258,12 +257,13 @@ def test_corrupt_bronze_file_fails_the_run_and_writes_nothing(lake: Lake) -> Non
 
 
 def test_legacy_file_is_normalised(lake: Lake) -> None:
+    """The original's shape: a naive `timestamp` instead of `date`, an `interval` column,
+    integer prices, no vwap/transactions/fetched_at/source."""
+    stamps = pa.array([f"{d.isoformat()}T00:00:00" for d in HOLIDAY_BAR]).cast(pa.timestamp("ns"))
     legacy = pa.table(
         {
             "symbol": ["OLD"] * 3,
-            "timestamp": pa.array(
-                [os.path.getsize and 0 for _ in range(3)], pa.timestamp("ns")
-            ).cast(pa.timestamp("ns")),
+            "timestamp": stamps,
             "open": [1, 2, 3],
             "high": [2, 3, 4],
             "low": [0.5, 1, 2],
@@ -272,8 +272,6 @@ def test_legacy_file_is_normalised(lake: Lake) -> None:
             "interval": ["1d"] * 3,
         }
     )
-    stamps = pa.array([f"{d.isoformat()}T00:00:00" for d in HOLIDAY_BAR]).cast(pa.timestamp("ns"))
-    legacy = legacy.set_column(1, "timestamp", stamps)
     lake.storage.write_parquet(layout.data_file("OLD"), legacy)
     resample(lake)
     bar = bars_by_key(read_silver(lake.storage, 3))[("OLD", D(2024, 7, 3))]

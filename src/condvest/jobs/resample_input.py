@@ -116,7 +116,7 @@ def _date_files_to_read(files: SymbolFiles, data: pa.Table | None) -> list[Objec
 
 
 def read_symbol(storage: Storage, files: SymbolFiles) -> tuple[str, pa.Table, int]:
-    """(symbol from the files' own column, merged rows, date files read)."""
+    """(symbol from the files' own column, merged rows, files read)."""
     data = read_bronze_file(storage, files.data.key) if files.data is not None else None
     landed: list[pa.Table] = []
     wanted = _date_files_to_read(files, data)
@@ -128,8 +128,9 @@ def read_symbol(storage: Storage, files: SymbolFiles) -> tuple[str, pa.Table, in
             # data.parquet, so the row is not lost.
             log.info("date file %s vanished during the read (vacuumed)", obj.key)
     merged = _merge(data, landed)
+    n_read = len(wanted) + (1 if files.data is not None else 0)
     if merged.num_rows == 0:
-        return files.directory, merged, len(wanted)
+        return files.directory, merged, n_read
     symbols = pc.unique(merged.column("symbol")).to_pylist()
     if len(symbols) != 1:
         raise CorruptFileError(
@@ -142,7 +143,7 @@ def read_symbol(storage: Storage, files: SymbolFiles) -> tuple[str, pa.Table, in
         log.warning(
             "files under symbol=%s hold symbol %s; using the column", files.directory, symbol
         )
-    return symbol, merged, len(wanted)
+    return symbol, merged, n_read
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,10 @@ def read_bronze(storage: Storage, listing: dict[str, SymbolFiles], workers: int)
     by_symbol: dict[str, list[pa.Table]] = defaultdict(list)
     files_read = 0
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for symbol, table, n_dates in pool.map(
+        for symbol, table, n_read in pool.map(
             lambda f: read_symbol(storage, f), [listing[k] for k in sorted(listing)]
         ):
-            files_read += n_dates + (1 if listing else 0)
+            files_read += n_read
             if table.num_rows:
                 by_symbol[symbol].append(table)
     names = tuple(sorted(by_symbol))
