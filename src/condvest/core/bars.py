@@ -1,0 +1,254 @@
+"""N-session bar maths (DESIGN §4, §7): pure, vectorised numpy over daily rows.
+
+Daily rows come in as one table sorted by (symbol, date) with one row per (symbol, date).
+Bars are contiguous runs of those rows that share a symbol and a bar number, so every field is a
+``reduceat`` over the run starts — no group-by, no sort, no engine: the whole seed-scale lake
+(~10.8 M rows, six intervals) is computed in about a second.
+
+Alignment ``calendar``: a row's bar number is ``session_index // N`` where the session index is
+counted on the exchange calendar from 1962-01-02 (index 0); bar k covers sessions [kN, kN+N), so
+``start_date``/``end_date`` are that window's first and last sessions for every symbol, and
+``complete`` means the window's last session is ≤ the latest completed session.
+Alignment ``rows``: a row's bar number is its row number within the symbol (0 = the symbol's first
+row in the lake) // N; dates are the bar's first and last rows; ``complete`` means N rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from condvest.core.schema import SILVER_SCHEMA
+
+EPOCH = date(1970, 1, 1)
+WORKING_SCHEMA = SILVER_SCHEMA.set(
+    0, pa.field("symbol", pa.dictionary(pa.int32(), pa.string()), nullable=False)
+)
+"""SILVER_SCHEMA with a dictionary-encoded symbol: cheap to sort and slice; cast on write."""
+
+
+class BarAlignment(StrEnum):
+    CALENDAR = "calendar"
+    ROWS = "rows"
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01 (the date32 representation)."""
+    return (day - EPOCH).days
+
+
+@dataclass(frozen=True)
+class DailyArrays:
+    """Daily rows as numpy columns, sorted by (symbol code, date); symbols[code] is the name."""
+
+    symbols: tuple[str, ...]
+    code: np.ndarray  # int32 per row
+    day: np.ndarray  # int32 days since 1970-01-01
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    vwap: np.ndarray  # float64, NaN = null
+    transactions: np.ndarray  # int64, 0 where null
+    has_transactions: np.ndarray  # bool
+
+    @property
+    def rows(self) -> int:
+        return len(self.day)
+
+
+def daily_arrays(table: pa.Table, symbols: tuple[str, ...], counts: np.ndarray) -> DailyArrays:
+    """``table`` (bronze columns) holds ``counts[i]`` rows of ``symbols[i]``, in that order."""
+
+    def f64(name: str) -> np.ndarray:
+        col = table.column(name)
+        return np.asarray(pc.fill_null(col, np.nan).to_numpy(), dtype=np.float64)
+
+    tx = table.column("transactions")
+    return DailyArrays(
+        symbols=symbols,
+        code=np.repeat(np.arange(len(symbols), dtype=np.int32), counts),
+        day=np.asarray(table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int32),
+        open=f64("open"),
+        high=f64("high"),
+        low=f64("low"),
+        close=f64("close"),
+        volume=f64("volume"),
+        vwap=f64("vwap"),
+        transactions=np.asarray(pc.fill_null(tx, 0).to_numpy(), dtype=np.int64),
+        has_transactions=np.asarray(pc.is_valid(tx).to_numpy(zero_copy_only=False), dtype=bool),
+    )
+
+
+def session_positions(days: np.ndarray, session_days: np.ndarray) -> np.ndarray:
+    """Session index of each day (``session_days`` sorted); -1 where the day is not a session."""
+    pos = np.searchsorted(session_days, days)
+    inside = pos < len(session_days)
+    hit = np.zeros(len(days), dtype=bool)
+    hit[inside] = session_days[pos[inside]] == days[inside]
+    return np.where(hit, pos, -1).astype(np.int64)
+
+
+def row_numbers(code: np.ndarray) -> np.ndarray:
+    """Row number of each row within its symbol (rows sorted by symbol)."""
+    n = len(code)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.concatenate([[True], code[1:] != code[:-1]]))
+    lengths = np.diff(np.append(first, n))
+    return np.arange(n, dtype=np.int64) - np.repeat(first, lengths)
+
+
+@dataclass(frozen=True)
+class BarOptions:
+    interval: int
+    alignment: BarAlignment
+    latest_index: int
+    """Session index of the latest completed session (calendar completeness)."""
+    include_partial: bool = False
+    since_day: int | None = None
+    """Only bars whose start date is on or after this day (days since epoch) are output."""
+
+
+def compute_bars(
+    daily: DailyArrays, session_days: np.ndarray, positions: np.ndarray, opts: BarOptions
+) -> tuple[pa.Table, np.ndarray]:
+    """Bars of ``opts.interval`` sessions (SILVER_SCHEMA, sorted by symbol, start_date) and the
+    symbol code of each bar. ``positions`` are the rows' session indexes (calendar) or row
+    numbers (rows); rows with a negative position (not a session) are left out."""
+    n_size = opts.interval
+    keep = positions >= 0
+    if not keep.all():
+        idx = np.flatnonzero(keep)
+        code, pos = daily.code[idx], positions[idx]
+    else:
+        idx, code, pos = None, daily.code, positions
+
+    def col(values: np.ndarray) -> np.ndarray:
+        return values if idx is None else values[idx]
+
+    bar = pos // n_size
+    n = len(bar)
+    if n == 0:
+        return WORKING_SCHEMA.empty_table(), np.zeros(0, dtype=np.int32)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    change[1:] = (code[1:] != code[:-1]) | (bar[1:] != bar[:-1])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n) - 1
+    sessions = np.diff(np.append(starts, n))
+    day = col(daily.day)
+    volume = col(daily.volume)
+    vwap = col(daily.vwap)
+    priced = ~np.isnan(vwap)
+    vw_num = np.add.reduceat(np.where(priced, vwap * volume, 0.0), starts)
+    vw_den = np.add.reduceat(np.where(priced, volume, 0.0), starts)
+    has_tx = col(daily.has_transactions)
+    tx_any = np.add.reduceat(has_tx.astype(np.int64), starts) > 0
+    tx_sum = np.add.reduceat(np.where(has_tx, col(daily.transactions), 0), starts)
+    bar_of = bar[starts]
+    if opts.alignment is BarAlignment.CALENDAR:
+        first_idx = bar_of * n_size
+        last_idx = first_idx + n_size - 1
+        top = len(session_days) - 1
+        start_day = session_days[np.minimum(first_idx, top)]
+        end_day = session_days[np.minimum(last_idx, top)]
+        complete = (last_idx <= opts.latest_index) & (last_idx <= top)
+    else:
+        start_day, end_day = day[starts], day[ends]
+        complete = sessions == n_size
+    select = np.ones(len(starts), dtype=bool)
+    if not opts.include_partial:
+        select &= complete
+    if opts.since_day is not None:
+        select &= start_day >= opts.since_day
+    s = np.flatnonzero(select)
+    den = vw_den[s]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap_out = vw_num[s] / den
+    table = pa.table(
+        {
+            "symbol": pa.DictionaryArray.from_arrays(
+                pa.array(code[starts][s]), pa.array(daily.symbols, pa.string())
+            ),
+            "start_date": pa.array(start_day[s].astype(np.int32)).cast(pa.date32()),
+            "end_date": pa.array(end_day[s].astype(np.int32)).cast(pa.date32()),
+            "open": col(daily.open)[starts][s],
+            "high": np.maximum.reduceat(col(daily.high), starts)[s],
+            "low": np.minimum.reduceat(col(daily.low), starts)[s],
+            "close": col(daily.close)[ends][s],
+            "volume": np.add.reduceat(volume, starts)[s],
+            "vwap": pa.array(vwap_out, mask=~(den > 0)),
+            "transactions": pa.array(tx_sum[s], mask=~tx_any[s]),
+            "sessions": sessions[s].astype(np.int32),
+            "complete": complete[s],
+        },
+        schema=WORKING_SCHEMA,
+    )
+    return table, code[starts][s].astype(np.int32)
+
+
+def month_keys(start_days: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of each day (year = k // 12 + 1970, month = k % 12 + 1)."""
+    return start_days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+
+
+def month_label(key: int) -> str:
+    return f"{key // 12 + 1970:04d}{key % 12 + 1:02d}"
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (a good avalanche for the per-row hashes)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    out: np.ndarray = h ^ (h >> np.uint64(31))
+    return out
+
+
+def symbol_hashes(symbols: tuple[str, ...]) -> np.ndarray:
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+            for s in symbols
+        ],
+        dtype=np.uint64,
+    )
+
+
+def row_hashes(bars: pa.Table, codes: np.ndarray, sym_hash: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every bar's full content (for change detection between runs)."""
+    with np.errstate(over="ignore"):
+        h = sym_hash[codes].copy() if len(codes) else np.zeros(0, dtype=np.uint64)
+        for name in SILVER_SCHEMA.names[1:]:
+            column = bars.column(name)
+            if pa.types.is_floating(column.type):
+                raw = pc.fill_null(column, np.nan).to_numpy().astype(np.float64)
+                part = raw.view(np.uint64)
+            elif pa.types.is_date32(column.type):
+                part = column.cast(pa.int32()).to_numpy().astype(np.uint64)
+            elif pa.types.is_boolean(column.type):
+                part = column.to_numpy(zero_copy_only=False).astype(np.uint64)
+            else:
+                valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+                filled = pc.fill_null(column, 0).to_numpy().astype(np.int64).view(np.uint64)
+                part = filled ^ (valid.astype(np.uint64) << np.uint64(63))
+            h = _mix(h * np.uint64(0x100000001B3) + part)
+        return h
+
+
+def group_digests(hashes: np.ndarray, group_starts: np.ndarray) -> list[str]:
+    """Order-insensitive digest (sum of row hashes, mod 2^64) of each contiguous group."""
+    if len(hashes) == 0:
+        return []
+    with np.errstate(over="ignore"):
+        sums = np.add.reduceat(hashes, group_starts)
+    return [f"{int(v):016x}" for v in sums]

@@ -1,0 +1,163 @@
+"""Property: after any sequence of fetch-like landings, consolidate-like merges, vacuums,
+restatements, clock ticks and incremental resamples, silver equals a full rebuild.
+
+The "world" is written straight through the Storage API, the way fetch and consolidate would."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from condvest.core import layout
+from condvest.core.calendar import get_calendar
+from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.storage import Storage
+from conftest import BUCKET, Lake, make_local_lake, make_s3_lake
+from resample_helpers import bars_by_key, bronze_row, read_silver, table_of
+
+SYMBOLS = ("A", "INF", "1234")
+INTERVALS = (3, 5)
+SESSIONS = get_calendar().sessions_between(date(2024, 6, 3), date(2024, 7, 31))
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("land"),
+            st.sampled_from(SYMBOLS),
+            st.integers(0, 6),
+            st.floats(1, 100, allow_nan=False),
+        ),
+        st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
+        st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
+        st.tuples(st.just("restate"), st.sampled_from(SYMBOLS), st.sampled_from([0.5, 2.0])),
+        st.tuples(st.just("tick"), st.integers(1, 4)),
+        st.tuples(st.just("resample")),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+class World:
+    """The lake as fetch/consolidate/vacuum would leave it, plus the clock."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.s = storage
+        self.pos = 8  # index into SESSIONS of the latest completed session
+        self.fetched = 1000
+
+    def now(self) -> datetime:
+        day = SESSIONS[self.pos]
+        return datetime(day.year, day.month, day.day, 23, tzinfo=UTC)
+
+    def _rows(self, sym: str, with_dates: bool) -> dict[date, dict[str, Any]]:
+        rows: dict[date, dict[str, Any]] = {}
+        if self.s.exists(layout.data_file(sym)):
+            for r in self.s.read_parquet(layout.data_file(sym)).to_pylist():
+                rows[r["date"]] = r
+        if with_dates:
+            for obj in self.s.list_objects(layout.symbol_prefix(sym)):
+                day = layout.parse_date_file(obj.key)
+                if day is not None:
+                    (r,) = self.s.read_parquet(obj.key).to_pylist()
+                    if day not in rows or r["fetched_at"] >= rows[day]["fetched_at"]:
+                        rows[day] = r
+        return rows
+
+    def _date_keys(self, sym: str) -> list[str]:
+        keys = [o.key for o in self.s.list_objects(layout.symbol_prefix(sym))]
+        return [k for k in keys if layout.parse_date_file(k) is not None]
+
+    def apply(self, op: tuple[Any, ...]) -> None:
+        kind = op[0]
+        if kind == "land":
+            _, sym, back, price = op
+            self.fetched += 1000
+            day = SESSIONS[max(0, self.pos - back)]
+            row = bronze_row(sym, day, price, fetched_ms=self.fetched)
+            self.s.write_parquet(layout.date_file(sym, day), table_of([row]))
+        elif kind == "consolidate":
+            rows = self._rows(op[1], with_dates=True)
+            if rows:
+                self.s.write_parquet(
+                    layout.data_file(op[1]), table_of([rows[d] for d in sorted(rows)])
+                )
+        elif kind == "vacuum":
+            held = self._rows(op[1], with_dates=False)
+            for key in self._date_keys(op[1]):
+                day = layout.parse_date_file(key)
+                (r,) = self.s.read_parquet(key).to_pylist()
+                if day in held and held[day]["fetched_at"] >= r["fetched_at"]:
+                    self.s.delete(key)
+        elif kind == "restate":
+            _, sym, factor = op
+            rows = self._rows(sym, with_dates=True)
+            if rows:
+                self.fetched += 1000
+                stamp = datetime.fromtimestamp(self.fetched / 1000, UTC)
+                new = [
+                    {
+                        **r,
+                        **{k: r[k] * factor for k in ("open", "high", "low", "close")},
+                        "vwap": None if r["vwap"] is None else r["vwap"] * factor,
+                        "fetched_at": stamp,
+                    }
+                    for _, r in sorted(rows.items())
+                ]
+                self.s.write_parquet(layout.data_file(sym), table_of(new))
+                self.s.delete_many(self._date_keys(sym))
+                self.s.write_json(layout.restated_marker(sym), {"symbol": sym})
+        elif kind == "tick":
+            self.pos = min(self.pos + op[1], len(SESSIONS) - 1)
+
+
+def _sub_lake(lake: Lake, tmp_path: Path) -> Lake:
+    name = uuid.uuid4().hex[:8]
+    if lake.kind == "local":
+        return make_local_lake(tmp_path / name)
+    assert lake.endpoint_url is not None
+    return make_s3_lake(lake.endpoint_url, BUCKET, prefix=f"p{name}")
+
+
+def _resample(lake: Lake, world: World) -> None:
+    ctx = lake.context(now=world.now())
+    result = run_resample(ctx, plan_resample(ctx, ResampleOptions(intervals=INTERVALS)))
+    assert result.ok, result.to_dict()
+
+
+def _assert_equals_full(lake: Lake, world: World) -> None:
+    ctx = lake.context(now=world.now())
+    plan = plan_resample(ctx, ResampleOptions(intervals=INTERVALS, full=True, dry_run=True))
+    for iplan in plan.intervals:
+        assert bars_by_key(read_silver(lake.storage, iplan.interval)) == bars_by_key(iplan.table)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=ops)
+def test_incremental_always_equals_full(
+    lake: Lake, tmp_path: Path, sequence: list[tuple[Any, ...]]
+) -> None:
+    sub = _sub_lake(lake, tmp_path)
+    world = World(sub.storage)
+    for sym in SYMBOLS[:2]:  # two symbols start with a short consolidated history
+        rows = [bronze_row(sym, d, 10.0) for d in SESSIONS[: world.pos + 1]]
+        sub.storage.write_parquet(layout.data_file(sym), table_of(rows))
+    for op in sequence:
+        if op[0] == "resample":
+            _resample(sub, world)
+            _assert_equals_full(sub, world)
+        else:
+            world.apply(op)
+    _resample(sub, world)
+    _assert_equals_full(sub, world)
