@@ -20,6 +20,7 @@ from condvest.core import layout
 from condvest.core.merge import MergeStats, merge_bronze, verify_merge
 from condvest.core.schema import BRONZE_SCHEMA, is_canonical, normalise_bronze
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, VerificationError
+from condvest.faults import kill_point
 from condvest.storage.base import Storage, parquet_bytes
 
 _CAS_ATTEMPTS = 8
@@ -77,5 +78,6 @@ def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> S
             else storage.replace(key, payload, version)
         )
         if swapped:
+            kill_point("after-swap", key)
             return SymbolMergeReport(symbol, True, stats, first, last, len(payload))
     raise StorageError(f"{symbol}: data.parquet kept changing under concurrent writers; retry")
