@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                 help="K/N: only shard K of N (default: AWS_BATCH_JOB_ARRAY_INDEX/SIZE).",
             ),
         ] = None,
-        dry_run: Annotated[bool, dry_run_option()] = False,
+        dry_run: bool = dry_run_option(),
     ) -> None:
         state = state_of(ctx)
         options = ConsolidateOptions(

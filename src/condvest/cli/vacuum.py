@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--force", help="Allow a retention below vacuum.min_retention_days."),
         ] = False,
-        dry_run: Annotated[bool, dry_run_option()] = False,
+        dry_run: bool = dry_run_option(),
     ) -> None:
         state = state_of(ctx)
         options = VacuumOptions(
