@@ -36,6 +36,9 @@ def merge_bronze(old: pa.Table, incoming: pa.Table) -> tuple[pa.Table, MergeStat
     incoming = incoming.cast(BRONZE_SCHEMA)
     if incoming.num_rows == 0:
         return old, MergeStats(old.num_rows, 0, old.num_rows, 0, 0)
+    appended = _append_only(old, incoming)
+    if appended is not None:
+        return appended
     batch = pa.concat_arrays(
         [pa.array(np.zeros(old.num_rows, np.int8)), pa.array(np.ones(incoming.num_rows, np.int8))]
     )
@@ -55,6 +58,18 @@ def merge_bronze(old: pa.Table, incoming: pa.Table) -> tuple[pa.Table, MergeStat
     from_incoming = int(pc.sum(winners_from_incoming).as_py() or 0)
     replaced = from_incoming - added
     return merged, MergeStats(old.num_rows, incoming.num_rows, merged.num_rows, added, replaced)
+
+
+def _append_only(old: pa.Table, incoming: pa.Table) -> tuple[pa.Table, MergeStats] | None:
+    """The daily case without a sort: incoming dates strictly increasing, all after the history."""
+    new_days = _day_numbers(incoming)
+    if len(new_days) > 1 and not bool(np.all(new_days[1:] > new_days[:-1])):
+        return None
+    if old.num_rows and int(_day_numbers(old.slice(old.num_rows - 1))[0]) >= int(new_days[0]):
+        return None
+    merged = pa.concat_tables([old, incoming]).combine_chunks()
+    n = incoming.num_rows
+    return merged, MergeStats(old.num_rows, n, merged.num_rows, n, 0)
 
 
 def verify_merge(old: pa.Table, incoming: pa.Table, merged: pa.Table, *, symbol: str) -> None:
