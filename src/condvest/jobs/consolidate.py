@@ -96,6 +96,11 @@ class ConsolidatePlan:
     skip_cleanup: bool
     dry_run: bool
     symbols: tuple[SymbolPlan, ...]
+    journals: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Cleanup journals of earlier runs (key, symbols): removed once those symbols are clean."""
+
+    def needs_cleanup(self, symbol: SymbolPlan) -> bool:
+        return not self.skip_cleanup and any(f.day < self.cleanup_before for f in symbol.files)
 
     def summary(self) -> dict[str, Any]:
         pending = [f for s in self.symbols for f in s.pending]
@@ -169,6 +174,11 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
     shard = resolve_shard(options.shard)
     manifest, _ = read_manifest(ctx.storage)
     symbols, selection = _candidates(ctx.storage, manifest, mode, options.symbols, workers)
+    journals = _read_journals(ctx.storage) if options.symbols is None else ()
+    if symbols is not None:
+        symbols = sorted({*symbols, *(s for _, names in journals for s in names)})
+    skip_cleanup = options.skip_cleanup if options.skip_cleanup is not None else cfg.skip_cleanup
+    cleanup_before = retention_cutoff(ctx.now().date(), retention)
     listed = _list_symbols(ctx.storage, symbols, workers) if symbols is not None else None
     if listed is None:
         listed = _group(ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"))
@@ -178,7 +188,8 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
             continue
         files = _date_files(listed[symbol], manifest.get(symbol), mode)
         has_data = any(o.key.endswith("/" + layout.DATA_FILE) for o in listed[symbol])
-        if any(f.pending for f in files) or (mode is ConsolidateMode.FULL and has_data):
+        old = not skip_cleanup and has_data and any(f.day < cleanup_before for f in files)
+        if any(f.pending for f in files) or (mode is ConsolidateMode.FULL and has_data) or old:
             plans.append(SymbolPlan(symbol, tuple(files), manifest.get(symbol)))
     return ConsolidatePlan(
         mode=mode,
@@ -186,11 +197,25 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         shard=shard,
         workers=workers,
         retention_days=retention,
-        cleanup_before=retention_cutoff(ctx.now().date(), retention),
-        skip_cleanup=options.skip_cleanup if options.skip_cleanup is not None else cfg.skip_cleanup,
+        cleanup_before=cleanup_before,
+        skip_cleanup=skip_cleanup,
         dry_run=options.dry_run,
         symbols=tuple(plans),
+        journals=journals,
     )
+
+
+def _read_journals(storage: Storage) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    out = []
+    for obj in storage.list_objects(layout.CLEANUP_JOURNAL_PREFIX):
+        if layout.is_temp_key(obj.key):
+            continue
+        try:
+            names = storage.read_json(obj.key).get("symbols", [])
+        except (StorageError, AttributeError):
+            continue  # gone meanwhile (another run finished it) or unreadable: ignore
+        out.append((obj.key, tuple(s for s in names if layout.is_valid_symbol(s))))
+    return tuple(out)
 
 
 def _candidates(
@@ -306,6 +331,7 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
     tally = _Tally()
     partial = False
     todo = list(plan.symbols)
+    journal = _write_journal(ctx, plan)
     with ThreadPoolExecutor(max_workers=plan.workers) as pool:
         for start in range(0, len(todo), _MANIFEST_BATCH):
             if ctx.out_of_time(_OUT_OF_TIME_MARGIN_S):
@@ -322,8 +348,45 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             if len(merged) < len(batch):
                 partial = True
                 break
+    if not partial:
+        _retire_journals(ctx.storage, plan, journal, tally)
     elapsed = time.monotonic() - started
     return _result(ctx, plan, tally, partial, elapsed)
+
+
+def _write_journal(ctx: JobContext, plan: ConsolidatePlan) -> str | None:
+    names = [s.symbol for s in plan.symbols if plan.needs_cleanup(s)]
+    if not names:
+        return None
+    key = layout.cleanup_journal(ctx.run_id)
+    ctx.storage.write_json(key, {"run_id": ctx.run_id, "symbols": names})
+    return key
+
+
+def _retire_journals(
+    storage: Storage, plan: ConsolidatePlan, own: str | None, tally: _Tally
+) -> None:
+    """Remove journals whose every symbol (of this shard) is now clean."""
+    planned = {s.symbol for s in plan.symbols}
+    journals = [*plan.journals, *([(own, tuple(planned))] if own else [])]
+    done = []
+    for i, (key, names) in enumerate(journals):
+        mine = [
+            n for n in names if plan.shard is None or shard_of(n, plan.shard[1]) == plan.shard[0]
+        ]
+        if any(n in tally.failures for n in mine):
+            continue
+        others = [n for n in names if n not in mine]
+        if others:  # hand the other shards' symbols on, in a journal of their own
+            rest = layout.cleanup_journal(f"{_journal_id(key)}-rest{i}")
+            storage.write_json(rest, {"symbols": others})
+        done.append(key)
+    if done:
+        storage.delete_many(done)
+
+
+def _journal_id(journal_key: str) -> str:
+    return journal_key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
 def _merge_batch(
