@@ -10,6 +10,8 @@ the symbol — it is never treated as "absent"."""
 from __future__ import annotations
 
 import io
+import random
+import time
 from dataclasses import dataclass
 from datetime import date
 
@@ -23,7 +25,10 @@ from condvest.errors import CorruptFileError, NotFoundError, StorageError, Verif
 from condvest.faults import kill_point
 from condvest.storage.base import PARQUET_COMPRESSION, Storage
 
-_CAS_ATTEMPTS = 8
+_CAS_ATTEMPTS = 32
+_BACKOFF_S = 0.002
+"""A lost compare-and-swap waits a random 0..2^n x 2 ms (n capped at 6) before retrying, so a
+slow writer is not starved by a fast one (8 immediate retries did lose under load)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,9 @@ def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> S
     """Merge ``incoming`` (canonical rows of ``symbol``) into its data.parquet, verified + CAS."""
     key = layout.data_file(symbol)
     incoming = incoming.cast(BRONZE_SCHEMA)
-    for _ in range(_CAS_ATTEMPTS):
+    for attempt in range(_CAS_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, _BACKOFF_S * 2 ** min(attempt, 6)))
         version: str | None
         try:
             data, version = storage.read_versioned(key)

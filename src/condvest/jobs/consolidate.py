@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -26,8 +26,6 @@ from condvest.core import layout
 from condvest.core.retention import (
     ceil_ms,
     check_shard,
-    is_pending,
-    is_superseded,
     retention_cutoff,
     shard_of,
 )
@@ -36,10 +34,18 @@ from condvest.errors import CondvestError, StorageError, UsageError
 from condvest.faults import kill_point
 from condvest.jobs.base import JobContext, JobResult, run_stage
 from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.selection import (
+    DateFile,
+    candidates,
+    date_files,
+    group,
+    list_symbols,
+    read_journals,
+    superseded_files,
+)
 from condvest.settings import ConsolidateMode
-from condvest.state.fetchlog import SessionEntry
 from condvest.state.manifest import ManifestRow, read_manifest, update_manifest
-from condvest.storage.base import ObjectInfo, Storage
+from condvest.storage.base import Storage
 
 log = logging.getLogger("condvest.consolidate")
 
@@ -61,15 +67,6 @@ class ConsolidateOptions:
     shard: tuple[int, int] | None = None
     """(K, N); None = from AWS_BATCH_JOB_ARRAY_INDEX/SIZE when set, else unsharded."""
     dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class DateFile:
-    key: str
-    day: date
-    size: int
-    mtime: datetime
-    pending: bool
 
 
 @dataclass(frozen=True)
@@ -173,20 +170,20 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         raise UsageError(f"--retention-days {retention} must be 0 or more")
     shard = resolve_shard(options.shard)
     manifest, _ = read_manifest(ctx.storage)
-    symbols, selection = _candidates(ctx.storage, manifest, mode, options.symbols, workers)
-    journals = _read_journals(ctx.storage) if options.symbols is None else ()
+    symbols, selection = candidates(ctx.storage, manifest, mode, options.symbols, workers)
+    journals = read_journals(ctx.storage) if options.symbols is None else ()
     if symbols is not None:
         symbols = sorted({*symbols, *(s for _, names in journals for s in names)})
     skip_cleanup = options.skip_cleanup if options.skip_cleanup is not None else cfg.skip_cleanup
     cleanup_before = retention_cutoff(ctx.now().date(), retention)
-    listed = _list_symbols(ctx.storage, symbols, workers) if symbols is not None else None
+    listed = list_symbols(ctx.storage, symbols, workers) if symbols is not None else None
     if listed is None:
-        listed = _group(ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"))
+        listed = group(ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"))
     plans: list[SymbolPlan] = []
     for symbol in sorted(listed):
         if shard is not None and shard_of(symbol, shard[1]) != shard[0]:
             continue
-        files = _date_files(listed[symbol], manifest.get(symbol), mode)
+        files = date_files(listed[symbol], manifest.get(symbol), mode)
         has_data = any(o.key.endswith("/" + layout.DATA_FILE) for o in listed[symbol])
         old = not skip_cleanup and has_data and any(f.day < cleanup_before for f in files)
         if any(f.pending for f in files) or (mode is ConsolidateMode.FULL and has_data) or old:
@@ -203,91 +200,6 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         symbols=tuple(plans),
         journals=journals,
     )
-
-
-def _read_journals(storage: Storage) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    out = []
-    for obj in storage.list_objects(layout.CLEANUP_JOURNAL_PREFIX):
-        if layout.is_temp_key(obj.key):
-            continue
-        try:
-            names = storage.read_json(obj.key).get("symbols", [])
-        except (StorageError, AttributeError):
-            continue  # gone meanwhile (another run finished it) or unreadable: ignore
-        out.append((obj.key, tuple(s for s in names if layout.is_valid_symbol(s))))
-    return tuple(out)
-
-
-def _candidates(
-    storage: Storage,
-    manifest: dict[str, ManifestRow],
-    mode: ConsolidateMode,
-    requested: Sequence[str] | None,
-    workers: int,
-) -> tuple[list[str] | None, str]:
-    """Symbols whose prefixes to list (None = list all of bronze) and how they were chosen."""
-    if requested is not None:
-        return [layout.validate_symbol(s) for s in requested], "symbols"
-    if mode is ConsolidateMode.FULL:
-        return None, "listing"
-    entries = [o for o in storage.list_objects(layout.FETCH_LOG_PREFIX) if _is_entry(o)]
-    if not entries:
-        return None, "listing"
-
-    def read(obj: ObjectInfo) -> tuple[ObjectInfo, SessionEntry]:
-        return obj, SessionEntry.from_json(storage.read_json(obj.key))
-
-    candidates: set[str] = set()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for obj, entry in pool.map(read, entries):
-            if entry.status == "landed" and entry.rows > 0 and not entry.symbols:
-                return None, "listing"  # an entry without its symbol list: cannot narrow down
-            for symbol in entry.symbols:
-                row = manifest.get(symbol)
-                if row is None or row.last_updated is None or obj.mtime > row.last_updated:
-                    candidates.add(symbol)
-    return sorted(s for s in candidates if layout.is_valid_symbol(s)), "fetch-log"
-
-
-def _is_entry(obj: ObjectInfo) -> bool:
-    return layout.parse_fetch_log_entry(obj.key) is not None and not layout.is_temp_key(obj.key)
-
-
-def _list_symbols(
-    storage: Storage, symbols: Sequence[str], workers: int
-) -> dict[str, list[ObjectInfo]]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        listings = pool.map(lambda s: storage.list_objects(layout.symbol_prefix(s)), symbols)
-        return {s: objs for s, objs in zip(symbols, listings, strict=True) if objs}
-
-
-def _group(objects: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
-    out: dict[str, list[ObjectInfo]] = {}
-    for obj in objects:
-        symbol = layout.parse_symbol_dir(obj.key)
-        if symbol is not None:
-            out.setdefault(symbol, []).append(obj)
-    return out
-
-
-def _date_files(
-    objects: Iterable[ObjectInfo], row: ManifestRow | None, mode: ConsolidateMode
-) -> list[DateFile]:
-    out: list[DateFile] = []
-    for obj in objects:
-        if layout.is_temp_key(obj.key):
-            continue
-        day = layout.parse_date_file(obj.key)
-        if day is None:
-            continue
-        pending = mode is ConsolidateMode.FULL or is_pending(
-            day,
-            obj.mtime,
-            row.last_consolidated_date if row else None,
-            row.last_updated if row else None,
-        )
-        out.append(DateFile(obj.key, day, obj.size, obj.mtime, pending))
-    return out
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -473,20 +385,6 @@ def _cleanup(ctx: JobContext, plan: ConsolidatePlan, symbol: SymbolPlan) -> tupl
     except CondvestError as exc:
         return symbol.symbol, f"cleanup failed: {exc}"
     return symbol.symbol, (len(deletable), sum(f.size for f in deletable))
-
-
-def superseded_files(storage: Storage, symbol: str, files: Sequence[DateFile]) -> list[DateFile]:
-    """The ``files`` whose every row is verified in the symbol's data.parquet (read now)."""
-    history = read_bronze(storage, layout.data_file(symbol))
-    out = []
-    for f in files:
-        try:
-            landed = read_bronze(storage, f.key)
-        except StorageError:
-            continue  # gone already, or unreadable: not ours to delete on a guess
-        if is_superseded(landed, history):
-            out.append(f)
-    return out
 
 
 def _count_cleanup(tally: _Tally, symbol: str, freed: Any) -> None:

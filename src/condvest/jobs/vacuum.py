@@ -18,7 +18,7 @@ from condvest.core import layout
 from condvest.core.retention import retention_cutoff
 from condvest.errors import CondvestError, NotFoundError, StorageError, UsageError
 from condvest.jobs.base import JobContext, JobResult, run_stage
-from condvest.jobs.consolidate import DateFile, superseded_files
+from condvest.jobs.selection import DateFile, superseded_files
 from condvest.storage.base import ObjectInfo, Storage, json_bytes
 
 log = logging.getLogger("condvest.vacuum")
