@@ -329,3 +329,19 @@ def test_cli_exit_codes(lake: Lake) -> None:
     body = json.loads(out.stdout)
     assert body["failures"][0]["symbol"] == "BROKEN" and body["symbols_done"] == 1
     assert closes(lake.storage, "CLI") == {DAYS[0]: 10.0}
+
+
+def test_new_session_is_found_despite_a_host_clock_manifest(lake: Lake) -> None:
+    """A manifest written by another tool (the seed job) with a host-clock last_updated that is
+    later than the storage's times: a newly landed session is still found."""
+    from datetime import UTC, datetime
+
+    from condvest.state.manifest import ManifestRow, update_manifest
+
+    lake.storage.write_parquet(layout.data_file("SEED"), rows("SEED", DAYS[:2]))
+    future = datetime.now(UTC) + timedelta(days=1)
+    update_manifest(lake.storage, {"SEED": ManifestRow("SEED", DAYS[1], 2, future, DAYS[0])})
+    land(lake.storage, "SEED", DAYS[2])
+    result = consolidate(lake)
+    assert result.ok and result.selection == "fetch-log" and result.rows_added == 1
+    assert sorted(closes(lake.storage, "SEED")) == DAYS[:3]
