@@ -94,3 +94,17 @@ def test_concurrent_merges_into_one_symbol_lose_nothing(lake: Lake) -> None:
         t.join()
     assert not errors
     assert sorted(closes(lake.storage, "RACE")) == sorted(DAYS[0::2][:10] + DAYS[1::2][:10])
+
+
+def test_verify_merge_refuses_lossy_or_unsorted_results() -> None:
+    from condvest.core.merge import merge_bronze, verify_merge
+
+    old = rows("V", DAYS[:3])
+    incoming = rows("V", [DAYS[2], DAYS[5]], fetched=T0 + timedelta(days=1))
+    merged, stats = merge_bronze(old, incoming)
+    verify_merge(old, incoming, merged, symbol="V")
+    assert (stats.added_dates, stats.replaced_dates, merged.num_rows) == (1, 1, 4)
+    with pytest.raises(VerificationError, match="lose 1 date"):
+        verify_merge(old, incoming, merged.slice(0, 3), symbol="V")
+    with pytest.raises(VerificationError, match="not sorted"):
+        verify_merge(old, incoming, pa.concat_tables([merged, merged.slice(0, 1)]), symbol="V")
