@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 END = "2026-11-24"
-NEW_DAY = date(2026, 11, 25)
+NEW_DAY = date.fromisoformat(os.environ.get("BENCH_NEW_DAY", "2026-11-25"))
 
 
 def _storage(uri: str, endpoint: str | None) -> Any:
@@ -191,6 +191,7 @@ def main() -> int:
     p.add_argument("--work", default="/tmp/condvest-bench/work", help="scratch copy")
     p.add_argument("--scale", type=float, default=1.0, help="local lake scale (1.0 = seed)")
     p.add_argument("--s3-scale", type=float, default=0.05, help="S3 lake scale (0 = skip S3)")
+    p.add_argument("--skip-local", action="store_true", help="only the S3 part")
     args = p.parse_args()
     if args.phase:
         out = PHASES[args.phase](args.lake, args.endpoint_url, args.workers)
@@ -198,13 +199,14 @@ def main() -> int:
         print(json.dumps(out))
         return 0
     print(f"condvest consolidate benchmark — {os.cpu_count()} CPUs, workers {args.workers}")
-    if not Path(args.template, "bronze").is_dir():
-        make_lake(args.template, args.scale)
-    shutil.rmtree(args.work, ignore_errors=True)
-    t0 = time.perf_counter()
-    shutil.copytree(args.template, args.work)
-    print(f"  (copied the template lake in {time.perf_counter() - t0:.1f} s)")
-    bench(args.work, None, args.workers, "local")
+    if not args.skip_local:
+        if not Path(args.template, "bronze").is_dir():
+            make_lake(args.template, args.scale)
+        shutil.rmtree(args.work, ignore_errors=True)
+        t0 = time.perf_counter()
+        shutil.copytree(args.template, args.work)
+        print(f"  (copied the template lake in {time.perf_counter() - t0:.1f} s)")
+        bench(args.work, None, args.workers, "local")
     if args.s3_scale > 0:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
