@@ -345,3 +345,26 @@ def test_new_session_is_found_despite_a_host_clock_manifest(lake: Lake) -> None:
     result = consolidate(lake)
     assert result.ok and result.selection == "fetch-log" and result.rows_added == 1
     assert sorted(closes(lake.storage, "SEED")) == DAYS[:3]
+
+
+def test_cleanup_journal_is_finished_by_each_shard(lake: Lake) -> None:
+    """A run killed after its manifest update leaves a journal; shards finish their share and
+    hand the rest on, until no journal is left and every old merged file is gone."""
+    symbols = [f"J{i}" for i in range(6)]
+    old = date(2025, 11, 3)
+    for symbol in symbols:
+        land(lake.storage, symbol, old)
+    assert consolidate(lake, skip_cleanup=True).ok  # merged, nothing deleted
+    lake.storage.write_json(layout.cleanup_journal("crashed"), {"symbols": symbols})
+    first = consolidate(lake, shard=(0, 2), retention_days=30)
+    mine = [s for s in symbols if shard_of(s, 2) == 0]
+    assert first.ok and first.files_deleted == len(mine)
+    left = [o.key for o in lake.storage.list_objects(layout.CLEANUP_JOURNAL_PREFIX)]
+    assert len(left) == 1 and sorted(lake.storage.read_json(left[0])["symbols"]) == sorted(
+        set(symbols) - set(mine)
+    )
+    second = consolidate(lake, shard=(1, 2), retention_days=30)
+    assert second.ok and second.files_deleted == len(symbols) - len(mine)
+    assert not lake.storage.list_objects(layout.CLEANUP_JOURNAL_PREFIX)
+    assert all(date_files(lake.storage, s) == [] for s in symbols)
+    assert consolidate(lake, retention_days=30).symbols_planned == 0
