@@ -368,3 +368,15 @@ def test_cleanup_journal_is_finished_by_each_shard(lake: Lake) -> None:
     assert not lake.storage.list_objects(layout.CLEANUP_JOURNAL_PREFIX)
     assert all(date_files(lake.storage, s) == [] for s in symbols)
     assert consolidate(lake, retention_days=30).symbols_planned == 0
+
+
+def test_no_cleanup_when_the_manifest_cannot_be_recorded(lake: Lake) -> None:
+    old = date(2025, 11, 3)
+    land(lake.storage, "MAN", old)
+    ctx = lake.context(now=NOW)
+    plan = plan_consolidate(ctx, ConsolidateOptions(retention_days=30))
+    lake.storage.write_bytes(layout.CONSOLIDATION_MANIFEST, b"not parquet")
+    result = run_consolidate(ctx, plan)
+    assert not result.ok and "manifest" in result.failures[0]["reason"]
+    assert result.files_deleted == 0 and date_files(lake.storage, "MAN") == [old]
+    assert closes(lake.storage, "MAN") == {old: 10.0}

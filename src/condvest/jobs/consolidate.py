@@ -252,7 +252,8 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             batch = todo[start : start + _MANIFEST_BATCH]
             merged = _merge_batch(ctx, pool, batch)
             _record(ctx.storage, merged, tally)
-            ok = {m.symbol for m in merged if m.row is not None}
+            # Only symbols whose manifest row is recorded may lose date files.
+            ok = {m.symbol for m in merged if m.row is not None and m.symbol not in tally.failures}
             if not plan.skip_cleanup:
                 cleanable = [s for s in batch if s.symbol in ok]
                 for symbol, freed in pool.map(lambda s: _cleanup(ctx, plan, s), cleanable):
