@@ -1,16 +1,49 @@
-"""`condvest vacuum` (not implemented yet: see the project's open issues)."""
+"""``condvest vacuum``: delete superseded date= files and stale temporary files."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from condvest.cli.common import not_implemented
+from condvest.cli.common import dry_run_option, finish, state_of
+from condvest.core.layout import parse_symbols
+from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+
+HELP = (
+    "Delete date= files older than the retention window whose rows are verified in data.parquet, "
+    "and temporary files of crashed writes. Never deletes the only copy of a row."
+)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("vacuum", help=HELP)
-    def _vacuum() -> None:
-        not_implemented("vacuum")
-
-
-HELP = "Delete date= files provably merged and older than the retention (not implemented yet)."
+    def vacuum(
+        ctx: typer.Context,
+        symbols: Annotated[
+            str | None, typer.Option("--symbols", help="Only these symbols, e.g. AAPL,BRK.A.")
+        ] = None,
+        retention_days: Annotated[
+            int | None,
+            typer.Option(
+                "--retention-days",
+                help="Delete verified date= files older than this many days "
+                "(default: consolidate.retention_days).",
+            ),
+        ] = None,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Allow a retention below vacuum.min_retention_days."),
+        ] = False,
+        dry_run: bool = dry_run_option(),
+    ) -> None:
+        state = state_of(ctx)
+        options = VacuumOptions(
+            symbols=parse_symbols(symbols),
+            retention_days=retention_days,
+            force=force,
+            dry_run=dry_run,
+        )
+        job = state.context()
+        result = run_vacuum(job, plan_vacuum(job, options))
+        finish(state, result, title="condvest vacuum")

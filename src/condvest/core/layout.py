@@ -125,6 +125,13 @@ WATERMARK_PREFIX = f"{METADATA}/watermarks/"
 RUNS_PREFIX = f"{METADATA}/runs/"
 LOCKS_PREFIX = f"{METADATA}/locks/"
 RESTATED_PREFIX = f"{METADATA}/restated/"
+CLEANUP_JOURNAL_PREFIX = f"{METADATA}/consolidate_cleanup/"
+"""Symbols a consolidate run still has to clean up (written before its manifest update, removed
+once their cleanup is done), so a run killed in between has its cleanup finished by the next."""
+
+
+def cleanup_journal(run_id: str) -> str:
+    return f"{CLEANUP_JOURNAL_PREFIX}{run_id}.json"
 
 
 def fetch_log_entry(day: date) -> str:

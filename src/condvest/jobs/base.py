@@ -144,9 +144,16 @@ class JobResult:
 R = TypeVar("R", bound=JobResult)
 
 
-def run_stage(ctx: JobContext, stage: str, body: Callable[[StageLock], R]) -> R:
-    """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake."""
-    lock = StageLock(ctx.storage, stage, run_id=ctx.run_id, ttl_s=ctx.settings.lock.ttl_seconds)
+def run_stage(
+    ctx: JobContext, stage: str, body: Callable[[StageLock], R], *, lock_name: str | None = None
+) -> R:
+    """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake.
+
+    ``lock_name`` (default: ``stage``) lets parallel shards of one stage take separate locks
+    while their runs are still recorded under the stage."""
+    lock = StageLock(
+        ctx.storage, lock_name or stage, run_id=ctx.run_id, ttl_s=ctx.settings.lock.ttl_seconds
+    )
     lock.acquire()
     started = ctx.now()
     record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat())

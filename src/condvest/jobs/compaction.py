@@ -10,6 +10,8 @@ the symbol — it is never treated as "absent"."""
 from __future__ import annotations
 
 import io
+import random
+import time
 from dataclasses import dataclass
 from datetime import date
 
@@ -20,9 +22,13 @@ from condvest.core import layout
 from condvest.core.merge import MergeStats, merge_bronze, verify_merge
 from condvest.core.schema import BRONZE_SCHEMA, is_canonical, normalise_bronze
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, VerificationError
-from condvest.storage.base import Storage, parquet_bytes
+from condvest.faults import kill_point
+from condvest.storage.base import PARQUET_COMPRESSION, Storage
 
-_CAS_ATTEMPTS = 8
+_CAS_ATTEMPTS = 32
+_BACKOFF_S = 0.002
+"""A lost compare-and-swap waits a random 0..2^n x 2 ms (n capped at 6) before retrying, so a
+slow writer is not starved by a fast one (8 immediate retries did lose under load)."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,30 @@ class SymbolMergeReport:
 def decode_bronze(data: bytes, *, where: str) -> tuple[pa.Table, bool]:
     """Parquet bytes → (canonical table, was it already canonical)."""
     try:
-        raw = pq.read_table(io.BytesIO(data))
+        # ParquetFile over a BufferReader, single-threaded: ~3x faster than pq.read_table on
+        # the small files consolidation reads (it parallelises across symbols instead).
+        raw = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{where} is not a readable parquet file: {exc}") from None
-    return normalise_bronze(raw, where=where), is_canonical(raw.schema)
+    if is_canonical(raw.schema):
+        # Written by condvest: the schema (REQUIRED columns included) is already canonical.
+        return raw.replace_schema_metadata(None), True
+    return normalise_bronze(raw, where=where), False
+
+
+def bronze_bytes(table: pa.Table) -> bytes:
+    """Encode a canonical bronze table. Dictionary encoding only for the constant string columns
+    and statistics only on ``date`` (what readers filter on): ~4x faster to write than the
+    defaults, and smaller (dictionary pages of unique float prices are pure overhead)."""
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression=PARQUET_COMPRESSION,
+        use_dictionary=["symbol", "source"],
+        write_statistics=["date"],
+    )
+    return sink.getvalue()
 
 
 def read_bronze(storage: Storage, key: str) -> pa.Table:
@@ -54,7 +80,9 @@ def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> S
     """Merge ``incoming`` (canonical rows of ``symbol``) into its data.parquet, verified + CAS."""
     key = layout.data_file(symbol)
     incoming = incoming.cast(BRONZE_SCHEMA)
-    for _ in range(_CAS_ATTEMPTS):
+    for attempt in range(_CAS_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, _BACKOFF_S * 2 ** min(attempt, 6)))
         version: str | None
         try:
             data, version = storage.read_versioned(key)
@@ -67,7 +95,7 @@ def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> S
         if version is not None and canonical and merged.equals(old):
             return SymbolMergeReport(symbol, False, stats, first, last, 0)
         verify_merge(old, incoming, merged, symbol=symbol)
-        payload = parquet_bytes(merged)
+        payload = bronze_bytes(merged)
         check, _ = decode_bronze(payload, where=f"{symbol} (new data.parquet)")
         if not check.equals(merged):
             raise VerificationError(f"{symbol}: the encoded data.parquet does not read back equal")
@@ -77,5 +105,6 @@ def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> S
             else storage.replace(key, payload, version)
         )
         if swapped:
+            kill_point("after-swap", key)
             return SymbolMergeReport(symbol, True, stats, first, last, len(payload))
     raise StorageError(f"{symbol}: data.parquet kept changing under concurrent writers; retry")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from condvest.core.layout import temp_key
 from condvest.errors import NotFoundError, StorageError
+from condvest.faults import kill_point
 from condvest.storage.base import ObjectInfo, Storage, new_token
 
 
@@ -68,6 +69,7 @@ class LocalStorage(Storage):
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise self._fail("write", key, exc) from None
+        kill_point("after-temp-write", key)
         return tmp
 
     # -- interface ---------------------------------------------------------------------------

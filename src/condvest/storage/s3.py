@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from condvest.errors import ConfigError, NotFoundError, StorageError
+from condvest.faults import kill_point
 from condvest.storage.base import ObjectInfo, Storage
 
 _MAX_PUT = 5 * 2**30
@@ -200,6 +201,7 @@ class S3Storage(Storage):
     def _put(self, key: str, data: bytes, **condition: str) -> bool:
         if len(data) >= _MAX_PUT:
             raise StorageError(f"{self.url(key)}: object of {len(data)} bytes exceeds one PUT")
+        kill_point("after-temp-write", key)  # S3 has no temp name: the PUT is the swap
         try:
             self._call(
                 "write",

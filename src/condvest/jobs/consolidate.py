@@ -1,0 +1,467 @@
+"""``condvest consolidate`` (DESIGN §6): merge each symbol's landed ``date=`` files into its
+``data.parquet`` (verified, atomic: :func:`merge_into_data_file`), record it in the manifest,
+and only then delete date files past the retention window whose rows are verified present.
+
+Selection (incremental): the fetch log says which symbols landed a file for which session and
+when (the entry's modification time, written after all its files). A symbol is a candidate when
+some entry listing it is newer than the symbol's manifest ``last_updated``; only the candidates'
+prefixes are listed, and their pending files are found with :func:`is_pending` (which also
+catches late files older than the manifest date and re-landed corrections). ``--symbols`` lists
+just those symbols; ``--mode full`` (and a lake without a fetch log) lists all of bronze."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from condvest.core import layout
+from condvest.core.retention import (
+    ceil_ms,
+    check_shard,
+    retention_cutoff,
+    shard_of,
+)
+from condvest.core.schema import BRONZE_SCHEMA
+from condvest.errors import CondvestError, StorageError, UsageError
+from condvest.faults import kill_point
+from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.selection import (
+    DateFile,
+    candidates,
+    date_files,
+    group,
+    list_symbols,
+    read_journals,
+    superseded_files,
+)
+from condvest.settings import ConsolidateMode
+from condvest.state.manifest import ManifestRow, read_manifest, update_manifest
+from condvest.storage.base import Storage
+
+log = logging.getLogger("condvest.consolidate")
+
+STAGE = "consolidate"
+SHARD_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
+SHARD_COUNT_ENV = "AWS_BATCH_JOB_ARRAY_SIZE"
+_OUT_OF_TIME_MARGIN_S = 30.0
+_MANIFEST_BATCH = 500
+"""Symbols merged between manifest updates: bounds the redo work after a crash."""
+
+
+@dataclass(frozen=True)
+class ConsolidateOptions:
+    mode: ConsolidateMode | None = None
+    symbols: Sequence[str] | None = None
+    workers: int | None = None
+    retention_days: int | None = None
+    skip_cleanup: bool | None = None
+    shard: tuple[int, int] | None = None
+    """(K, N); None = from AWS_BATCH_JOB_ARRAY_INDEX/SIZE when set, else unsharded."""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SymbolPlan:
+    symbol: str
+    files: tuple[DateFile, ...]
+    """Every date file of the symbol that was listed (pending or already merged)."""
+    previous: ManifestRow | None = None
+
+    @property
+    def pending(self) -> tuple[DateFile, ...]:
+        return tuple(f for f in self.files if f.pending)
+
+
+@dataclass(frozen=True)
+class ConsolidatePlan:
+    mode: ConsolidateMode
+    selection: str
+    """How symbols were found: "fetch-log", "symbols" (--symbols) or "listing"."""
+    shard: tuple[int, int] | None
+    workers: int
+    retention_days: int
+    cleanup_before: date
+    skip_cleanup: bool
+    dry_run: bool
+    symbols: tuple[SymbolPlan, ...]
+    journals: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Cleanup journals of earlier runs (key, symbols): removed once those symbols are clean."""
+
+    def needs_cleanup(self, symbol: SymbolPlan) -> bool:
+        return not self.skip_cleanup and any(f.day < self.cleanup_before for f in symbol.files)
+
+    def summary(self) -> dict[str, Any]:
+        pending = [f for s in self.symbols for f in s.pending]
+        return {
+            "symbols": len(self.symbols),
+            "files": len(pending),
+            # A date file holds one session of one symbol: one row.
+            "rows": len(pending),
+            "bytes": sum(f.size for f in pending),
+        }
+
+
+@dataclass(frozen=True)
+class ConsolidateResult(JobResult):
+    mode: str = "incremental"
+    selection: str = ""
+    shard: str | None = None
+    partial: bool = False
+    symbols_planned: int = 0
+    files_planned: int = 0
+    bytes_planned: int = 0
+    symbols_done: int = 0
+    symbols_changed: int = 0
+    symbols_failed: int = 0
+    rows_added: int = 0
+    rows_replaced: int = 0
+    files_merged: int = 0
+    bytes_written: int = 0
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    symbols_per_s: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    """--dry-run only: one row per symbol (files, rows, bytes, first/last pending date)."""
+
+
+# -- planning -------------------------------------------------------------------------------------
+def resolve_shard(
+    shard: tuple[int, int] | None, env: dict[str, str] | os._Environ[str] = os.environ
+) -> tuple[int, int] | None:
+    """The explicit shard, else AWS Batch's array index/size, else None (unsharded)."""
+    if shard is not None:
+        return check_shard(*shard, shown=f"--shard {shard[0]}/{shard[1]}")
+    index_text, count_text = env.get(SHARD_INDEX_ENV), env.get(SHARD_COUNT_ENV)
+    if index_text is None and count_text is None:
+        return None
+    if index_text is None or count_text is None:
+        raise UsageError(
+            f"{SHARD_INDEX_ENV}={index_text} and {SHARD_COUNT_ENV}={count_text}: set both or none",
+            hint="or pass --shard K/N",
+        )
+    try:
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise UsageError(
+            f"{SHARD_INDEX_ENV}={index_text!r} / {SHARD_COUNT_ENV}={count_text!r} are not integers"
+        ) from None
+    return check_shard(index, count, shown=f"{SHARD_INDEX_ENV}={index}/{SHARD_COUNT_ENV}={count}")
+
+
+def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> ConsolidatePlan:
+    """Find the symbols with pending date files (see the module docstring) and what to merge."""
+    cfg = ctx.settings.consolidate
+    mode = options.mode or cfg.mode
+    workers = options.workers if options.workers is not None else cfg.workers
+    if workers < 1:
+        raise UsageError(f"--workers {workers} must be at least 1")
+    retention = options.retention_days if options.retention_days is not None else cfg.retention_days
+    if retention < 0:
+        raise UsageError(f"--retention-days {retention} must be 0 or more")
+    shard = resolve_shard(options.shard)
+    manifest, _ = read_manifest(ctx.storage)
+    symbols, selection = candidates(ctx.storage, manifest, mode, options.symbols, workers)
+    journals = read_journals(ctx.storage) if options.symbols is None else ()
+    if symbols is not None:
+        symbols = sorted({*symbols, *(s for _, names in journals for s in names)})
+    skip_cleanup = options.skip_cleanup if options.skip_cleanup is not None else cfg.skip_cleanup
+    cleanup_before = retention_cutoff(ctx.now().date(), retention)
+    listed = list_symbols(ctx.storage, symbols, workers) if symbols is not None else None
+    if listed is None:
+        listed = group(ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"))
+    plans: list[SymbolPlan] = []
+    for symbol in sorted(listed):
+        if shard is not None and shard_of(symbol, shard[1]) != shard[0]:
+            continue
+        files = date_files(listed[symbol], manifest.get(symbol), mode)
+        has_data = any(o.key.endswith("/" + layout.DATA_FILE) for o in listed[symbol])
+        old = not skip_cleanup and has_data and any(f.day < cleanup_before for f in files)
+        if any(f.pending for f in files) or (mode is ConsolidateMode.FULL and has_data) or old:
+            plans.append(SymbolPlan(symbol, tuple(files), manifest.get(symbol)))
+    return ConsolidatePlan(
+        mode=mode,
+        selection=selection,
+        shard=shard,
+        workers=workers,
+        retention_days=retention,
+        cleanup_before=cleanup_before,
+        skip_cleanup=skip_cleanup,
+        dry_run=options.dry_run,
+        symbols=tuple(plans),
+        journals=journals,
+    )
+
+
+# -- running --------------------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    done: int = 0
+    changed: int = 0
+    rows_added: int = 0
+    rows_replaced: int = 0
+    files_merged: int = 0
+    bytes_written: int = 0
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Merged:
+    symbol: str
+    row: ManifestRow | None
+    """The manifest row to record; None when the symbol failed."""
+    changed: bool = False
+    rows_added: int = 0
+    rows_replaced: int = 0
+    files: int = 0
+    bytes_written: int = 0
+    error: str | None = None
+    previous: ManifestRow | None = None
+
+
+def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
+    """Execute ``plan`` (a dry-run plan is only rendered). Exit code 1 when any symbol failed."""
+    if plan.dry_run:
+        return _dry_result(ctx, plan)
+    lock_name = STAGE if plan.shard is None else f"{STAGE}-shard-{plan.shard[0]}-of-{plan.shard[1]}"
+    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), lock_name=lock_name)
+
+
+def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
+    started = time.monotonic()
+    tally = _Tally()
+    partial = False
+    todo = list(plan.symbols)
+    journal = _write_journal(ctx, plan)
+    with ThreadPoolExecutor(max_workers=_threads(ctx, plan.workers)) as pool:
+        for start in range(0, len(todo), _MANIFEST_BATCH):
+            if ctx.out_of_time(_OUT_OF_TIME_MARGIN_S):
+                partial = True
+                break
+            batch = todo[start : start + _MANIFEST_BATCH]
+            merged = _merge_batch(ctx, pool, batch)
+            _record(ctx.storage, merged, tally)
+            # Only symbols whose manifest row is recorded may lose date files.
+            ok = {m.symbol for m in merged if m.row is not None and m.symbol not in tally.failures}
+            if not plan.skip_cleanup:
+                cleanable = [s for s in batch if s.symbol in ok]
+                for symbol, freed in pool.map(lambda s: _cleanup(ctx, plan, s), cleanable):
+                    _count_cleanup(tally, symbol, freed)
+            if len(merged) < len(batch):
+                partial = True
+                break
+    if not partial:
+        _retire_journals(ctx.storage, plan, journal, tally)
+    elapsed = time.monotonic() - started
+    return _result(ctx, plan, tally, partial, elapsed)
+
+
+def _threads(ctx: JobContext, workers: int) -> int:
+    """On local disk merging is CPU-bound: beyond 2 threads per CPU they only contend for the
+    GIL (measured: 4 threads 218 symbols/s, 10 threads 161 on 2 CPUs). S3 is latency-bound and
+    gets every worker asked for."""
+    if ctx.storage.local_path("") is None:
+        return workers
+    return max(1, min(workers, 2 * (os.cpu_count() or 1)))
+
+
+def _write_journal(ctx: JobContext, plan: ConsolidatePlan) -> str | None:
+    names = [s.symbol for s in plan.symbols if plan.needs_cleanup(s)]
+    if not names:
+        return None
+    key = layout.cleanup_journal(ctx.run_id)
+    ctx.storage.write_json(key, {"run_id": ctx.run_id, "symbols": names})
+    return key
+
+
+def _retire_journals(
+    storage: Storage, plan: ConsolidatePlan, own: str | None, tally: _Tally
+) -> None:
+    """Remove journals whose every symbol (of this shard) is now clean."""
+    planned = {s.symbol for s in plan.symbols}
+    journals = [*plan.journals, *([(own, tuple(planned))] if own else [])]
+    done = []
+    for i, (key, names) in enumerate(journals):
+        mine = [
+            n for n in names if plan.shard is None or shard_of(n, plan.shard[1]) == plan.shard[0]
+        ]
+        if any(n in tally.failures for n in mine):
+            continue
+        others = [n for n in names if n not in mine]
+        if others:  # hand the other shards' symbols on, in a journal of their own
+            rest = layout.cleanup_journal(f"{_journal_id(key)}-rest{i}")
+            storage.write_json(rest, {"symbols": others})
+        done.append(key)
+    if done:
+        storage.delete_many(done)
+
+
+def _journal_id(journal_key: str) -> str:
+    return journal_key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def _merge_batch(
+    ctx: JobContext, pool: ThreadPoolExecutor, batch: list[SymbolPlan]
+) -> list[_Merged]:
+    """Merge a batch in parallel; symbols not started before the deadline are left out."""
+    results = pool.map(lambda p: _merge_symbol(ctx, p), batch)
+    return [r for r in results if r is not None]
+
+
+def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
+    if ctx.out_of_time(_OUT_OF_TIME_MARGIN_S):
+        return None
+    storage = ctx.storage
+    pending = plan.pending
+    try:
+        tables = [read_bronze(storage, f.key) for f in pending]
+        incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
+        report = merge_into_data_file(storage, plan.symbol, incoming)
+    except CondvestError as exc:
+        log.error("consolidate %s failed: %s", plan.symbol, exc)
+        return _Merged(plan.symbol, None, error=str(exc))
+    except Exception as exc:  # one symbol's surprise must not sink the others
+        log.exception("consolidate %s failed unexpectedly", plan.symbol)
+        return _Merged(plan.symbol, None, error=f"{type(exc).__name__}: {exc}")
+    # last_updated: the newest storage mtime merged (see core.retention); never moved back.
+    stamps = [ceil_ms(f.mtime) for f in pending]
+    if plan.previous is not None and plan.previous.last_updated is not None:
+        stamps.append(plan.previous.last_updated)
+    row = ManifestRow(
+        symbol=plan.symbol,
+        last_consolidated_date=report.last_date,
+        row_count=report.stats.merged_rows,
+        last_updated=max(stamps, default=None),
+        first_date=report.first_date,
+    )
+    return _Merged(
+        plan.symbol,
+        row,
+        report.changed,
+        report.stats.added_dates,
+        report.stats.replaced_dates,
+        len(pending),
+        report.bytes_written,
+        previous=plan.previous,
+    )
+
+
+def _record(storage: Storage, merged: list[_Merged], tally: _Tally) -> None:
+    """Record the batch in the manifest (one CAS update), then count it."""
+    rows = {m.symbol: m.row for m in merged if m.row is not None and m.row != m.previous}
+    if rows:
+        try:
+            update_manifest(storage, rows)
+        except StorageError as exc:
+            for m in merged:
+                if m.row is not None:
+                    tally.failures[m.symbol] = f"manifest update failed: {exc}"
+            return
+        kill_point("after-manifest", layout.CONSOLIDATION_MANIFEST)
+    for m in merged:
+        if m.row is None:
+            tally.failures[m.symbol] = m.error or "failed"
+            continue
+        tally.done += 1
+        tally.changed += int(m.changed)
+        tally.rows_added += m.rows_added
+        tally.rows_replaced += m.rows_replaced
+        tally.files_merged += m.files
+        tally.bytes_written += m.bytes_written
+
+
+def _cleanup(ctx: JobContext, plan: ConsolidatePlan, symbol: SymbolPlan) -> tuple[str, Any]:
+    """Delete the symbol's date files older than the retention window whose rows are verified
+    in the data.parquet just swapped in (re-read here). Returns (symbol, (files, bytes) | error)."""
+    old = [f for f in symbol.files if f.day < plan.cleanup_before]
+    if not old:
+        return symbol.symbol, (0, 0)
+    try:
+        deletable = superseded_files(ctx.storage, symbol.symbol, old)
+        if deletable:
+            ctx.storage.delete_many(f.key for f in deletable)
+            kill_point("mid-cleanup", symbol.symbol)
+    except CondvestError as exc:
+        return symbol.symbol, f"cleanup failed: {exc}"
+    return symbol.symbol, (len(deletable), sum(f.size for f in deletable))
+
+
+def _count_cleanup(tally: _Tally, symbol: str, freed: Any) -> None:
+    if isinstance(freed, str):
+        tally.failures[symbol] = freed
+        return
+    tally.files_deleted += freed[0]
+    tally.bytes_deleted += freed[1]
+
+
+def _shard_text(plan: ConsolidatePlan) -> str | None:
+    return None if plan.shard is None else f"{plan.shard[0]}/{plan.shard[1]}"
+
+
+def _result(
+    ctx: JobContext, plan: ConsolidatePlan, tally: _Tally, partial: bool, elapsed: float
+) -> ConsolidateResult:
+    summary = plan.summary()
+    return ConsolidateResult(
+        stage=STAGE,
+        run_id=ctx.run_id,
+        dry_run=False,
+        ok=not tally.failures,
+        duration_s=round(elapsed, 3),
+        mode=plan.mode.value,
+        selection=plan.selection,
+        shard=_shard_text(plan),
+        partial=partial,
+        symbols_planned=summary["symbols"],
+        files_planned=summary["files"],
+        bytes_planned=summary["bytes"],
+        symbols_done=tally.done,
+        symbols_changed=tally.changed,
+        symbols_failed=len(tally.failures),
+        rows_added=tally.rows_added,
+        rows_replaced=tally.rows_replaced,
+        files_merged=tally.files_merged,
+        bytes_written=tally.bytes_written,
+        files_deleted=tally.files_deleted,
+        bytes_deleted=tally.bytes_deleted,
+        symbols_per_s=round(tally.done / elapsed, 1) if elapsed > 0 else 0.0,
+        failures=[{"symbol": s, "reason": r} for s, r in sorted(tally.failures.items())],
+    )
+
+
+def _dry_result(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
+    summary = plan.summary()
+    rows = []
+    for s in plan.symbols:
+        pending = s.pending
+        rows.append(
+            {
+                "symbol": s.symbol,
+                "files": len(pending),
+                "rows": len(pending),
+                "bytes": sum(f.size for f in pending),
+                "first": min((f.day for f in pending), default=None),
+                "last": max((f.day for f in pending), default=None),
+                "cleanup_candidates": sum(1 for f in s.files if f.day < plan.cleanup_before),
+            }
+        )
+    base = _result(ctx, plan, _Tally(), False, 0.0)
+    return replace(
+        base,
+        dry_run=True,
+        symbols_planned=summary["symbols"],
+        plan=[
+            {k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items()} for r in rows
+        ],
+    )

@@ -1,0 +1,235 @@
+"""``condvest vacuum`` (DESIGN §8): delete ``date=`` files older than the retention window whose
+rows are verified inside the symbol's ``data.parquet`` (a date file whose row differs from, or is
+newer than, the consolidated row is pending, not superseded, and stays), and temporary files of
+crashed writes older than ``vacuum.temp_grace_hours``. Keeps cumulative totals in
+``processing_metadata/cleanup_manifest.json`` (compare-and-swap; not in a dry run)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from condvest.core import layout
+from condvest.core.retention import retention_cutoff
+from condvest.errors import CondvestError, NotFoundError, StorageError, UsageError
+from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.selection import DateFile, superseded_files
+from condvest.storage.base import ObjectInfo, Storage, json_bytes
+
+log = logging.getLogger("condvest.vacuum")
+
+STAGE = "vacuum"
+
+
+@dataclass(frozen=True)
+class VacuumOptions:
+    symbols: Sequence[str] | None = None
+    retention_days: int | None = None
+    """Default: consolidate.retention_days."""
+    force: bool = False
+    """Allow a retention below vacuum.min_retention_days."""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SymbolVacuum:
+    symbol: str
+    delete: tuple[DateFile, ...]
+    """Old date files whose rows are verified in data.parquet."""
+    kept: int
+    """Old date files kept: pending (not, or differently, in data.parquet) or no data.parquet."""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class VacuumPlan:
+    retention_days: int
+    delete_before: date
+    temp_before: datetime
+    dry_run: bool
+    symbols: tuple[SymbolVacuum, ...]
+    temp_files: tuple[ObjectInfo, ...]
+
+
+@dataclass(frozen=True)
+class VacuumResult(JobResult):
+    retention_days: int = 0
+    delete_before: date | None = None
+    symbols_scanned: int = 0
+    symbols_cleaned: int = 0
+    files_deleted: int = 0
+    bytes_freed: int = 0
+    files_kept_pending: int = 0
+    temp_files_deleted: int = 0
+    temp_bytes_freed: int = 0
+    per_symbol: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Symbols with something deleted or kept: {deleted, bytes, kept}."""
+    files: list[str] = field(default_factory=list)
+    """--dry-run only: the keys that would be deleted."""
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+
+def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
+    """List and verify what may go. Reads only."""
+    floor = ctx.settings.vacuum.min_retention_days
+    retention = (
+        options.retention_days
+        if options.retention_days is not None
+        else ctx.settings.consolidate.retention_days
+    )
+    if retention < 0:
+        raise UsageError(f"--retention-days {retention} must be 0 or more")
+    if retention < floor and not options.force:
+        raise UsageError(
+            f"retention {retention} days is below the minimum of {floor} "
+            "(vacuum.min_retention_days); pass --force to override"
+        )
+    symbols = [layout.validate_symbol(s) for s in options.symbols] if options.symbols else None
+    prefixes = [layout.symbol_prefix(s) for s in symbols] if symbols else [""]
+    workers = ctx.settings.consolidate.workers
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        objects = [o for listing in pool.map(ctx.storage.list_objects, prefixes) for o in listing]
+        now = ctx.now()
+        temp_before = now - timedelta(hours=ctx.settings.vacuum.temp_grace_hours)
+        temps = tuple(o for o in objects if layout.is_temp_key(o.key) and o.mtime < temp_before)
+        cutoff = retention_cutoff(now.date(), retention)
+        old = _old_date_files(objects, cutoff)
+        checked = pool.map(lambda item: _verify(ctx.storage, *item), sorted(old.items()))
+        per_symbol = tuple(checked)
+    # PostgreSQL retention (--db-retention-days, vacuum.db_retention_days) plugs in here; it is
+    # provided with the PostgreSQL sink, not by this module.
+    return VacuumPlan(retention, cutoff, temp_before, options.dry_run, per_symbol, temps)
+
+
+def _old_date_files(objects: Sequence[ObjectInfo], cutoff: date) -> dict[str, list[DateFile]]:
+    out: dict[str, list[DateFile]] = {}
+    for obj in objects:
+        if layout.is_temp_key(obj.key) or not obj.key.startswith(layout.BRONZE_OHLCV + "/"):
+            continue
+        day = layout.parse_date_file(obj.key)
+        symbol = layout.parse_symbol_dir(obj.key)
+        if day is None or symbol is None or day >= cutoff:
+            continue
+        out.setdefault(symbol, []).append(DateFile(obj.key, day, obj.size, obj.mtime, False))
+    return out
+
+
+def _verify(storage: Storage, symbol: str, files: list[DateFile]) -> SymbolVacuum:
+    try:
+        deletable = superseded_files(storage, symbol, files)
+    except NotFoundError:
+        return SymbolVacuum(symbol, (), len(files))  # never consolidated: every file is pending
+    except CondvestError as exc:
+        return SymbolVacuum(symbol, (), len(files), f"data.parquet unreadable: {exc}")
+    return SymbolVacuum(symbol, tuple(deletable), len(files) - len(deletable))
+
+
+def run_vacuum(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
+    """Delete what ``plan`` verified (nothing in a dry run) and update the cleanup manifest."""
+    if plan.dry_run:
+        return _result(ctx, plan, 0.0, dry_run=True)
+    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
+
+
+def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
+    started = time.monotonic()
+    failures: list[dict[str, str]] = []
+    doomed = [f.key for s in plan.symbols for f in s.delete]
+    try:
+        ctx.storage.delete_many(doomed)
+        ctx.storage.delete_many(o.key for o in plan.temp_files)
+    except StorageError as exc:
+        # Deleting is idempotent: a re-run finishes the job. Totals below may overcount.
+        failures.append({"symbol": "*", "reason": f"delete failed: {exc}"})
+    result = _result(ctx, plan, time.monotonic() - started, dry_run=False, extra=failures)
+    try:
+        _update_cleanup_manifest(ctx, result)
+    except CondvestError as exc:
+        log.error("could not update %s: %s", layout.CLEANUP_MANIFEST, exc)
+        failures.append({"symbol": "*", "reason": f"cleanup manifest: {exc}"})
+        result = _result(ctx, plan, time.monotonic() - started, dry_run=False, extra=failures)
+    return result
+
+
+def _result(
+    ctx: JobContext,
+    plan: VacuumPlan,
+    elapsed: float,
+    *,
+    dry_run: bool,
+    extra: list[dict[str, str]] | None = None,
+) -> VacuumResult:
+    per_symbol = {
+        s.symbol: {
+            "deleted": len(s.delete),
+            "bytes": sum(f.size for f in s.delete),
+            "kept": s.kept,
+        }
+        for s in plan.symbols
+        if s.delete or s.kept
+    }
+    failures = [{"symbol": s.symbol, "reason": s.error} for s in plan.symbols if s.error]
+    failures += extra or []
+    return VacuumResult(
+        stage=STAGE,
+        run_id=ctx.run_id,
+        dry_run=dry_run,
+        ok=not failures,
+        duration_s=round(elapsed, 3),
+        retention_days=plan.retention_days,
+        delete_before=plan.delete_before,
+        symbols_scanned=len(plan.symbols),
+        symbols_cleaned=sum(1 for s in plan.symbols if s.delete),
+        files_deleted=sum(len(s.delete) for s in plan.symbols),
+        bytes_freed=sum(f.size for s in plan.symbols for f in s.delete),
+        files_kept_pending=sum(s.kept for s in plan.symbols),
+        temp_files_deleted=len(plan.temp_files),
+        temp_bytes_freed=sum(o.size for o in plan.temp_files),
+        per_symbol=per_symbol,
+        files=sorted([f.key for s in plan.symbols for f in s.delete])
+        + [o.key for o in plan.temp_files]
+        if dry_run
+        else [],
+        failures=failures,
+    )
+
+
+def _update_cleanup_manifest(ctx: JobContext, result: VacuumResult) -> None:
+    """Add this run to the cumulative totals (compare-and-swap: concurrent runs add up)."""
+    key = layout.CLEANUP_MANIFEST
+    for _ in range(20):
+        seen = ctx.storage.read_json_versioned(key)
+        body: dict[str, Any] = dict(seen[0]) if seen and isinstance(seen[0], dict) else {}
+        files = result.files_deleted + result.temp_files_deleted
+        freed = result.bytes_freed + result.temp_bytes_freed
+        body.update(
+            {
+                "last_cleanup": ctx.now().isoformat(),
+                "symbols_cleaned": result.symbols_cleaned,
+                "total_files_deleted": int(body.get("total_files_deleted", 0)) + files,
+                "total_bytes_freed": int(body.get("total_bytes_freed", 0)) + freed,
+                "total_symbols_cleaned": int(body.get("total_symbols_cleaned", 0))
+                + result.symbols_cleaned,
+                "runs": int(body.get("runs", 0)) + 1,
+                "last_run": {
+                    "run_id": result.run_id,
+                    "retention_days": result.retention_days,
+                    "files_deleted": result.files_deleted,
+                    "bytes_freed": result.bytes_freed,
+                    "temp_files_deleted": result.temp_files_deleted,
+                    "files_kept_pending": result.files_kept_pending,
+                },
+            }
+        )
+        data = json_bytes(body)
+        if seen is None:
+            if ctx.storage.create(key, data):
+                return
+        elif ctx.storage.replace(key, data, seen[1]):
+            return
+    raise StorageError(f"could not update {key}: too many concurrent writers")
