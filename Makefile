@@ -14,9 +14,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The offline demo: ~100 days of synthetic history (so silver has complete bars), then the
+# daily pipeline exactly as cron runs it, then the health check.
+DEMO_START ?= $(shell date -u -d '100 days ago' +%F)
+
 demo: install
-	$(BIN)/condvest fetch --source synthetic
-	$(BIN)/condvest status
+	$(BIN)/condvest --quiet fetch --source synthetic --start $(DEMO_START) > /dev/null
+	$(BIN)/condvest run --source synthetic
+	$(BIN)/condvest status --check
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -53,9 +53,11 @@ def emit(state: CliState, data: dict[str, Any], *, title: str) -> None:
     render(data, state.output, title=title)
 
 
-def finish(state: CliState, result: JobResult, *, title: str) -> NoReturn:
+def finish(
+    state: CliState, result: JobResult, *, title: str, text_hidden: frozenset[str] = frozenset()
+) -> NoReturn:
     """Render ``result`` and exit with its code (1 when any part failed)."""
-    render(result.to_dict(), state.output, title=title)
+    render(result.to_dict(), state.output, title=title, text_hidden=text_hidden)
     raise typer.Exit(result.exit_code)
 
 

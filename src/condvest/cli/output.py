@@ -41,12 +41,22 @@ def _is_nested(value: Any) -> bool:
     )
 
 
-def render(result: dict[str, Any], fmt: OutputFormat, *, title: str | None = None) -> None:
-    """Print ``result`` (a job's ``to_dict()``) to stdout in ``fmt``."""
+def render(
+    result: dict[str, Any],
+    fmt: OutputFormat,
+    *,
+    title: str | None = None,
+    text_hidden: frozenset[str] = frozenset(),
+) -> None:
+    """Print ``result`` (a job's ``to_dict()``) to stdout in ``fmt``.
+
+    ``text_hidden`` keys are left out of the text rendering only (too wide for a terminal;
+    JSON always carries everything)."""
     if fmt is OutputFormat.JSON:
         sys.stdout.write(redact(json.dumps(result, default=str)) + "\n")
         sys.stdout.flush()
         return
+    result = {k: v for k, v in result.items() if k not in text_hidden}
     from rich.console import Console
     from rich.padding import Padding
 
