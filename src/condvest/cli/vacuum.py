@@ -35,6 +35,15 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--force", help="Allow a retention below vacuum.min_retention_days."),
         ] = False,
+        db_retention_days: Annotated[
+            int | None,
+            typer.Option(
+                "--db-retention-days",
+                min=1,
+                help="Also delete PostgreSQL raw_ohlcv rows older than this many days "
+                "(the lake keeps them; default: vacuum.db_retention_days).",
+            ),
+        ] = None,
         dry_run: bool = dry_run_option(),
     ) -> None:
         state = state_of(ctx)
@@ -43,6 +52,7 @@ def register(app: typer.Typer) -> None:
             retention_days=retention_days,
             force=force,
             dry_run=dry_run,
+            db_retention_days=db_retention_days,
         )
         job = state.context()
         result = run_vacuum(job, plan_vacuum(job, options))

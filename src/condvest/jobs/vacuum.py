@@ -34,6 +34,8 @@ class VacuumOptions:
     force: bool = False
     """Allow a retention below vacuum.min_retention_days."""
     dry_run: bool = False
+    db_retention_days: int | None = None
+    """Delete PostgreSQL raw_ohlcv rows older than this (default: vacuum.db_retention_days)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class VacuumPlan:
     dry_run: bool
     symbols: tuple[SymbolVacuum, ...]
     temp_files: tuple[ObjectInfo, ...]
+    db_retention_days: int | None = None
+    db_rows: int | None = None
+    """Rows of the PostgreSQL cache older than the database retention (counted when planning)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class VacuumResult(JobResult):
     files: list[str] = field(default_factory=list)
     """--dry-run only: the keys that would be deleted."""
     failures: list[dict[str, str]] = field(default_factory=list)
+    db_retention_days: int | None = None
+    db_rows_deleted: int | None = None
+    """PostgreSQL raw_ohlcv rows deleted (dry run: that would be); None when not asked."""
 
 
 def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
@@ -101,9 +109,22 @@ def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
         old = _old_date_files(objects, cutoff)
         checked = pool.map(lambda item: _verify(ctx.storage, *item), sorted(old.items()))
         per_symbol = tuple(checked)
-    # PostgreSQL retention (--db-retention-days, vacuum.db_retention_days) plugs in here; it is
-    # provided with the PostgreSQL sink, not by this module.
-    return VacuumPlan(retention, cutoff, temp_before, options.dry_run, per_symbol, temps)
+    db_days = options.db_retention_days or ctx.settings.vacuum.db_retention_days
+    db_rows = _count_db_rows(ctx, db_days) if db_days else None
+    return VacuumPlan(
+        retention, cutoff, temp_before, options.dry_run, per_symbol, temps, db_days, db_rows
+    )
+
+
+def _count_db_rows(ctx: JobContext, days: int) -> int:
+    """PostgreSQL retention: the cache may be trimmed, the lake keeps every row."""
+    sink = ctx.sink()
+    if sink is None:
+        raise UsageError(
+            f"database retention of {days} days asked for, but PostgreSQL is off",
+            hint="set postgres.dsn (or RDS_SECRET_ARN), or drop --db-retention-days",
+        )
+    return sink.delete_older_than(days, dry_run=True, today=ctx.now().date())
 
 
 def _old_date_files(objects: Sequence[ObjectInfo], cutoff: date) -> dict[str, list[DateFile]]:
@@ -146,14 +167,37 @@ def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
     except StorageError as exc:
         # Deleting is idempotent: a re-run finishes the job. Totals below may overcount.
         failures.append({"symbol": "*", "reason": f"delete failed: {exc}"})
-    result = _result(ctx, plan, time.monotonic() - started, dry_run=False, extra=failures)
+    db_deleted = _trim_database(ctx, plan, failures)
+    result = _result(
+        ctx, plan, time.monotonic() - started, dry_run=False, extra=failures, db_deleted=db_deleted
+    )
     try:
         _update_cleanup_manifest(ctx, result)
     except CondvestError as exc:
         log.error("could not update %s: %s", layout.CLEANUP_MANIFEST, exc)
         failures.append({"symbol": "*", "reason": f"cleanup manifest: {exc}"})
-        result = _result(ctx, plan, time.monotonic() - started, dry_run=False, extra=failures)
+        result = _result(
+            ctx,
+            plan,
+            time.monotonic() - started,
+            dry_run=False,
+            extra=failures,
+            db_deleted=db_deleted,
+        )
     return result
+
+
+def _trim_database(ctx: JobContext, plan: VacuumPlan, failures: list[dict[str, str]]) -> int | None:
+    if not plan.db_retention_days:
+        return None
+    sink = ctx.sink()
+    if sink is None:  # planned with a sink; it cannot vanish, but stay safe
+        return None
+    try:
+        return sink.delete_older_than(plan.db_retention_days, today=ctx.now().date())
+    except CondvestError as exc:
+        failures.append({"symbol": "*", "reason": f"database retention: {exc}"})
+        return None
 
 
 def _result(
@@ -163,6 +207,7 @@ def _result(
     *,
     dry_run: bool,
     extra: list[dict[str, str]] | None = None,
+    db_deleted: int | None = None,
 ) -> VacuumResult:
     per_symbol = {
         s.symbol: {
@@ -196,6 +241,8 @@ def _result(
         if dry_run
         else [],
         failures=failures,
+        db_retention_days=plan.db_retention_days,
+        db_rows_deleted=plan.db_rows if dry_run else db_deleted,
     )
 
 
