@@ -16,7 +16,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PROOF_DIR=${PROOF_DIR:-/tmp/condvest-proof}
-BATCH_CMD=${BATCH_CMD:-status}
+BATCH_CMD=${BATCH_CMD:-consolidate --dry-run}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 IMAGE=${IMAGE:-condvest:proof}
 BASE=condvest-base:bookworm

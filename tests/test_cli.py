@@ -20,11 +20,6 @@ from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV
 
 ROOT = typer.main.get_command(app)
 COMMANDS = sorted(ROOT.commands)  # type: ignore[attr-defined]
-NOT_IMPLEMENTED = [
-    name
-    for name, command in ROOT.commands.items()  # type: ignore[attr-defined]
-    if "not implemented yet" in (command.help or "")
-]
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -104,18 +99,6 @@ def test_version(tmp_path: Path) -> None:
 
 
 # -- usage and configuration errors: exit 2, one line ------------------------------------------
-@pytest.mark.parametrize("command", NOT_IMPLEMENTED)
-def test_unimplemented_commands_exit_2(tmp_path: Path, command: str) -> None:
-    out = run_cli(command, cwd=tmp_path)
-    assert out.returncode == 2
-    assert one_error_line(out) == (
-        f"condvest {command} is not implemented yet "
-        "(see the project's open issues; nothing was changed)"
-    )
-    assert out.stdout == ""
-    assert list(tmp_path.iterdir()) == []  # nothing was created
-
-
 @pytest.mark.parametrize(
     ("uri", "message"),
     [

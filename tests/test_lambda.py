@@ -180,16 +180,6 @@ def test_build_argv_rejects_bad_input() -> None:
         build_argv("status", {"lake": True})
 
 
-def _fetch_has(option: str) -> bool:
-    import typer
-
-    from condvest.cli.app import app
-
-    fetch = typer.main.get_command(app).commands["fetch"]  # type: ignore[attr-defined]
-    return any(option in p.opts for p in fetch.params)
-
-
-@pytest.mark.skipif(not _fetch_has("--symbols"), reason="fetch's options land with the fetch issue")
 def test_legacy_event_argv_for_fetch() -> None:
     inv = parse_event(
         {"symbols": ["AAPL", "MSFT"], "date": "2026-11-20", "max_backfill_days": 5},

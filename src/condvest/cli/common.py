@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 import typer
 
 from condvest.cli.output import OutputFormat, render
-from condvest.errors import UsageError
 from condvest.jobs.base import JobContext, JobResult
 from condvest.logging import configure as configure_logging
 from condvest.logging import register_secret
@@ -59,13 +58,6 @@ def finish(
     """Render ``result`` and exit with its code (1 when any part failed)."""
     render(result.to_dict(), state.output, title=title, text_hidden=text_hidden)
     raise typer.Exit(result.exit_code)
-
-
-def not_implemented(command: str) -> NoReturn:
-    raise UsageError(
-        f"condvest {command} is not implemented yet",
-        hint="see the project's open issues; nothing was changed",
-    )
 
 
 def dry_run_option() -> Any:
