@@ -50,6 +50,9 @@ class PolygonSettings(_Section):
     api_key_secret_arn: str | None = Field(
         None, description="Secrets Manager ARN holding the API key (alternative to api_key)"
     )
+    secrets_endpoint_url: str | None = Field(
+        None, description="Secrets Manager endpoint for api_key_secret_arn (tests, VPC endpoints)"
+    )
     base_url: str = Field("https://api.polygon.io", description="REST root")
     requests_per_minute: int = Field(5, ge=0, description="Client-side pacing; 0 = unlimited")
     max_concurrency: int = Field(4, ge=1, description="Requests in flight at once")

@@ -4,12 +4,12 @@ never show the password."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from condvest.errors import DatabaseError
 from condvest.logging import redact, register_secret
+from condvest.secrets import parse_json_secret, read_secret_string
 from condvest.settings import Settings
 
 CONNECT_HINT = "check postgres.dsn (or RDS_SECRET_ARN) and that the server is reachable"
@@ -31,45 +31,19 @@ def one_line(exc: BaseException) -> str:
     return redact("; ".join(line for line in lines if line))
 
 
-def _region_of(arn: str) -> str | None:
-    parts = arn.split(":")
-    if len(parts) >= 6 and parts[0] == "arn" and parts[2] == "secretsmanager":
-        return parts[3] or None
-    return None
-
-
 def read_rds_secret(arn: str, settings: Settings) -> dict[str, Any]:
     """The RDS secret's JSON (host, port, username, password, dbname) from Secrets Manager."""
-    import botocore.exceptions
-    import botocore.session
-
-    session = botocore.session.get_session()
-    region = _region_of(arn) or settings.s3.region or session.get_config_variable("region")
-    try:
-        client = session.create_client(
-            "secretsmanager",
-            region_name=region or "us-east-1",
-            endpoint_url=settings.postgres.secrets_endpoint_url,
-        )
-        answer = client.get_secret_value(SecretId=arn)
-    except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise DatabaseError(
-            f"cannot read the database secret {arn}: {code}",
-            hint="check RDS_SECRET_ARN (postgres.secret_arn) and the secretsmanager:GetSecretValue "
-            "permission",
-        ) from None
-    except botocore.exceptions.BotoCoreError as exc:
-        raise DatabaseError(
-            f"cannot reach Secrets Manager for {arn}: {one_line(exc)}",
-            hint="check the network, AWS credentials and postgres.secrets_endpoint_url",
-        ) from None
-    text = answer.get("SecretString")
-    try:
-        body = json.loads(text) if text else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
+    text = read_secret_string(
+        arn,
+        error=DatabaseError,
+        what="database",
+        hint="check RDS_SECRET_ARN (postgres.secret_arn) and the secretsmanager:GetSecretValue "
+        "permission",
+        endpoint_url=settings.postgres.secrets_endpoint_url,
+        region=settings.s3.region,
+    )
+    body = parse_json_secret(text)
+    if body is None:
         raise DatabaseError(
             f"the database secret {arn} is not a JSON object",
             hint="an RDS secret holds host, port, username, password and dbname",
