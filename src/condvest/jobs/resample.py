@@ -156,7 +156,13 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     listing = list_bronze(ctx.storage)
     local = ctx.storage.local_path("") is not None
     # Local reads are CPU-bound (parquet decoding); S3 reads wait on the network.
-    source = read_bronze(ctx.storage, listing, workers=4 if local else 32)
+    source = read_bronze(
+        ctx.storage,
+        listing,
+        workers=4 if local else 32,
+        threads=settings.threads,
+        memory_limit=settings.memory_limit,
+    )
     daily = bars.daily_arrays(source.table, source.symbols, source.counts)
     input_rows, files_read, n_symbols = (
         source.table.num_rows,
