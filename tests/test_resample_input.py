@@ -99,16 +99,16 @@ def test_two_symbols_in_one_directory_or_one_symbol_in_two_fail(lake: Lake) -> N
     s = lake.storage
     mixed = [bronze_row("A", DAYS[0], 1.0), bronze_row("B", DAYS[1], 1.0)]
     s.write_parquet(layout.data_file("A"), table_of(mixed))
-    with pytest.raises(CorruptFileError, match="symbol=A/? holds rows of 2 symbols"):
+    with pytest.raises(CorruptFileError, match=r"symbol=A/? holds rows of 2 symbols"):
         read_bronze(s, list_bronze(s), workers=4)
     s.write_parquet(layout.data_file("A"), table_of(mixed[:1]))
     s.write_parquet(layout.data_file("C"), table_of([bronze_row("A", DAYS[2], 1.0)]))
-    with pytest.raises(StorageError, match="symbol A has rows in 2 directories"):
+    with pytest.raises(StorageError, match=r"symbol A has rows in 2 directories"):
         read_bronze(s, list_bronze(s), workers=4)
 
 
 def test_corrupt_file_is_named(lake: Lake) -> None:
     write_data(lake.storage, "A", [bronze_row("A", d, 1.0) for d in DAYS[:3]])
     lake.storage.write_bytes(layout.data_file("BAD"), b"not parquet")
-    with pytest.raises(CorruptFileError, match="symbol=BAD/data.parquet"):
+    with pytest.raises(CorruptFileError, match=r"symbol=BAD/data\.parquet"):
         read_bronze(lake.storage, list_bronze(lake.storage), workers=4)
