@@ -20,7 +20,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,15 @@ from condvest.core import bars, layout
 from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import CondvestError, CorruptFileError
+from condvest.jobs import resample_tail
 from condvest.jobs.base import JobContext, JobResult, run_stage
-from condvest.jobs.resample_input import list_bronze, read_bronze
+from condvest.jobs.resample_input import SymbolFiles, list_bronze, read_bronze
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.lock import StageLock
 from condvest.storage.base import ObjectInfo
 
 log = logging.getLogger("condvest.resample")
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 _SHOWN = 50
 _MARGIN_S = 20.0
 
@@ -70,6 +71,9 @@ class IntervalPlan:
     month_digests: dict[str, str] = field(repr=False, compare=False)
     symbol_digests: dict[str, str] = field(repr=False, compare=False)
     existing: dict[str, ObjectInfo] = field(repr=False, compare=False)
+    # Tail mode: month rows starting on or after this day are replaced (None = whole months).
+    replace_from: int | None = None
+    previous: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -112,6 +116,7 @@ class ResamplePlan:
     off_calendar_rows: int
     intervals: tuple[IntervalPlan, ...]
     compute_s: float
+    bronze_state: dict[str, list[int | None]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +160,17 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     through = ctx.latest_completed_session()
     listing = list_bronze(ctx.storage)
     local = ctx.storage.local_path("") is not None
+    options_key = {
+        "alignment": alignment.value,
+        "include_partial": options.include_partial,
+        "since": options.since.isoformat() if options.since else None,
+    }
+    checkpoints = {n: read_checkpoint(ctx.storage, n) for n in intervals}
+    existing = {n: _existing_months(ctx, n) for n in intervals}
+    if not any(_full_reason(checkpoints[n], full, options_key) for n in intervals):
+        tail = _plan_tail(ctx, options, alignment, through, listing, checkpoints, existing)
+        if tail is not None:
+            return tail
     # Local reads are CPU-bound (parquet decoding); S3 reads wait on the network.
     source = read_bronze(
         ctx.storage,
@@ -169,6 +185,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         source.files_read,
         len(source.symbols),
     )
+    state = resample_tail.bronze_state(source, bars.day_number(through))
     del source  # the numpy copies are all that is needed from here on: halves the peak memory
     session_days = np.array(
         [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
@@ -178,11 +195,6 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     rows_aligned = alignment is BarAlignment.ROWS
     positions = bars.row_numbers(daily.code) if rows_aligned else calendar_pos
     sym_hash = bars.symbol_hashes(daily.symbols)
-    options_key = {
-        "alignment": alignment.value,
-        "include_partial": options.include_partial,
-        "since": options.since.isoformat() if options.since else None,
-    }
     plans: list[IntervalPlan] = []
     for n in intervals:
         opts = BarOptions(
@@ -193,10 +205,17 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
             since_day=bars.day_number(options.since) if options.since else None,
         )
         table, codes = bars.compute_bars(daily, session_days, positions, opts)
-        checkpoint = read_checkpoint(ctx.storage, n)
         plans.append(
             _plan_interval(
-                ctx, n, table, codes, daily.symbols, sym_hash, checkpoint, full, options_key
+                n,
+                table,
+                codes,
+                daily.symbols,
+                sym_hash,
+                checkpoints[n],
+                existing[n],
+                full,
+                options_key,
             )
         )
     return ResamplePlan(
@@ -211,17 +230,18 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         off_calendar_rows=off_calendar if alignment is BarAlignment.CALENDAR else 0,
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
+        bronze_state=state,
     )
 
 
 def _plan_interval(
-    ctx: JobContext,
     interval: int,
     table: pa.Table,
     codes: np.ndarray,
     symbols: tuple[str, ...],
     sym_hash: np.ndarray,
     checkpoint: dict[str, Any] | None,
+    existing: dict[str, ObjectInfo],
     full: bool,
     options_key: dict[str, Any],
 ) -> IntervalPlan:
@@ -239,28 +259,14 @@ def _plan_interval(
             strict=True,
         )
     )
-    # Month partitions: a stable sort by the start month keeps (symbol, start_date) order inside.
-    months = bars.month_keys(table.column("start_date").cast(pa.int32()).to_numpy())
-    order = np.argsort(months, kind="stable")
-    table = table.take(pa.array(order))
-    months, hashes = months[order], hashes[order]
-    m_starts = (
-        np.flatnonzero(np.concatenate([[True], months[1:] != months[:-1]]))
-        if len(months)
-        else np.zeros(0, np.int64)
-    )
-    m_ends = np.append(m_starts[1:], len(months))[: len(m_starts)]
-    labels = [bars.month_label(int(k)) for k in months[m_starts]]
-    month_slices = {
-        lab: (int(a), int(b)) for lab, a, b in zip(labels, m_starts, m_ends, strict=True)
-    }
+    table, order, m_starts, month_slices = _by_month(table)
+    hashes = hashes[order]
     month_digests = {
         lab: f"{dig}:{b - a}"
         for (lab, (a, b)), dig in zip(
             month_slices.items(), bars.group_digests(hashes, m_starts), strict=True
         )
     }
-    existing = _existing_months(ctx, interval)
     reason = _full_reason(checkpoint, full, options_key)
     if reason:
         to_write = sorted(month_slices)
@@ -297,6 +303,113 @@ def _plan_interval(
         month_digests=month_digests,
         symbol_digests=symbol_digests,
         existing=existing,
+    )
+
+
+def _by_month(
+    table: pa.Table,
+) -> tuple[pa.Table, np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """Bars grouped by start month — a stable sort keeps (symbol, start_date) order inside —,
+    the order applied, each month's first row, and each month's (start, end) slice."""
+    months = bars.month_keys(table.column("start_date").cast(pa.int32()).to_numpy())
+    order = np.argsort(months, kind="stable")
+    table = table.take(pa.array(order))
+    months = months[order]
+    m_starts = (
+        np.flatnonzero(np.concatenate([[True], months[1:] != months[:-1]]))
+        if len(months)
+        else np.zeros(0, np.int64)
+    )
+    m_ends = np.append(m_starts[1:], len(months))[: len(m_starts)]
+    labels = [bars.month_label(int(k)) for k in months[m_starts]]
+    slices = {lab: (int(a), int(b)) for lab, a, b in zip(labels, m_starts, m_ends, strict=True)}
+    return table, order, m_starts, slices
+
+
+def _plan_tail(
+    ctx: JobContext,
+    options: ResampleOptions,
+    alignment: BarAlignment,
+    through: date,
+    listing: dict[str, SymbolFiles],
+    checkpoints: dict[int, dict[str, Any] | None],
+    existing: dict[int, dict[str, ObjectInfo]],
+) -> ResamplePlan | None:
+    """The incremental plan that reads only the tail of bronze (resample_tail), or None when
+    it cannot be used (then everything is read)."""
+    started = time.perf_counter()
+    reason = resample_tail.why_not_tail(checkpoints, existing, alignment, through)
+    got: Any = None
+    first: dict[str, Any] = next((c for c in checkpoints.values() if c), {})
+    if not reason:
+        previous = date.fromisoformat(first["through"])
+        starts = resample_tail.cutoffs(ctx.calendar, previous, tuple(checkpoints))
+        workers = 4 if ctx.storage.local_path("") is not None else 32
+        got = resample_tail.read_tail(
+            ctx, listing, first["bronze"], previous, min(starts.values()), workers
+        )
+        reason = got if isinstance(got, str) else ""
+    if reason:
+        log.info("incremental run reads all of bronze: %s", reason)
+        return None
+    source = got
+    daily = bars.daily_arrays(source.table, source.symbols, source.counts)
+    session_days = np.array(
+        [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
+    )
+    positions = bars.session_positions(daily.day.astype(np.int64), session_days)
+    state = resample_tail.advance_state(
+        first["bronze"], source, bars.day_number(previous), bars.day_number(through)
+    )
+    plans: list[IntervalPlan] = []
+    for n, checkpoint in checkpoints.items():
+        opts = BarOptions(
+            interval=n,
+            alignment=alignment,
+            latest_index=ctx.calendar.session_index(through),
+            include_partial=options.include_partial,
+            since_day=bars.day_number(options.since) if options.since else None,
+        )
+        table, codes = resample_tail.tail_bars(daily, session_days, positions, opts, starts[n])
+        table, order, _, slices = _by_month(table)
+        codes = codes[order]
+        first_month = bars.month_label(int(bars.month_keys(np.array([starts[n]]))[0]))
+        to_write = sorted(set(slices) | {m for m in existing[n] if m >= first_month})
+        assert checkpoint is not None
+        plans.append(
+            IntervalPlan(
+                interval=n,
+                mode="incremental",
+                reason=f"bars from {bars.EPOCH + timedelta(days=starts[n])} (rows read from "
+                f"{bars.EPOCH + timedelta(days=min(starts.values()))})",
+                bars=table.num_rows,
+                months_to_write=tuple(to_write),
+                months_to_delete=(),
+                symbols_affected=tuple(sorted({daily.symbols[c] for c in codes.tolist()})),
+                rows_to_write=table.num_rows,
+                table=table,
+                month_slices=slices,
+                month_digests={},
+                symbol_digests=checkpoint.get("symbols", {}),
+                existing=existing[n],
+                replace_from=starts[n],
+                previous=checkpoint,
+            )
+        )
+    calendar_pos = positions
+    return ResamplePlan(
+        dry_run=options.dry_run,
+        alignment=alignment,
+        through=through,
+        include_partial=options.include_partial,
+        since=options.since,
+        symbols=len(source.symbols),
+        input_rows=source.table.num_rows,
+        files_read=source.files_read,
+        off_calendar_rows=int(np.count_nonzero(calendar_pos < 0)),
+        intervals=tuple(plans),
+        compute_s=time.perf_counter() - started,
+        bronze_state=state,
     )
 
 
@@ -352,6 +465,8 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
 
 
 def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dict[str, Any]:
+    if iplan.replace_from is not None:
+        return _write_tail(ctx, plan, iplan)
     storage = ctx.storage
     if iplan.mode == "incremental":
         # Every existing file about to be replaced must be readable: a corrupt month is reported
@@ -371,26 +486,7 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
     stale = [iplan.existing[label].key for label in iplan.months_to_delete]
     if stale:
         storage.delete_many(stale)
-    versions = {label: obj.version for label, obj in _existing_months(ctx, iplan.interval).items()}
-    write_checkpoint(
-        storage,
-        iplan.interval,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "through": plan.through.isoformat(),
-            "alignment": plan.alignment.value,
-            "include_partial": plan.include_partial,
-            "since": plan.since.isoformat() if plan.since else None,
-            "bars": iplan.bars,
-            "run_id": ctx.run_id,
-            "updated_at": ctx.now().isoformat(),
-            "months": {
-                label: [digest, versions.get(label)]
-                for label, digest in iplan.month_digests.items()
-            },
-            "symbols": iplan.symbol_digests,
-        },
-    )
+    _write_checkpoint(ctx, plan, iplan, iplan.month_digests, iplan.bars)
     return {
         "mode": iplan.mode,
         "bars": iplan.bars,
@@ -401,9 +497,80 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
     }
 
 
-def _check_readable(ctx: JobContext, key: str) -> None:
+def _write_checkpoint(
+    ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan, digests: dict[str, str], n_bars: int
+) -> None:
+    versions = {label: obj.version for label, obj in _existing_months(ctx, iplan.interval).items()}
+    write_checkpoint(
+        ctx.storage,
+        iplan.interval,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "through": plan.through.isoformat(),
+            "alignment": plan.alignment.value,
+            "include_partial": plan.include_partial,
+            "since": plan.since.isoformat() if plan.since else None,
+            "bars": n_bars,
+            "run_id": ctx.run_id,
+            "updated_at": ctx.now().isoformat(),
+            "months": {label: [digest, versions.get(label)] for label, digest in digests.items()},
+            "symbols": iplan.symbol_digests,
+            # Per symbol: rows dated `through` or earlier and their newest fetched_at (the
+            # next run's proof that nothing before its cutoff changed; resample_tail).
+            "bronze": plan.bronze_state,
+        },
+    )
+
+
+def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dict[str, Any]:
+    """Merge the recomputed bars into their months (rows starting before replace_from kept)."""
+    assert iplan.replace_from is not None and iplan.previous is not None
+    storage = ctx.storage
+    merged: dict[str, pa.Table] = {}
+    removed = 0
+    # Every month is read before any is written: a corrupt month fails the interval untouched.
+    for label in iplan.months_to_write:
+        old = _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
+        a, b = iplan.month_slices.get(label, (0, 0))
+        merged[label] = resample_tail.merge_month(
+            old, iplan.table.slice(a, b - a), iplan.replace_from
+        )
+        removed += (old.num_rows if old is not None else 0) - (merged[label].num_rows - (b - a))
+
+    def write(label: str) -> int:
+        key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))
+        storage.write_parquet(key, merged[label])
+        return int(merged[label].num_rows)
+
+    to_write = [label for label in merged if merged[label].num_rows]
+    with ThreadPoolExecutor(8) as pool:
+        rows = sum(pool.map(write, to_write))
+    stale = [
+        iplan.existing[m].key for m in merged if not merged[m].num_rows and m in iplan.existing
+    ]
+    if stale:
+        storage.delete_many(stale)
+    digests = {label: v[0] for label, v in iplan.previous.get("months", {}).items()}
+    for label, table in merged.items():
+        if table.num_rows:
+            digests[label] = resample_tail.month_digest(table)
+        else:
+            digests.pop(label, None)
+    n_bars = int(iplan.previous.get("bars", 0)) - removed + iplan.bars
+    _write_checkpoint(ctx, plan, iplan, digests, n_bars)
+    return {
+        "mode": iplan.mode,
+        "bars": n_bars,
+        "months_written": len(to_write),
+        "months_deleted": len(stale),
+        "rows_written": rows,
+        "symbols_affected": len(iplan.symbols_affected),
+    }
+
+
+def _check_readable(ctx: JobContext, key: str) -> pa.Table:
     try:
-        existing = ctx.storage.read_parquet(key, columns=["symbol", "start_date"])
+        existing = ctx.storage.read_parquet(key)
     except CorruptFileError as exc:
         raise CorruptFileError(
             f"silver month file {ctx.storage.url(key)} is unreadable ({exc}); it was left as is",
@@ -414,6 +581,7 @@ def _check_readable(ctx: JobContext, key: str) -> None:
             f"silver month file {ctx.storage.url(key)} does not have the silver schema",
             hint="inspect or move it aside, or rebuild the interval with --full",
         )
+    return existing
 
 
 def _result(

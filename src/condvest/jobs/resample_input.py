@@ -104,7 +104,58 @@ _SCAN = (
     "SELECT file_index::BIGINT AS owner, " + ", ".join(COLUMNS) + ", "
     "epoch_ms(fetched_at) AS fetched FROM read_parquet($files, hive_partitioning=false)"
 )
+_SUMMARY = (
+    "SELECT file_index::BIGINT, count(*) FILTER (date <= $upto), "
+    "max(epoch_ms(fetched_at)) FILTER (date <= $upto), "
+    "list(date) FILTER (date >= $d0 AND date <= $upto) "
+    "FROM read_parquet($files, hive_partitioning=false) GROUP BY ALL"
+)
 _GLOB_CHARS = frozenset("*?[]{}")
+_NONE = np.iinfo(np.int64).min
+
+
+def _day(number: int) -> date:
+    return date.fromordinal(EPOCH_ORDINAL + number)
+
+
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """Per file (by index): rows dated ``upto`` or earlier, their newest fetched_at (ms; _NONE
+    when none) and the days in [d0, upto] it holds (only files that hold any)."""
+
+    count: np.ndarray
+    max_fetched: np.ndarray
+    held: dict[int, set[int]]
+
+
+def _empty_summary(n: int) -> FileSummary:
+    return FileSummary(np.zeros(n, dtype=np.int64), np.full(n, _NONE, dtype=np.int64), {})
+
+
+def _summary_of(rows: _Rows, n: int, summary: tuple[int, int] | None) -> FileSummary | None:
+    if summary is None:
+        return None
+    upto, d0 = summary
+    out = _empty_summary(n)
+    days = _day_array(rows.table)
+    fetched = np.asarray(pc.fill_null(rows.table.column("fetched"), 0).to_numpy(), np.int64)
+    old = days <= upto
+    out.count[:] = np.bincount(rows.owner[old], minlength=n)[:n]
+    np.maximum.at(out.max_fetched, rows.owner[old], fetched[old])
+    recent = old & (days >= d0)
+    for owner, day in zip(rows.owner[recent].tolist(), days[recent].tolist(), strict=True):
+        out.held.setdefault(owner, set()).add(day)
+    return out
+
+
+def _tail_of(rows: _Rows, since: int | None) -> _Rows:
+    if since is None or rows.table.num_rows == 0:
+        return rows
+    keep = _day_array(rows.table) >= since
+    return _Rows(rows.table.filter(pa.array(keep)), rows.owner[keep])
 
 
 @dataclass(frozen=True)
@@ -154,17 +205,29 @@ class BronzeReader:
 
     def read(self, keys: list[str], *, optional: bool) -> _Rows:
         """Rows of ``keys`` (``optional``: a file vacuumed since the listing is skipped)."""
+        return self.read_tail(keys, optional=optional)[0]
+
+    def read_tail(
+        self,
+        keys: list[str],
+        *,
+        optional: bool,
+        since: int | None = None,
+        summary: tuple[int, int] | None = None,
+    ) -> tuple[_Rows, FileSummary | None]:
+        """Rows of ``keys`` dated ``since`` or later (a day number; None = all rows), and with
+        ``summary=(upto, d0)`` a FileSummary of every file's rows dated ``upto`` or earlier."""
         if not keys:
-            return _Rows(_empty_rows(), np.zeros(0, dtype=np.int64))
-        if not self.local:
-            return self._read_each(keys, list(range(len(keys))), optional)
-        try:
-            return self._read_bulk(keys, optional)
-        except duckdb.Error as exc:
-            # A file vanished or is unreadable: the per-file path skips a vacuumed date file
-            # and names a corrupt file in its error.
-            log.info("bulk bronze scan failed (%s); reading file by file", exc)
-            return self._read_each(keys, list(range(len(keys))), optional)
+            return _Rows(_empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
+        if self.local:
+            try:
+                return self._read_bulk(keys, optional, since, summary)
+            except duckdb.Error as exc:
+                # A file vanished or is unreadable: the per-file path skips a vacuumed date
+                # file and names a corrupt file in its error.
+                log.info("bulk bronze scan failed (%s); reading file by file", exc)
+        rows = self._read_each(keys, list(range(len(keys))), optional)
+        return _tail_of(rows, since), _summary_of(rows, len(keys), summary)
 
     def _read_each(self, keys: list[str], indexes: list[int], optional: bool) -> _Rows:
         def one(i: int) -> tuple[int, pa.Table] | None:
@@ -186,6 +249,7 @@ class BronzeReader:
         config: dict[str, Any] = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            "enable_progress_bar": False,
         }
         if self.threads:
             config["threads"] = self.threads
@@ -193,7 +257,9 @@ class BronzeReader:
             config["memory_limit"] = self.memory_limit
         return duckdb.connect(config=config)
 
-    def _read_bulk(self, keys: list[str], optional: bool) -> _Rows:
+    def _read_bulk(
+        self, keys: list[str], optional: bool, since: int | None, summary: tuple[int, int] | None
+    ) -> tuple[_Rows, FileSummary | None]:
         paths = [str(self.storage.local_path(k)) for k in keys]
         plain = [i for i, p in enumerate(paths) if not (_GLOB_CHARS & set(p))]
         con = self._connect()
@@ -201,17 +267,43 @@ class BronzeReader:
             canonical = self._canonical(con, [paths[i] for i in plain])
             bulk = [plain[j] for j in canonical]
             rest = sorted(set(range(len(paths))) - set(bulk))
-            table = con.sql(_SCAN, params={"files": [paths[i] for i in bulk]}).to_arrow_table()
+            files = [paths[i] for i in bulk]
+            params: dict[str, Any] = {"files": files}
+            query = _SCAN
+            if since is not None:
+                query, params["since"] = query + " WHERE date >= $since", _day(since)
+            table = con.sql(query, params=params).to_arrow_table()
+            found = _empty_summary(len(keys)) if summary is not None else None
+            if found is not None and summary is not None and files:
+                query = _SUMMARY
+                upto, d0 = _day(summary[0]), _day(summary[1])
+                for i, n, top, held in con.sql(
+                    query, params={"files": files, "upto": upto, "d0": d0}
+                ).fetchall():
+                    j = bulk[i]
+                    found.count[j] = n
+                    found.max_fetched[j] = _NONE if top is None else top
+                    if held:
+                        found.held[j] = {day_number(d) for d in held}
         finally:
             con.close()
         owner = np.asarray(bulk, dtype=np.int64)[table.column("owner").to_numpy()]
         rows = _Rows(table.drop_columns(["owner"]).cast(_empty_rows().schema), owner)
         if not rest:
-            return rows
+            return rows, found
         other = self._read_each(keys, rest, optional)  # legacy shapes: pyarrow + normalise
-        return _Rows(
+        if found is not None:
+            extra = _summary_of(other, len(keys), summary)
+            assert extra is not None
+            for j in rest:
+                found.count[j], found.max_fetched[j] = extra.count[j], extra.max_fetched[j]
+                if j in extra.held:
+                    found.held[j] = extra.held[j]
+        other = _tail_of(other, since)
+        rows = _Rows(
             pa.concat_tables([rows.table, other.table]), np.concatenate([rows.owner, other.owner])
         )
+        return rows, found
 
     @staticmethod
     def _canonical(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[int]:
@@ -238,14 +330,17 @@ def _day_array(table: pa.Table) -> np.ndarray:
 
 
 def _date_files_to_read(
-    listing: dict[str, SymbolFiles], dirs: list[str], data_keys: np.ndarray
+    listing: dict[str, SymbolFiles], dirs: list[str], data_keys: np.ndarray, since: int | None
 ) -> list[tuple[int, ObjectInfo]]:
-    """(directory index, object) of the date files to read, in (directory, day) order."""
+    """(directory index, object) of the date files to read (dated ``since`` or later), in
+    (directory, day) order."""
     out: list[tuple[int, date, ObjectInfo]] = []
     maybe_held: list[tuple[int, date, ObjectInfo]] = []
     for i, name in enumerate(dirs):
         files = listing[name]
         for day, obj in sorted(files.dates.items()):
+            if since is not None and day_number(day) < since:
+                continue
             if files.data is None or obj.mtime >= files.data.mtime:
                 out.append((i, day, obj))
             else:
@@ -306,11 +401,64 @@ def read_bronze(
     """Read every data.parquet, then the date files not in it yet, and merge them."""
     reader = BronzeReader(storage, workers=workers, threads=threads, memory_limit=memory_limit)
     dirs = sorted(listing)
-    data_objs = [(i, listing[d].data) for i, d in enumerate(dirs) if listing[d].data is not None]
-    a = reader.read([o.key for _, o in data_objs if o is not None], optional=False)
+    data_objs = [(i, obj) for i, d in enumerate(dirs) if (obj := listing[d].data) is not None]
+    a = reader.read([o.key for _, o in data_objs], optional=False)
+    return _assemble(reader, listing, dirs, data_objs, a, None)
+
+
+@dataclass(frozen=True)
+class TailInput:
+    """Merged rows dated ``since`` or later, and per symbol directory a summary of its
+    data.parquet's rows dated ``upto`` or earlier: (count, newest fetched_at ms or None), and
+    the days in [d0, upto] it holds."""
+
+    bronze: BronzeInput
+    old: dict[str, tuple[int, int | None]]
+    held: dict[str, set[int]]
+
+
+def read_bronze_tail(
+    storage: Storage,
+    listing: dict[str, SymbolFiles],
+    workers: int,
+    *,
+    since: int,
+    upto: int,
+    d0: int,
+    threads: int = 0,
+    memory_limit: str = "",
+) -> TailInput:
+    """The incremental read: only rows dated ``since`` or later are transferred (DuckDB filter
+    pushdown on disk), plus the summary that tells whether older rows changed."""
+    reader = BronzeReader(storage, workers=workers, threads=threads, memory_limit=memory_limit)
+    dirs = sorted(listing)
+    data_objs = [(i, obj) for i, d in enumerate(dirs) if (obj := listing[d].data) is not None]
+    a, summary = reader.read_tail(
+        [o.key for _, o in data_objs], optional=False, since=since, summary=(upto, d0)
+    )
+    assert summary is not None
+    old: dict[str, tuple[int, int | None]] = {}
+    held: dict[str, set[int]] = {}
+    for j, (i, _) in enumerate(data_objs):
+        top = int(summary.max_fetched[j])
+        old[dirs[i]] = (int(summary.count[j]), None if top == _NONE else top)
+        held[dirs[i]] = summary.held.get(j, set())
+    bronze = _assemble(reader, listing, dirs, data_objs, a, since)
+    return TailInput(bronze, old, held)
+
+
+def _assemble(
+    reader: BronzeReader,
+    listing: dict[str, SymbolFiles],
+    dirs: list[str],
+    data_objs: list[tuple[int, ObjectInfo]],
+    a: _Rows,
+    since: int | None,
+) -> BronzeInput:
+    """Data rows ``a`` + the date files to read (dated ``since`` or later), merged."""
     a_dir = np.array([i for i, _ in data_objs], dtype=np.int64)[a.owner]
     a_keys = _keys(a_dir, _day_array(a.table))
-    wanted = _date_files_to_read(listing, dirs, a_keys)
+    wanted = _date_files_to_read(listing, dirs, a_keys, since)
     b = reader.read([o.key for _, o in wanted], optional=True)
     b_dir = np.array([i for i, _ in wanted], dtype=np.int64)[b.owner]
     if b.table.num_rows:
@@ -325,12 +473,12 @@ def read_bronze(
         0, "symbol", pc.dictionary_encode(table.column("symbol")).combine_chunks()
     )
     rank = np.repeat(np.array([0, 1], dtype=np.int8), [len(a_dir), len(row_dir) - len(a_dir)])
-    order = _merge_order(keys, table.column("fetched").to_numpy(), rank)
+    fetched = np.asarray(pc.fill_null(table.column("fetched"), 0).to_numpy(), dtype=np.int64)
+    order = _merge_order(keys, fetched, rank)
     if order is not None:
         table, row_dir = table.take(pa.array(order)), row_dir[order]
-    return _by_symbol(
-        storage, table.select(list(COLUMNS)), row_dir, dirs, len(data_objs) + len(wanted)
-    )
+    files_read = len(data_objs) + len(wanted)
+    return _by_symbol(reader.storage, table, row_dir, dirs, files_read)
 
 
 def _by_symbol(
