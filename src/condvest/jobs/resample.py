@@ -353,6 +353,7 @@ def _plan_tail(
         log.info("incremental run reads all of bronze: %s", reason)
         return None
     source = got
+    log.info("incremental run reads bronze from %s", bars.EPOCH + timedelta(min(starts.values())))
     daily = bars.daily_arrays(source.table, source.symbols, source.counts)
     session_days = np.array(
         [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64

@@ -249,13 +249,14 @@ class BronzeReader:
         config: dict[str, Any] = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
-            "enable_progress_bar": False,
         }
         if self.threads:
             config["threads"] = self.threads
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
-        return duckdb.connect(config=config)
+        con = duckdb.connect(config=config)
+        con.execute("SET enable_progress_bar = false")  # not a connect-time option
+        return con
 
     def _read_bulk(
         self, keys: list[str], optional: bool, since: int | None, summary: tuple[int, int] | None

@@ -34,7 +34,12 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.calendar import TradingCalendar
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.jobs.base import JobContext
-from condvest.jobs.resample_input import BronzeInput, SymbolFiles, read_bronze_tail
+from condvest.jobs.resample_input import (
+    BronzeInput,
+    BronzeReader,
+    SymbolFiles,
+    read_bronze_tail,
+)
 from condvest.storage.base import ObjectInfo
 
 log = logging.getLogger("condvest.resample")
@@ -138,18 +143,52 @@ def read_tail(
         threads=settings.threads,
         memory_limit=settings.memory_limit,
     )
+    # Date files dated `previous` or earlier that are not merged into data.parquet yet count
+    # among the older rows too (they were, or now are, part of the merged input).
+    unmerged = [
+        (name, day, obj)
+        for name, day, obj in old_dates
+        if (data := listing[name].data) is None
+        or obj.mtime >= data.mtime
+        or day not in tail.held.get(name, set())
+    ]
+    extra = _unmerged_summary(ctx, unmerged, tail.held, workers)
     for name in listing:
-        now = tail.old.get(name, (0, None))
+        count, top = tail.old.get(name, (0, None))
+        add, add_top = extra.get(name, (0, None))
+        tops = [t for t in (top, add_top) if t is not None]
+        now = [count + add, max(tops) if tops else None]
         was = state.get(name, [0, None])
-        if [now[0], now[1]] != [was[0], was[1]] and (now[0] or was[0]):
+        if now != [was[0], was[1]]:
             return f"rows of {name} on or before {previous} changed"
-    for name, day, obj in old_dates:
-        data = listing[name].data
-        if data is None or obj.mtime >= data.mtime or day not in tail.held.get(name, set()):
-            return f"a date file of {name} on or before {previous} is not merged yet"
     if any(s not in listing for s in tail.bronze.symbols):
         return "a symbol directory holds another symbol's rows"
     return tail.bronze
+
+
+def _unmerged_summary(
+    ctx: JobContext,
+    unmerged: list[tuple[str, int, ObjectInfo]],
+    held: dict[str, set[int]],
+    workers: int,
+) -> dict[str, tuple[int, int | None]]:
+    """Per symbol directory: (rows the unmerged date files add — days data.parquet does not
+    hold —, their newest fetched_at). The newest fetched_at of a (data + landed) day is its
+    winner's, so the merged rows' newest is the max over both."""
+    if not unmerged:
+        return {}
+    reader = BronzeReader(ctx.storage, workers=workers)
+    rows = reader.read([obj.key for _, _, obj in unmerged], optional=True)
+    days = rows.table.column("date").cast(pa.int32()).to_numpy().tolist()
+    fetched = pc.fill_null(rows.table.column("fetched"), 0).to_numpy().tolist()
+    added: dict[str, set[int]] = {}
+    tops: dict[str, int] = {}
+    for owner, day, ms in zip(rows.owner.tolist(), days, fetched, strict=True):
+        name = unmerged[owner][0]
+        if day not in held.get(name, set()):
+            added.setdefault(name, set()).add(day)
+        tops[name] = max(tops.get(name, ms), ms)
+    return {name: (len(added.get(name, ())), top) for name, top in tops.items()}
 
 
 def tail_bars(
