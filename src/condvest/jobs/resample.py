@@ -1,13 +1,20 @@
 """``condvest resample``: N-session bars into silver (DESIGN §7), incremental or full.
 
-The plan reads the lake once (data.parquet + landed date rows not yet consolidated), computes
-the bars of every interval in one vectorised pass (condvest.core.bars — about a second at seed
-scale), and compares each month partition's content digest with the interval's checkpoint. The
-run then writes only the months whose bars changed (or whose file is missing or was changed by
-someone else), each as a complete file — the rows of every symbol in that month, so nothing
-already there is lost — and removes months no bar maps to any more. Because every month written
-holds exactly what a full rebuild would hold, silver after any sequence of runs equals a full
-rebuild. Writing, not computing, is the cost that incremental runs avoid.
+Two ways to plan a run:
+
+* The tail path (resample_tail), for the daily incremental run: when every interval's checkpoint
+  proves that no symbol's rows on or before its ``through`` changed, only rows dated from the
+  cutoff are read, the bars that can have changed are recomputed and merged into the months they
+  start in (the rows of those months that start earlier are kept).
+* The full read, otherwise: the whole lake is read (one DuckDB scan on disk), the bars of every
+  interval computed in one vectorised pass (condvest.core.bars — about a second at seed scale),
+  and each month partition's content digest compared with the interval's checkpoint. The run
+  then writes only the months whose bars changed (or whose file is missing or was changed by
+  someone else), each as a complete file — the rows of every symbol in that month, so nothing
+  already there is lost — and removes months no bar maps to any more.
+
+Either way every month written holds exactly what a full rebuild would hold, so silver after any
+sequence of runs equals a full rebuild (tests/test_resample_property.py).
 
 An existing month file about to be replaced is read first: if it is unreadable the interval fails
 with a message naming it (a corrupt file is reported, never silently replaced); ``--full`` is the
@@ -543,7 +550,16 @@ def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dic
         storage.write_parquet(key, merged[label])
         return int(merged[label].num_rows)
 
-    to_write = [label for label in merged if merged[label].num_rows]
+    digests = {label: v[0] for label, v in iplan.previous.get("months", {}).items()}
+    to_write = []
+    for label, table in merged.items():
+        if not table.num_rows:
+            digests.pop(label, None)
+            continue
+        digest = resample_tail.month_digest(table)
+        if digests.get(label) != digest or label not in iplan.existing:
+            to_write.append(label)  # a month whose content digest is unchanged is not rewritten
+        digests[label] = digest
     with ThreadPoolExecutor(8) as pool:
         rows = sum(pool.map(write, to_write))
     stale = [
@@ -551,12 +567,6 @@ def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dic
     ]
     if stale:
         storage.delete_many(stale)
-    digests = {label: v[0] for label, v in iplan.previous.get("months", {}).items()}
-    for label, table in merged.items():
-        if table.num_rows:
-            digests[label] = resample_tail.month_digest(table)
-        else:
-            digests.pop(label, None)
     n_bars = int(iplan.previous.get("bars", 0)) - removed + iplan.bars
     _write_checkpoint(ctx, plan, iplan, digests, n_bars)
     return {

@@ -1,9 +1,14 @@
 """Resample's input: every symbol's ``data.parquet`` plus the landed ``date=`` rows it does not
 hold yet, de-duplicated on (symbol, date) with the newest ``fetched_at`` winning.
 
-Files are read with pyarrow straight into Arrow (local paths, or bytes through the Storage on S3)
-— never through a hive-partition-detecting reader: the symbol comes from the file's own column,
-so tickers such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (DESIGN §12).
+On local disk the canonical files are read in ONE multi-threaded DuckDB scan into Arrow
+(``read_parquet([...], hive_partitioning=false)``; no extension is installed or loaded); files
+with another schema (the original system's legacy shapes) are read with pyarrow and go through
+``normalise_bronze``; if the scan fails (a file vanished or is corrupt) the files are read one by
+one, which skips a vacuumed date file and names a corrupt one. On S3 a thread pool reads the files
+through the Storage. The symbol comes from the file's own column, never from the path, so tickers
+such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (DESIGN §12); a directory holding
+two symbols, or a symbol held in two directories, is an error.
 
 Which date files are read: one whose session is not in ``data.parquet``, or which was written at
 or after ``data.parquet`` (a correction landed after the last consolidation). A date file older
