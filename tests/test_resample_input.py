@@ -4,6 +4,7 @@ normalised, one row per (symbol, date) with the newest fetched_at winning."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import date
 from typing import Any
@@ -50,7 +51,8 @@ def _read(lake: Lake) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     return rows, got.symbols
 
 
-def test_bulk_read_equals_per_file_reference(lake: Lake) -> None:
+def test_bulk_read_equals_per_file_reference(lake: Lake, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="condvest.resample")
     s = lake.storage
     # Files of different lengths, so a wrong file-to-row mapping would show.
     for n, sym in enumerate(("INF", "NAN", "TRUE", "NULL", "1234", "BRK.A")):
@@ -78,6 +80,7 @@ def test_bulk_read_equals_per_file_reference(lake: Lake) -> None:
     )
     s.write_parquet(layout.data_file("OLD"), legacy)
     rows, symbols = _read(lake)
+    assert "reading file by file" not in caplog.text  # on disk: the DuckDB scan, no fallback
     assert set(symbols) == {"INF", "NAN", "TRUE", "NULL", "1234", "BRK.A", "ONLY", "OLD"}
     expected = _reference(lake)
     assert {(r["symbol"], r["date"]): r for r in rows} == expected

@@ -109,10 +109,13 @@ _SCAN = (
     "SELECT file_index::BIGINT AS owner, " + ", ".join(COLUMNS) + ", "
     "epoch_ms(fetched_at) AS fetched FROM read_parquet($files, hive_partitioning=false)"
 )
-_SUMMARY = (
-    "SELECT file_index::BIGINT, count(*) FILTER (date <= $upto), "
-    "max(epoch_ms(fetched_at)) FILTER (date <= $upto), "
-    "list(date) FILTER (date >= $d0 AND date <= $upto) "
+_TAIL_SUMMARY = (
+    "SELECT file_index::BIGINT AS owner, count(*) FILTER (date <= $upto) AS n, "
+    "max(epoch_ms(fetched_at)) FILTER (date <= $upto) AS top, "
+    "list(date) FILTER (date >= $d0 AND date <= $upto) AS held, "
+    "list(struct_pack("
+    + ", ".join(f"{c} := {c}" for c in COLUMNS)
+    + ", fetched := epoch_ms(fetched_at))) FILTER (date >= $since) AS tail "
     "FROM read_parquet($files, hive_partitioning=false) GROUP BY ALL"
 )
 _GLOB_CHARS = frozenset("*?[]{}")
@@ -269,30 +272,30 @@ class BronzeReader:
         paths = [str(self.storage.local_path(k)) for k in keys]
         plain = [i for i, p in enumerate(paths) if not (_GLOB_CHARS & set(p))]
         con = self._connect()
-        try:
-            canonical = self._canonical(con, [paths[i] for i in plain])
-            bulk = [plain[j] for j in canonical]
-            rest = sorted(set(range(len(paths))) - set(bulk))
+
+        def scan(bulk: list[int]) -> tuple[pa.Table, FileSummary | None]:
             files = [paths[i] for i in bulk]
+            found = _empty_summary(len(keys)) if summary is not None else None
+            if found is not None and summary is not None and since is not None:
+                return self._tail_and_summary(con, files, since, summary, bulk, found), found
             params: dict[str, Any] = {"files": files}
             query = _SCAN
             if since is not None:
                 query, params["since"] = query + " WHERE date >= $since", _day(since)
-            table = con.sql(query, params=params).to_arrow_table()
-            found = _empty_summary(len(keys)) if summary is not None else None
-            if found is not None and summary is not None and files:
-                query = _SUMMARY
-                upto, d0 = _day(summary[0]), _day(summary[1])
-                for i, n, top, held in con.sql(
-                    query, params={"files": files, "upto": upto, "d0": d0}
-                ).fetchall():
-                    j = bulk[i]
-                    found.count[j] = n
-                    found.max_fetched[j] = _NONE if top is None else top
-                    if held:
-                        found.held[j] = {day_number(d) for d in held}
+            return con.sql(query, params=params).to_arrow_table(), found
+
+        try:
+            try:
+                # Optimistic: every file canonical. A legacy file (no `date` column) fails the
+                # bind, and only then are the schemas looked at (a footer pass of its own).
+                bulk = plain
+                table, found = scan(bulk)
+            except duckdb.Error:
+                bulk = [plain[j] for j in self._canonical(con, [paths[i] for i in plain])]
+                table, found = scan(bulk)
         finally:
             con.close()
+        rest = sorted(set(range(len(paths))) - set(bulk))
         owner = np.asarray(bulk, dtype=np.int64)[table.column("owner").to_numpy()]
         rows = _Rows(table.drop_columns(["owner"]).cast(_empty_rows().schema), owner)
         if not rest:
@@ -310,6 +313,47 @@ class BronzeReader:
             pa.concat_tables([rows.table, other.table]), np.concatenate([rows.owner, other.owner])
         )
         return rows, found
+
+    @staticmethod
+    def _tail_and_summary(
+        con: duckdb.DuckDBPyConnection,
+        files: list[str],
+        since: int,
+        summary: tuple[int, int],
+        bulk: list[int],
+        found: FileSummary,
+    ) -> pa.Table:
+        """One scan for both: the rows dated ``since`` or later (aggregated into one list per
+        file, then flattened) and each file's summary. Two scans cost twice: each data.parquet
+        is one row group, so the date filter cannot skip any decoding."""
+        if not files:
+            return _empty_rows().add_column(0, "owner", pa.array([], pa.int64()))
+        params = {
+            "files": files,
+            "since": _day(since),
+            "upto": _day(summary[0]),
+            "d0": _day(summary[1]),
+        }
+        got = con.sql(_TAIL_SUMMARY, params=params).to_arrow_table()
+        owners = got.column("owner").to_numpy()
+        for i, n, top, held in zip(
+            owners.tolist(),
+            got.column("n").to_pylist(),
+            got.column("top").to_pylist(),
+            got.column("held").to_pylist(),
+            strict=True,
+        ):
+            j = bulk[i]
+            found.count[j] = n
+            found.max_fetched[j] = _NONE if top is None else top
+            if held:
+                found.held[j] = {day_number(d) for d in held}
+        tail = got.column("tail").combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(tail), 0).to_numpy()
+        flat = pc.list_flatten(tail)
+        columns = {"owner": pa.array(np.repeat(owners, lengths))}
+        columns.update({name: flat.field(name) for name in (*COLUMNS, "fetched")})
+        return pa.table(columns)
 
     @staticmethod
     def _canonical(con: duckdb.DuckDBPyConnection, paths: list[str]) -> list[int]:
