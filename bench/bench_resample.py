@@ -4,10 +4,12 @@
 
 1. Builds (once) a seed-scale lake with bench/make_lake.py: consolidated (no pending date
    files), ending one session before the latest completed session.
-2. Full rebuild of all six intervals (`condvest resample --full`) in a child process.
+2. Full rebuild of all six intervals (`resample --full`) in a child process, with the clock set
+   two hours after the previous session's close: the checkpoint is "yesterday's run".
 3. The I/O floor, in a child process: the same bronze read (same reader), then the same number
    of rows written into the same month partitions (silver-shaped rows, no bar computation).
-4. One new session lands (a date file per symbol); the daily incremental `condvest resample`.
+4. One new session lands (a date file per symbol); the daily incremental `condvest resample`
+   (real clock: through = the latest completed session).
 Wall time and peak RSS (wait4 rusage of each child) are printed, with the full/floor ratio.
 """
 
@@ -59,6 +61,23 @@ def write(job):
 with ThreadPoolExecutor(8) as pool:
     total = sum(pool.map(write, jobs))
 print(json.dumps({"rows_read": n, "rows_written": total, "files": len(jobs)}))
+"""
+
+
+FULL_CODE = r"""
+import sys
+from datetime import timedelta
+from condvest.jobs.base import JobContext
+from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.settings import load_settings
+settings = load_settings(overrides={"lake": {"uri": sys.argv[1]}})
+ctx = JobContext.from_settings(settings)
+previous = ctx.calendar.previous_session(ctx.calendar.latest_completed_session(ctx.clock()))
+at = ctx.calendar.session_close(previous) + timedelta(hours=2)
+ctx.clock = lambda: at
+result = run_resample(ctx, plan_resample(ctx, ResampleOptions(full=True)))
+assert result.ok, result.to_dict()
+print(result.through)
 """
 
 
@@ -119,7 +138,8 @@ def main() -> int:
         if layout.parse_date_file(key) == latest:
             storage.delete(key)  # a previous run's "new session"
     cli = [py, "-m", "condvest", "--lake", str(lake), "-o", "json", "-q", "resample"]
-    full_wall, full_rss, _ = run_child([*cli, "--full"], "full rebuild")
+    full_wall, full_rss, full_out = run_child([py, "-c", FULL_CODE, str(lake)], "full rebuild")
+    assert full_out.strip() == previous.isoformat(), full_out
     floor_wall, floor_rss, floor_out = run_child([py, "-c", FLOOR_CODE, str(lake)], "I/O floor")
     storage.delete_many([o.key for o in storage.list_objects(FLOOR_PREFIX)])
     # One new session lands: a date file per symbol (as fetch would write it).

@@ -6,6 +6,7 @@ The "world" is written straight through the Storage API, the way fetch and conso
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,51 @@ def test_incremental_always_equals_full(
             world.apply(op)
     _resample(sub, world)
     _assert_equals_full(sub, world)
+
+
+# The daily shape, which the tail path (resample_tail) serves: sessions tick, new rows land on
+# the latest session (sometimes a day late), consolidate/vacuum run, a symbol halts.
+daily_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("land"),
+            st.sampled_from(SYMBOLS[1:]),  # "A" never gets a new row: the clock completes its bars
+            st.integers(0, 1),
+            st.floats(1, 100, allow_nan=False),
+        ),
+        st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
+        st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
+        st.tuples(st.just("tick"), st.integers(1, 3)),
+        st.tuples(st.just("resample")),
+    ),
+    min_size=1,
+    max_size=16,
+)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=daily_ops, partial=st.booleans())
+def test_daily_incremental_tail_equals_full(
+    lake: Lake, tmp_path: Path, sequence: list[tuple[Any, ...]], partial: bool
+) -> None:
+    sub = _sub_lake(lake, tmp_path)
+    world = World(sub.storage)
+    for sym in SYMBOLS[:2]:
+        rows = [bronze_row(sym, d, 10.0) for d in SESSIONS[: world.pos + 1]]
+        sub.storage.write_parquet(layout.data_file(sym), table_of(rows))
+    options = ResampleOptions(intervals=(3, 5, 8), include_partial=partial)
+    for op in [*sequence, ("resample",)]:
+        if op[0] != "resample":
+            world.apply(op)
+            continue
+        ctx = sub.context(now=world.now())
+        assert run_resample(ctx, plan_resample(ctx, options)).ok
+        full = plan_resample(ctx, replace(options, full=True, dry_run=True))
+        for iplan in full.intervals:
+            silver = bars_by_key(read_silver(sub.storage, iplan.interval))
+            assert silver == bars_by_key(iplan.table)

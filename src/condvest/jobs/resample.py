@@ -1,13 +1,20 @@
 """``condvest resample``: N-session bars into silver (DESIGN §7), incremental or full.
 
-The plan reads the lake once (data.parquet + landed date rows not yet consolidated), computes
-the bars of every interval in one vectorised pass (condvest.core.bars — about a second at seed
-scale), and compares each month partition's content digest with the interval's checkpoint. The
-run then writes only the months whose bars changed (or whose file is missing or was changed by
-someone else), each as a complete file — the rows of every symbol in that month, so nothing
-already there is lost — and removes months no bar maps to any more. Because every month written
-holds exactly what a full rebuild would hold, silver after any sequence of runs equals a full
-rebuild. Writing, not computing, is the cost that incremental runs avoid.
+Two ways to plan a run:
+
+* The tail path (resample_tail), for the daily incremental run: when every interval's checkpoint
+  proves that no symbol's rows on or before its ``through`` changed, only rows dated from the
+  cutoff are read, the bars that can have changed are recomputed and merged into the months they
+  start in (the rows of those months that start earlier are kept).
+* The full read, otherwise: the whole lake is read (one DuckDB scan on disk), the bars of every
+  interval computed in one vectorised pass (condvest.core.bars — about a second at seed scale),
+  and each month partition's content digest compared with the interval's checkpoint. The run
+  then writes only the months whose bars changed (or whose file is missing or was changed by
+  someone else), each as a complete file — the rows of every symbol in that month, so nothing
+  already there is lost — and removes months no bar maps to any more.
+
+Either way every month written holds exactly what a full rebuild would hold, so silver after any
+sequence of runs equals a full rebuild (tests/test_resample_property.py).
 
 An existing month file about to be replaced is read first: if it is unreadable the interval fails
 with a message naming it (a corrupt file is reported, never silently replaced); ``--full`` is the
@@ -19,8 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -30,118 +36,25 @@ from condvest.core import bars, layout
 from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import CondvestError, CorruptFileError
-from condvest.jobs.base import JobContext, JobResult, run_stage
-from condvest.jobs.resample_input import list_bronze, read_bronze
+from condvest.jobs import resample_tail
+from condvest.jobs.base import JobContext, run_stage
+from condvest.jobs.resample_input import SymbolFiles, list_bronze, read_bronze
+from condvest.jobs.resample_plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.lock import StageLock
 from condvest.storage.base import ObjectInfo
 
+__all__ = [
+    "IntervalPlan",
+    "ResampleOptions",
+    "ResamplePlan",
+    "ResampleResult",
+    "plan_resample",
+    "run_resample",
+]
 log = logging.getLogger("condvest.resample")
-CHECKPOINT_FORMAT = 1
-_SHOWN = 50
+CHECKPOINT_FORMAT = 2
 _MARGIN_S = 20.0
-
-
-@dataclass(frozen=True)
-class ResampleOptions:
-    """What the user asked for; None = the settings' value."""
-
-    intervals: tuple[int, ...] | None = None
-    alignment: BarAlignment | None = None
-    full: bool = False
-    include_partial: bool = False
-    since: date | None = None
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class IntervalPlan:
-    interval: int
-    mode: str
-    reason: str
-    bars: int
-    months_to_write: tuple[str, ...]
-    months_to_delete: tuple[str, ...]
-    symbols_affected: tuple[str, ...]
-    rows_to_write: int
-    # The computed bars, sorted by (month, symbol, start_date), and where each month lies.
-    table: pa.Table = field(repr=False, compare=False)
-    month_slices: dict[str, tuple[int, int]] = field(repr=False, compare=False)
-    month_digests: dict[str, str] = field(repr=False, compare=False)
-    symbol_digests: dict[str, str] = field(repr=False, compare=False)
-    existing: dict[str, ObjectInfo] = field(repr=False, compare=False)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "reason": self.reason,
-            "bars": self.bars,
-            "months_to_write": len(self.months_to_write),
-            "months_to_delete": len(self.months_to_delete),
-            "rows_to_write": self.rows_to_write,
-            "symbols_affected": len(self.symbols_affected),
-            "months": _months_text(self.months_to_write),
-            "deleted": _months_text(self.months_to_delete),
-            "symbols": ", ".join(self.symbols_affected[:_SHOWN])
-            + (
-                f" … (+{len(self.symbols_affected) - _SHOWN})"
-                if len(self.symbols_affected) > _SHOWN
-                else ""
-            ),
-        }
-
-
-def _months_text(labels: tuple[str, ...]) -> str:
-    if not labels:
-        return "-"
-    if len(labels) <= 6:
-        return ", ".join(labels)
-    return f"{labels[0]} … {labels[-1]} ({len(labels)})"
-
-
-@dataclass(frozen=True)
-class ResamplePlan:
-    dry_run: bool
-    alignment: BarAlignment
-    through: date
-    include_partial: bool
-    since: date | None
-    symbols: int
-    input_rows: int
-    files_read: int
-    off_calendar_rows: int
-    intervals: tuple[IntervalPlan, ...]
-    compute_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "stage": "resample",
-            "dry_run": self.dry_run,
-            "alignment": self.alignment.value,
-            "through": self.through.isoformat(),
-            "include_partial": self.include_partial,
-            "since": self.since.isoformat() if self.since else None,
-            "symbols": self.symbols,
-            "input_rows": self.input_rows,
-            "files_read": self.files_read,
-            "off_calendar_rows": self.off_calendar_rows,
-            "intervals": {f"{p.interval}d": p.describe() for p in self.intervals},
-        }
-
-
-@dataclass(frozen=True)
-class ResampleResult(JobResult):
-    partial: bool = False
-    alignment: str = "calendar"
-    through: str = ""
-    symbols: int = 0
-    input_rows: int = 0
-    bars: int = 0
-    months_written: int = 0
-    months_deleted: int = 0
-    rows_written: int = 0
-    failed_intervals: list[int] = field(default_factory=list)
-    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -155,14 +68,32 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     through = ctx.latest_completed_session()
     listing = list_bronze(ctx.storage)
     local = ctx.storage.local_path("") is not None
+    options_key = {
+        "alignment": alignment.value,
+        "include_partial": options.include_partial,
+        "since": options.since.isoformat() if options.since else None,
+    }
+    checkpoints = {n: read_checkpoint(ctx.storage, n) for n in intervals}
+    existing = {n: _existing_months(ctx, n) for n in intervals}
+    if not any(_full_reason(checkpoints[n], full, options_key) for n in intervals):
+        tail = _plan_tail(ctx, options, alignment, through, listing, checkpoints, existing)
+        if tail is not None:
+            return tail
     # Local reads are CPU-bound (parquet decoding); S3 reads wait on the network.
-    source = read_bronze(ctx.storage, listing, workers=4 if local else 32)
+    source = read_bronze(
+        ctx.storage,
+        listing,
+        workers=4 if local else 32,
+        threads=settings.threads,
+        memory_limit=settings.memory_limit,
+    )
     daily = bars.daily_arrays(source.table, source.symbols, source.counts)
     input_rows, files_read, n_symbols = (
         source.table.num_rows,
         source.files_read,
         len(source.symbols),
     )
+    state = resample_tail.bronze_state(source, bars.day_number(through))
     del source  # the numpy copies are all that is needed from here on: halves the peak memory
     session_days = np.array(
         [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
@@ -172,11 +103,6 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     rows_aligned = alignment is BarAlignment.ROWS
     positions = bars.row_numbers(daily.code) if rows_aligned else calendar_pos
     sym_hash = bars.symbol_hashes(daily.symbols)
-    options_key = {
-        "alignment": alignment.value,
-        "include_partial": options.include_partial,
-        "since": options.since.isoformat() if options.since else None,
-    }
     plans: list[IntervalPlan] = []
     for n in intervals:
         opts = BarOptions(
@@ -187,10 +113,17 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
             since_day=bars.day_number(options.since) if options.since else None,
         )
         table, codes = bars.compute_bars(daily, session_days, positions, opts)
-        checkpoint = read_checkpoint(ctx.storage, n)
         plans.append(
             _plan_interval(
-                ctx, n, table, codes, daily.symbols, sym_hash, checkpoint, full, options_key
+                n,
+                table,
+                codes,
+                daily.symbols,
+                sym_hash,
+                checkpoints[n],
+                existing[n],
+                full,
+                options_key,
             )
         )
     return ResamplePlan(
@@ -205,17 +138,18 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         off_calendar_rows=off_calendar if alignment is BarAlignment.CALENDAR else 0,
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
+        bronze_state=state,
     )
 
 
 def _plan_interval(
-    ctx: JobContext,
     interval: int,
     table: pa.Table,
     codes: np.ndarray,
     symbols: tuple[str, ...],
     sym_hash: np.ndarray,
     checkpoint: dict[str, Any] | None,
+    existing: dict[str, ObjectInfo],
     full: bool,
     options_key: dict[str, Any],
 ) -> IntervalPlan:
@@ -233,28 +167,14 @@ def _plan_interval(
             strict=True,
         )
     )
-    # Month partitions: a stable sort by the start month keeps (symbol, start_date) order inside.
-    months = bars.month_keys(table.column("start_date").cast(pa.int32()).to_numpy())
-    order = np.argsort(months, kind="stable")
-    table = table.take(pa.array(order))
-    months, hashes = months[order], hashes[order]
-    m_starts = (
-        np.flatnonzero(np.concatenate([[True], months[1:] != months[:-1]]))
-        if len(months)
-        else np.zeros(0, np.int64)
-    )
-    m_ends = np.append(m_starts[1:], len(months))[: len(m_starts)]
-    labels = [bars.month_label(int(k)) for k in months[m_starts]]
-    month_slices = {
-        lab: (int(a), int(b)) for lab, a, b in zip(labels, m_starts, m_ends, strict=True)
-    }
+    table, order, m_starts, month_slices = _by_month(table)
+    hashes = hashes[order]
     month_digests = {
         lab: f"{dig}:{b - a}"
         for (lab, (a, b)), dig in zip(
             month_slices.items(), bars.group_digests(hashes, m_starts), strict=True
         )
     }
-    existing = _existing_months(ctx, interval)
     reason = _full_reason(checkpoint, full, options_key)
     if reason:
         to_write = sorted(month_slices)
@@ -291,6 +211,114 @@ def _plan_interval(
         month_digests=month_digests,
         symbol_digests=symbol_digests,
         existing=existing,
+    )
+
+
+def _by_month(
+    table: pa.Table,
+) -> tuple[pa.Table, np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """Bars grouped by start month — a stable sort keeps (symbol, start_date) order inside —,
+    the order applied, each month's first row, and each month's (start, end) slice."""
+    months = bars.month_keys(table.column("start_date").cast(pa.int32()).to_numpy())
+    order = np.argsort(months, kind="stable")
+    table = table.take(pa.array(order))
+    months = months[order]
+    m_starts = (
+        np.flatnonzero(np.concatenate([[True], months[1:] != months[:-1]]))
+        if len(months)
+        else np.zeros(0, np.int64)
+    )
+    m_ends = np.append(m_starts[1:], len(months))[: len(m_starts)]
+    labels = [bars.month_label(int(k)) for k in months[m_starts]]
+    slices = {lab: (int(a), int(b)) for lab, a, b in zip(labels, m_starts, m_ends, strict=True)}
+    return table, order, m_starts, slices
+
+
+def _plan_tail(
+    ctx: JobContext,
+    options: ResampleOptions,
+    alignment: BarAlignment,
+    through: date,
+    listing: dict[str, SymbolFiles],
+    checkpoints: dict[int, dict[str, Any] | None],
+    existing: dict[int, dict[str, ObjectInfo]],
+) -> ResamplePlan | None:
+    """The incremental plan that reads only the tail of bronze (resample_tail), or None when
+    it cannot be used (then everything is read)."""
+    started = time.perf_counter()
+    reason = resample_tail.why_not_tail(checkpoints, existing, alignment, through)
+    got: Any = None
+    first: dict[str, Any] = next((c for c in checkpoints.values() if c), {})
+    if not reason:
+        previous = date.fromisoformat(first["through"])
+        starts = resample_tail.cutoffs(ctx.calendar, previous, tuple(checkpoints))
+        workers = 4 if ctx.storage.local_path("") is not None else 32
+        got = resample_tail.read_tail(
+            ctx, listing, first["bronze"], previous, min(starts.values()), workers
+        )
+        reason = got if isinstance(got, str) else ""
+    if reason:
+        log.info("incremental run reads all of bronze: %s", reason)
+        return None
+    source = got
+    log.info("incremental run reads bronze from %s", bars.EPOCH + timedelta(min(starts.values())))
+    daily = bars.daily_arrays(source.table, source.symbols, source.counts)
+    session_days = np.array(
+        [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
+    )
+    positions = bars.session_positions(daily.day.astype(np.int64), session_days)
+    state = resample_tail.advance_state(
+        first["bronze"], source, bars.day_number(previous), bars.day_number(through)
+    )
+    plans: list[IntervalPlan] = []
+    for n, checkpoint in checkpoints.items():
+        opts = BarOptions(
+            interval=n,
+            alignment=alignment,
+            latest_index=ctx.calendar.session_index(through),
+            include_partial=options.include_partial,
+            since_day=bars.day_number(options.since) if options.since else None,
+        )
+        table, codes = resample_tail.tail_bars(daily, session_days, positions, opts, starts[n])
+        table, order, _, slices = _by_month(table)
+        codes = codes[order]
+        first_month = bars.month_label(int(bars.month_keys(np.array([starts[n]]))[0]))
+        to_write = sorted(set(slices) | {m for m in existing[n] if m >= first_month})
+        assert checkpoint is not None
+        plans.append(
+            IntervalPlan(
+                interval=n,
+                mode="incremental",
+                reason=f"bars from {bars.EPOCH + timedelta(days=starts[n])} (rows read from "
+                f"{bars.EPOCH + timedelta(days=min(starts.values()))})",
+                bars=table.num_rows,
+                months_to_write=tuple(to_write),
+                months_to_delete=(),
+                symbols_affected=tuple(sorted({daily.symbols[c] for c in codes.tolist()})),
+                rows_to_write=table.num_rows,
+                table=table,
+                month_slices=slices,
+                month_digests={},
+                symbol_digests=checkpoint.get("symbols", {}),
+                existing=existing[n],
+                replace_from=starts[n],
+                previous=checkpoint,
+            )
+        )
+    calendar_pos = positions
+    return ResamplePlan(
+        dry_run=options.dry_run,
+        alignment=alignment,
+        through=through,
+        include_partial=options.include_partial,
+        since=options.since,
+        symbols=len(source.symbols),
+        input_rows=source.table.num_rows,
+        files_read=source.files_read,
+        off_calendar_rows=int(np.count_nonzero(calendar_pos < 0)),
+        intervals=tuple(plans),
+        compute_s=time.perf_counter() - started,
+        bronze_state=state,
     )
 
 
@@ -346,6 +374,8 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
 
 
 def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dict[str, Any]:
+    if iplan.replace_from is not None:
+        return _write_tail(ctx, plan, iplan)
     storage = ctx.storage
     if iplan.mode == "incremental":
         # Every existing file about to be replaced must be readable: a corrupt month is reported
@@ -365,26 +395,7 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
     stale = [iplan.existing[label].key for label in iplan.months_to_delete]
     if stale:
         storage.delete_many(stale)
-    versions = {label: obj.version for label, obj in _existing_months(ctx, iplan.interval).items()}
-    write_checkpoint(
-        storage,
-        iplan.interval,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "through": plan.through.isoformat(),
-            "alignment": plan.alignment.value,
-            "include_partial": plan.include_partial,
-            "since": plan.since.isoformat() if plan.since else None,
-            "bars": iplan.bars,
-            "run_id": ctx.run_id,
-            "updated_at": ctx.now().isoformat(),
-            "months": {
-                label: [digest, versions.get(label)]
-                for label, digest in iplan.month_digests.items()
-            },
-            "symbols": iplan.symbol_digests,
-        },
-    )
+    _write_checkpoint(ctx, plan, iplan, iplan.month_digests, iplan.bars)
     return {
         "mode": iplan.mode,
         "bars": iplan.bars,
@@ -395,9 +406,83 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
     }
 
 
-def _check_readable(ctx: JobContext, key: str) -> None:
+def _write_checkpoint(
+    ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan, digests: dict[str, str], n_bars: int
+) -> None:
+    versions = {label: obj.version for label, obj in _existing_months(ctx, iplan.interval).items()}
+    write_checkpoint(
+        ctx.storage,
+        iplan.interval,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "through": plan.through.isoformat(),
+            "alignment": plan.alignment.value,
+            "include_partial": plan.include_partial,
+            "since": plan.since.isoformat() if plan.since else None,
+            "bars": n_bars,
+            "run_id": ctx.run_id,
+            "updated_at": ctx.now().isoformat(),
+            "months": {label: [digest, versions.get(label)] for label, digest in digests.items()},
+            "symbols": iplan.symbol_digests,
+            # Per symbol: rows dated `through` or earlier and their newest fetched_at (the
+            # next run's proof that nothing before its cutoff changed; resample_tail).
+            "bronze": plan.bronze_state,
+        },
+    )
+
+
+def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dict[str, Any]:
+    """Merge the recomputed bars into their months (rows starting before replace_from kept)."""
+    assert iplan.replace_from is not None and iplan.previous is not None
+    storage = ctx.storage
+    merged: dict[str, pa.Table] = {}
+    removed = 0
+    # Every month is read before any is written: a corrupt month fails the interval untouched.
+    for label in iplan.months_to_write:
+        old = _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
+        a, b = iplan.month_slices.get(label, (0, 0))
+        merged[label] = resample_tail.merge_month(
+            old, iplan.table.slice(a, b - a), iplan.replace_from
+        )
+        removed += (old.num_rows if old is not None else 0) - (merged[label].num_rows - (b - a))
+
+    def write(label: str) -> int:
+        key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))
+        storage.write_parquet(key, merged[label])
+        return int(merged[label].num_rows)
+
+    digests = {label: v[0] for label, v in iplan.previous.get("months", {}).items()}
+    to_write = []
+    for label, table in merged.items():
+        if not table.num_rows:
+            digests.pop(label, None)
+            continue
+        digest = resample_tail.month_digest(table)
+        if digests.get(label) != digest or label not in iplan.existing:
+            to_write.append(label)  # a month whose content digest is unchanged is not rewritten
+        digests[label] = digest
+    with ThreadPoolExecutor(8) as pool:
+        rows = sum(pool.map(write, to_write))
+    stale = [
+        iplan.existing[m].key for m in merged if not merged[m].num_rows and m in iplan.existing
+    ]
+    if stale:
+        storage.delete_many(stale)
+    n_bars = int(iplan.previous.get("bars", 0)) - removed + iplan.bars
+    _write_checkpoint(ctx, plan, iplan, digests, n_bars)
+    return {
+        "mode": iplan.mode,
+        "bars": n_bars,
+        "months_written": len(to_write),
+        "months_deleted": len(stale),
+        "rows_written": rows,
+        "symbols_affected": len(iplan.symbols_affected),
+    }
+
+
+def _check_readable(ctx: JobContext, key: str) -> pa.Table:
     try:
-        existing = ctx.storage.read_parquet(key, columns=["symbol", "start_date"])
+        existing = ctx.storage.read_parquet(key)
     except CorruptFileError as exc:
         raise CorruptFileError(
             f"silver month file {ctx.storage.url(key)} is unreadable ({exc}); it was left as is",
@@ -408,6 +493,7 @@ def _check_readable(ctx: JobContext, key: str) -> None:
             f"silver month file {ctx.storage.url(key)} does not have the silver schema",
             hint="inspect or move it aside, or rebuild the interval with --full",
         )
+    return existing
 
 
 def _result(

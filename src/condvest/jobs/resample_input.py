@@ -1,9 +1,14 @@
 """Resample's input: every symbol's ``data.parquet`` plus the landed ``date=`` rows it does not
 hold yet, de-duplicated on (symbol, date) with the newest ``fetched_at`` winning.
 
-Files are read with pyarrow straight into Arrow (local paths, or bytes through the Storage on S3)
-— never through a hive-partition-detecting reader: the symbol comes from the file's own column,
-so tickers such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (DESIGN §12).
+On local disk the canonical files are read in ONE multi-threaded DuckDB scan into Arrow
+(``read_parquet([...], hive_partitioning=false)``; no extension is installed or loaded); files
+with another schema (the original system's legacy shapes) are read with pyarrow and go through
+``normalise_bronze``; if the scan fails (a file vanished or is corrupt) the files are read one by
+one, which skips a vacuumed date file and names a corrupt one. On S3 a thread pool reads the files
+through the Storage. The symbol comes from the file's own column, never from the path, so tickers
+such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (DESIGN §12); a directory holding
+two symbols, or a symbol held in two directories, is an error.
 
 Which date files are read: one whose session is not in ``data.parquet``, or which was written at
 or after ``data.parquet`` (a correction landed after the last consolidation). A date file older
@@ -15,26 +20,25 @@ read again — this is what keeps a lake with 30 days of retained date files che
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from condvest.core import layout
 from condvest.core.bars import day_number
-from condvest.core.schema import BRONZE_SCHEMA, normalise_bronze
-from condvest.errors import CorruptFileError, NotFoundError, StorageError
+from condvest.errors import CorruptFileError, StorageError
+from condvest.jobs.bronze_scan import (
+    _NONE,
+    BronzeReader,
+    _day_array,
+    _Rows,
+)
 from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.resample")
-_TYPES = [f.type for f in BRONZE_SCHEMA]
-_NAMES = BRONZE_SCHEMA.names
-_LOOSE = pa.schema([f.with_nullable(True) for f in BRONZE_SCHEMA])
 
 
 @dataclass
@@ -64,91 +68,65 @@ def list_bronze(storage: Storage) -> dict[str, SymbolFiles]:
     return out
 
 
-def read_bronze_file(storage: Storage, key: str) -> pa.Table:
-    """One bronze file in the canonical schema (legacy shapes normalised)."""
-    path = storage.local_path(key)
-    if path is None:
-        table = storage.read_parquet(key)
-    else:
-        try:
-            # ParquetFile, not read_table: no dataset discovery (so no hive parsing of the path),
-            # and half the per-file overhead on the many small date files.
-            table = pq.ParquetFile(path).read(use_threads=False)
-        except FileNotFoundError:
-            raise NotFoundError(f"{path} disappeared while resample was reading it") from None
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise CorruptFileError(f"{path} is not a readable parquet file: {exc}") from None
-    if table.schema.names != _NAMES or table.schema.types != _TYPES:
-        table = normalise_bronze(table, where=storage.url(key))
-    # Nullability flags differ between writers; the columns are what matter (zero-copy).
-    return pa.Table.from_arrays(table.columns, schema=_LOOSE)
+def _keys(dirs: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """One sortable int64 per (directory index, day)."""
+    return (dirs.astype(np.int64) << 32) | (days.astype(np.int64) + (1 << 31))
 
 
-def _merge(data: pa.Table | None, landed: list[pa.Table]) -> pa.Table:
-    """Data rows plus landed rows: one row per date (newest fetched_at; a tie goes to the landed
-    file), sorted by date."""
-    parts = ([data] if data is not None else []) + landed
-    if not parts:
-        return _LOOSE.empty_table()
-    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-    days = table.column("date").cast(pa.int32()).to_numpy()
-    if len(days) < 2 or bool(np.all(np.diff(days) > 0)):
-        return table  # the common case: data.parquet sorted, landed sessions after it
-    fetched = table.column("fetched_at").cast(pa.int64()).to_numpy()
-    rank = np.zeros(len(days), dtype=np.int8)
-    rank[0 if data is None else data.num_rows :] = 1
-    order = np.lexsort((rank, fetched, days))
-    ordered_days = days[order]
-    last_of_day = np.append(ordered_days[1:] != ordered_days[:-1], True)
-    return table.take(pa.array(order[last_of_day]))
-
-
-def _date_files_to_read(files: SymbolFiles, data: pa.Table | None) -> list[ObjectInfo]:
-    if data is None or files.data is None:
-        return list(files.dates.values())
-    held = set(data.column("date").cast(pa.int32()).to_numpy().tolist()) if files.dates else set()
-    data_mtime = files.data.mtime
-    return [
-        obj
-        for day, obj in sorted(files.dates.items())
-        if day_number(day) not in held or obj.mtime >= data_mtime
-    ]
-
-
-def read_symbol(storage: Storage, files: SymbolFiles) -> tuple[str, pa.Table, int]:
-    """(symbol from the files' own column, merged rows, files read)."""
-    data = read_bronze_file(storage, files.data.key) if files.data is not None else None
-    landed: list[pa.Table] = []
-    wanted = _date_files_to_read(files, data)
-    for obj in wanted:
-        try:
-            landed.append(read_bronze_file(storage, obj.key))
-        except NotFoundError:
-            # Vacuum removed it after our listing: it only does so once the row is verified in
-            # data.parquet, so the row is not lost.
-            log.info("date file %s vanished during the read (vacuumed)", obj.key)
-    merged = _merge(data, landed)
-    n_read = len(wanted) + (1 if files.data is not None else 0)
-    if merged.num_rows == 0:
-        return files.directory, merged, n_read
-    symbols = pc.unique(merged.column("symbol")).to_pylist()
-    if len(symbols) != 1:
-        raise CorruptFileError(
-            f"{storage.url(layout.symbol_prefix(files.directory))} holds rows of "
-            f"{len(symbols)} symbols ({', '.join(map(str, symbols[:5]))})",
-            hint="each symbol directory must hold one symbol's rows",
+def _date_files_to_read(
+    listing: dict[str, SymbolFiles], dirs: list[str], data_keys: np.ndarray, since: int | None
+) -> list[tuple[int, ObjectInfo]]:
+    """(directory index, object) of the date files to read (dated ``since`` or later), in
+    (directory, day) order."""
+    out: list[tuple[int, date, ObjectInfo]] = []
+    maybe_held: list[tuple[int, date, ObjectInfo]] = []
+    for i, name in enumerate(dirs):
+        files = listing[name]
+        for day, obj in sorted(files.dates.items()):
+            if since is not None and day_number(day) < since:
+                continue
+            if files.data is None or obj.mtime >= files.data.mtime:
+                out.append((i, day, obj))
+            else:
+                maybe_held.append((i, day, obj))
+    if maybe_held:
+        held = np.sort(data_keys)
+        keys = _keys(
+            np.array([i for i, _, _ in maybe_held]),
+            np.array([day_number(d) for _, d, _ in maybe_held]),
         )
-    symbol = str(symbols[0])
-    if symbol != files.directory:
-        log.warning(
-            "files under symbol=%s hold symbol %s; using the column", files.directory, symbol
-        )
-    return symbol, merged, n_read
+        pos = np.minimum(np.searchsorted(held, keys), max(len(held) - 1, 0))
+        hit = held[pos] == keys if len(held) else np.zeros(len(keys), dtype=bool)
+        out.extend(t for t, h in zip(maybe_held, hit.tolist(), strict=True) if not h)
+    out.sort(key=lambda t: (t[0], t[1]))
+    return [(i, obj) for i, _, obj in out]
+
+
+def _merge_order(keys: np.ndarray, fetched: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
+    """Row order giving one row per (directory, day) — newest fetched_at, a tie to the landed
+    file, then the later file — sorted by key; None when the rows already are."""
+    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return None
+    order = np.argsort(keys, kind="stable")  # timsort: near-linear on a few sorted runs
+    ks = keys[order]
+    dup = ks[1:] == ks[:-1]
+    if not dup.any():
+        return order
+    mark = np.zeros(len(ks), dtype=bool)
+    mark[1:] |= dup
+    mark[:-1] |= dup
+    sub = order[mark]
+    ranked = sub[np.lexsort((rank[sub], fetched[sub], keys[sub]))]
+    rk = keys[ranked]
+    winner = np.zeros(len(keys), dtype=bool)
+    winner[ranked[np.append(rk[1:] != rk[:-1], True)]] = True
+    out: np.ndarray = order[~mark | winner[order]]
+    return out
 
 
 @dataclass(frozen=True)
 class BronzeInput:
-    """Every symbol's merged daily rows, concatenated in symbol order."""
+    """Every symbol's merged daily rows (``COLUMNS``), concatenated in symbol order."""
 
     table: pa.Table
     symbols: tuple[str, ...]
@@ -156,28 +134,136 @@ class BronzeInput:
     files_read: int
 
 
-def read_bronze(storage: Storage, listing: dict[str, SymbolFiles], workers: int) -> BronzeInput:
-    """Read and merge every symbol (a thread pool: parquet decoding releases the GIL)."""
-    by_symbol: dict[str, list[pa.Table]] = defaultdict(list)
-    files_read = 0
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for symbol, table, n_read in pool.map(
-            lambda f: read_symbol(storage, f), [listing[k] for k in sorted(listing)]
-        ):
-            files_read += n_read
-            if table.num_rows:
-                by_symbol[symbol].append(table)
-    names = tuple(sorted(by_symbol))
-    tables: list[pa.Table] = []
-    for name in names:
-        parts = by_symbol[name]
-        if len(parts) > 1:
-            # Two directories holding one symbol's rows (should not happen): merge them.
+def read_bronze(
+    storage: Storage,
+    listing: dict[str, SymbolFiles],
+    workers: int,
+    *,
+    threads: int = 0,
+    memory_limit: str = "",
+) -> BronzeInput:
+    """Read every data.parquet, then the date files not in it yet, and merge them."""
+    reader = BronzeReader(storage, workers=workers, threads=threads, memory_limit=memory_limit)
+    dirs = sorted(listing)
+    data_objs = [(i, obj) for i, d in enumerate(dirs) if (obj := listing[d].data) is not None]
+    a = reader.read([o.key for _, o in data_objs], optional=False)
+    return _assemble(reader, listing, dirs, data_objs, a, None)
+
+
+@dataclass(frozen=True)
+class TailInput:
+    """Merged rows dated ``since`` or later, and per symbol directory a summary of its
+    data.parquet's rows dated ``upto`` or earlier: (count, newest fetched_at ms or None), and
+    the days in [d0, upto] it holds."""
+
+    bronze: BronzeInput
+    old: dict[str, tuple[int, int | None]]
+    held: dict[str, set[int]]
+
+
+def read_bronze_tail(
+    storage: Storage,
+    listing: dict[str, SymbolFiles],
+    workers: int,
+    *,
+    since: int,
+    upto: int,
+    d0: int,
+    threads: int = 0,
+    memory_limit: str = "",
+) -> TailInput:
+    """The incremental read: only rows dated ``since`` or later are transferred (DuckDB filter
+    pushdown on disk), plus the summary that tells whether older rows changed."""
+    reader = BronzeReader(storage, workers=workers, threads=threads, memory_limit=memory_limit)
+    dirs = sorted(listing)
+    data_objs = [(i, obj) for i, d in enumerate(dirs) if (obj := listing[d].data) is not None]
+    a, summary = reader.read_tail(
+        [o.key for _, o in data_objs], optional=False, since=since, summary=(upto, d0)
+    )
+    assert summary is not None
+    old: dict[str, tuple[int, int | None]] = {}
+    held: dict[str, set[int]] = {}
+    for j, (i, _) in enumerate(data_objs):
+        top = int(summary.max_fetched[j])
+        old[dirs[i]] = (int(summary.count[j]), None if top == _NONE else top)
+        held[dirs[i]] = summary.held.get(j, set())
+    bronze = _assemble(reader, listing, dirs, data_objs, a, since)
+    return TailInput(bronze, old, held)
+
+
+def _assemble(
+    reader: BronzeReader,
+    listing: dict[str, SymbolFiles],
+    dirs: list[str],
+    data_objs: list[tuple[int, ObjectInfo]],
+    a: _Rows,
+    since: int | None,
+) -> BronzeInput:
+    """Data rows ``a`` + the date files to read (dated ``since`` or later), merged."""
+    a_dir = np.array([i for i, _ in data_objs], dtype=np.int64)[a.owner]
+    a_keys = _keys(a_dir, _day_array(a.table))
+    wanted = _date_files_to_read(listing, dirs, a_keys, since)
+    b = reader.read([o.key for _, o in wanted], optional=True)
+    b_dir = np.array([i for i, _ in wanted], dtype=np.int64)[b.owner]
+    if b.table.num_rows:
+        table = pa.concat_tables([a.table, b.table])
+        row_dir = np.concatenate([a_dir, b_dir])
+        keys = np.concatenate([a_keys, _keys(b_dir, _day_array(b.table))])
+    else:
+        table, row_dir, keys = a.table, a_dir, a_keys
+    del a, b
+    # Dictionary-encoded symbols: the checks below and any re-ordering take ints, not strings.
+    table = table.set_column(
+        0, "symbol", pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    )
+    rank = np.repeat(np.array([0, 1], dtype=np.int8), [len(a_dir), len(row_dir) - len(a_dir)])
+    fetched = np.asarray(pc.fill_null(table.column("fetched"), 0).to_numpy(), dtype=np.int64)
+    order = _merge_order(keys, fetched, rank)
+    if order is not None:
+        table, row_dir = table.take(pa.array(order)), row_dir[order]
+    files_read = len(data_objs) + len(wanted)
+    return _by_symbol(reader.storage, table, row_dir, dirs, files_read)
+
+
+def _by_symbol(
+    storage: Storage, table: pa.Table, row_dir: np.ndarray, dirs: list[str], files_read: int
+) -> BronzeInput:
+    """Symbols from the files' own column (one per directory), blocks in symbol order."""
+    n = table.num_rows
+    if n == 0:
+        return BronzeInput(table, (), np.zeros(0, dtype=np.int64), files_read)
+    encoded = table.column("symbol").combine_chunks()
+    codes = encoded.indices.to_numpy()
+    starts = np.flatnonzero(np.concatenate([[True], row_dir[1:] != row_dir[:-1]]))
+    lo, hi = np.minimum.reduceat(codes, starts), np.maximum.reduceat(codes, starts)
+    for b in np.flatnonzero(lo != hi)[:1].tolist():
+        end = starts[b + 1] if b + 1 < len(starts) else n
+        symbols = pc.unique(table.column("symbol").slice(starts[b], end - starts[b])).to_pylist()
+        raise CorruptFileError(
+            f"{storage.url(layout.symbol_prefix(dirs[row_dir[starts[b]]]))} holds rows of "
+            f"{len(symbols)} symbols ({', '.join(map(str, symbols[:5]))})",
+            hint="each symbol directory must hold one symbol's rows",
+        )
+    names = [str(s) for s in encoded.dictionary.take(pa.array(lo)).to_pylist()]
+    block_dirs = [dirs[d] for d in row_dir[starts].tolist()]
+    counts = np.diff(np.append(starts, n))
+    seen: dict[str, str] = {}
+    for name, directory in zip(names, block_dirs, strict=True):
+        if name in seen:
             raise StorageError(
-                f"symbol {name} has rows in {len(parts)} directories",
+                f"symbol {name} has rows in 2 directories (symbol={seen[name]}, "
+                f"symbol={directory})",
                 hint="keep each symbol's files under bronze/raw_ohlcv/symbol=<SYMBOL>/",
             )
-        tables.append(parts[0])
-    counts = np.array([t.num_rows for t in tables], dtype=np.int64)
-    table = pa.concat_tables(tables) if tables else _LOOSE.empty_table()
-    return BronzeInput(table, names, counts, files_read)
+        seen[name] = directory
+        if name != directory:
+            log.warning("files under symbol=%s hold symbol %s; using the column", directory, name)
+    if names != sorted(names):
+        blocks = sorted(range(len(names)), key=names.__getitem__)
+        take = np.concatenate([np.arange(starts[b], starts[b] + counts[b]) for b in blocks])
+        table, names, counts = (
+            table.take(pa.array(take)),
+            [names[b] for b in blocks],
+            counts[blocks],
+        )
+    return BronzeInput(table, tuple(names), counts.astype(np.int64), files_read)

@@ -1,0 +1,121 @@
+"""The resample job's options, plans and result (rendered for --dry-run and in JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from condvest.core.bars import BarAlignment
+from condvest.jobs.base import JobResult
+from condvest.storage.base import ObjectInfo
+
+_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class ResampleOptions:
+    """What the user asked for; None = the settings' value."""
+
+    intervals: tuple[int, ...] | None = None
+    alignment: BarAlignment | None = None
+    full: bool = False
+    include_partial: bool = False
+    since: date | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class IntervalPlan:
+    interval: int
+    mode: str
+    reason: str
+    bars: int
+    months_to_write: tuple[str, ...]
+    months_to_delete: tuple[str, ...]
+    symbols_affected: tuple[str, ...]
+    rows_to_write: int
+    # The computed bars, sorted by (month, symbol, start_date), and where each month lies.
+    table: pa.Table = field(repr=False, compare=False)
+    month_slices: dict[str, tuple[int, int]] = field(repr=False, compare=False)
+    month_digests: dict[str, str] = field(repr=False, compare=False)
+    symbol_digests: dict[str, str] = field(repr=False, compare=False)
+    existing: dict[str, ObjectInfo] = field(repr=False, compare=False)
+    # Tail mode: month rows starting on or after this day are replaced (None = whole months).
+    replace_from: int | None = None
+    previous: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "bars": self.bars,
+            "months_to_write": len(self.months_to_write),
+            "months_to_delete": len(self.months_to_delete),
+            "rows_to_write": self.rows_to_write,
+            "symbols_affected": len(self.symbols_affected),
+            "months": _months_text(self.months_to_write),
+            "deleted": _months_text(self.months_to_delete),
+            "symbols": ", ".join(self.symbols_affected[:_SHOWN])
+            + (
+                f" … (+{len(self.symbols_affected) - _SHOWN})"
+                if len(self.symbols_affected) > _SHOWN
+                else ""
+            ),
+        }
+
+
+def _months_text(labels: tuple[str, ...]) -> str:
+    if not labels:
+        return "-"
+    if len(labels) <= 6:
+        return ", ".join(labels)
+    return f"{labels[0]} … {labels[-1]} ({len(labels)})"
+
+
+@dataclass(frozen=True)
+class ResamplePlan:
+    dry_run: bool
+    alignment: BarAlignment
+    through: date
+    include_partial: bool
+    since: date | None
+    symbols: int
+    input_rows: int
+    files_read: int
+    off_calendar_rows: int
+    intervals: tuple[IntervalPlan, ...]
+    compute_s: float
+    bronze_state: dict[str, list[int | None]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": "resample",
+            "dry_run": self.dry_run,
+            "alignment": self.alignment.value,
+            "through": self.through.isoformat(),
+            "include_partial": self.include_partial,
+            "since": self.since.isoformat() if self.since else None,
+            "symbols": self.symbols,
+            "input_rows": self.input_rows,
+            "files_read": self.files_read,
+            "off_calendar_rows": self.off_calendar_rows,
+            "intervals": {f"{p.interval}d": p.describe() for p in self.intervals},
+        }
+
+
+@dataclass(frozen=True)
+class ResampleResult(JobResult):
+    partial: bool = False
+    alignment: str = "calendar"
+    through: str = ""
+    symbols: int = 0
+    input_rows: int = 0
+    bars: int = 0
+    months_written: int = 0
+    months_deleted: int = 0
+    rows_written: int = 0
+    failed_intervals: list[int] = field(default_factory=list)
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)

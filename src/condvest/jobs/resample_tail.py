@@ -1,0 +1,226 @@
+"""The daily incremental resample: read only the rows that can change a bar, merge into months.
+
+Every checkpoint (format 2) records, per symbol, how many merged daily rows it had on or before
+the checkpoint's ``through`` and their newest ``fetched_at`` (the ``bronze`` state). With calendar
+alignment, the bars that can change after ``through`` are, for interval N, those starting at or
+after b_N — the start of the bar that holds the first session after ``through`` (bars before it
+end on or before ``through`` and were already final). So when no symbol's rows on or before
+``through`` changed, the run reads only rows dated from C = min b_N (DuckDB filter pushdown),
+recomputes those bars and rewrites only the months they start in, keeping each month's rows that
+start before b_N. The cutoff is counted in sessions, not rows, so a bar completed by the clock
+alone (a halted symbol) is still recomputed.
+
+"Rows on or before ``through`` unchanged" is checked without reading them: per data.parquet, the
+count and newest fetched_at of those rows (an aggregate over two columns). Every rewrite of a row
+comes from a newer fetch (a restatement, a late correction), so a change shows as a newer
+fetched_at or a different count. Anything this path cannot vouch for — such a change, a date file
+on or before ``through`` still to be merged, a vanished symbol, a month file missing or changed
+since the checkpoint, other options, ``rows`` alignment — makes the run take the full-read path,
+which recomputes everything and rewrites the months whose content changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from condvest.core import bars
+from condvest.core.bars import BarAlignment, BarOptions
+from condvest.core.calendar import TradingCalendar
+from condvest.core.schema import SILVER_SCHEMA
+from condvest.jobs.base import JobContext
+from condvest.jobs.bronze_scan import BronzeReader
+from condvest.jobs.resample_input import BronzeInput, SymbolFiles, read_bronze_tail
+from condvest.storage.base import ObjectInfo
+
+log = logging.getLogger("condvest.resample")
+_NO_FETCH = np.iinfo(np.int64).min
+
+
+def bronze_state(src: BronzeInput, upto: int) -> dict[str, list[int | None]]:
+    """Per symbol: [rows dated ``upto`` or earlier, their newest fetched_at ms (None if none)]."""
+    if not src.symbols:
+        return {}
+    days = np.asarray(src.table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int64)
+    fetched = np.asarray(pc.fill_null(src.table.column("fetched"), 0).to_numpy(), np.int64)
+    old = days <= upto
+    starts = np.concatenate([[0], np.cumsum(src.counts)[:-1]])
+    count = np.add.reduceat(old.astype(np.int64), starts)
+    top = np.maximum.reduceat(np.where(old, fetched, _NO_FETCH), starts)
+    return {
+        s: [int(c), int(t) if c else None]
+        for s, c, t in zip(src.symbols, count.tolist(), top.tolist(), strict=True)
+    }
+
+
+def advance_state(
+    state: dict[str, list[Any]], src: BronzeInput, after: int, upto: int
+) -> dict[str, list[int | None]]:
+    """``state`` (rows dated ``after`` or earlier) plus the rows of ``src`` in (after, upto]."""
+    out: dict[str, list[int | None]] = {s: list(v) for s, v in state.items()}
+    new = bronze_state(src, upto)
+    before = bronze_state(src, after)
+    for symbol, (count, top) in new.items():
+        added = int(count or 0) - int(before[symbol][0] or 0)
+        if added <= 0:
+            continue
+        was = out.get(symbol, [0, None])
+        tops = [t for t in (was[1], top) if t is not None]
+        out[symbol] = [int(was[0] or 0) + added, max(tops) if tops else None]
+    return out
+
+
+def cutoffs(calendar: TradingCalendar, through: date, intervals: tuple[int, ...]) -> dict[int, int]:
+    """Per interval N: day number of b_N, the start of the bar holding the first session after
+    ``through``."""
+    first = calendar.next_session(through)
+    assert first is not None
+    index = calendar.session_index(first)
+    return {n: bars.day_number(calendar.session_at(index // n * n)) for n in intervals}
+
+
+def why_not_tail(
+    checkpoints: dict[int, dict[str, Any] | None],
+    existing: dict[int, dict[str, ObjectInfo]],
+    alignment: BarAlignment,
+    through: date,
+) -> str:
+    """Why the tail path cannot be used ('' when it can), before reading anything."""
+    if alignment is not BarAlignment.CALENDAR:
+        return "rows alignment"
+    throughs = {(c or {}).get("through") for c in checkpoints.values()}
+    if len(throughs) != 1 or None in throughs:
+        return "intervals were last resampled through different sessions"
+    if any("bronze" not in (c or {}) for c in checkpoints.values()):
+        return "checkpoint has no bronze state"
+    if date.fromisoformat(str(next(iter(throughs)))) > through:
+        return "the checkpoint is ahead of the latest completed session"
+    for n, checkpoint in checkpoints.items():
+        months: dict[str, list[Any]] = (checkpoint or {}).get("months", {})
+        now = {label: obj.version for label, obj in existing[n].items()}
+        if now != {label: v[1] for label, v in months.items()}:
+            return f"{n}d month files differ from the checkpoint"
+    return ""
+
+
+def read_tail(
+    ctx: JobContext,
+    listing: dict[str, SymbolFiles],
+    state: dict[str, list[Any]],
+    previous: date,
+    since: int,
+    workers: int,
+) -> BronzeInput | str:
+    """The rows dated ``since`` or later, or why the tail path cannot be used."""
+    upto = bars.day_number(previous)
+    for name in state:
+        if name not in listing:
+            return f"symbol {name} has no bronze files any more"
+    old_dates = [
+        (name, bars.day_number(day), obj)
+        for name, files in listing.items()
+        for day, obj in files.dates.items()
+        if bars.day_number(day) <= upto
+    ]
+    d0 = min((d for _, d, _ in old_dates), default=upto + 1)
+    settings = ctx.settings.resample
+    tail = read_bronze_tail(
+        ctx.storage,
+        listing,
+        workers,
+        since=since,
+        upto=upto,
+        d0=d0,
+        threads=settings.threads,
+        memory_limit=settings.memory_limit,
+    )
+    # Date files dated `previous` or earlier that are not merged into data.parquet yet count
+    # among the older rows too (they were, or now are, part of the merged input).
+    unmerged = [
+        (name, day, obj)
+        for name, day, obj in old_dates
+        if (data := listing[name].data) is None
+        or obj.mtime >= data.mtime
+        or day not in tail.held.get(name, set())
+    ]
+    extra = _unmerged_summary(ctx, unmerged, tail.held, workers)
+    for name in listing:
+        count, top = tail.old.get(name, (0, None))
+        add, add_top = extra.get(name, (0, None))
+        tops = [t for t in (top, add_top) if t is not None]
+        now = [count + add, max(tops) if tops else None]
+        was = state.get(name, [0, None])
+        if now != [was[0], was[1]]:
+            return f"rows of {name} on or before {previous} changed"
+    if any(s not in listing for s in tail.bronze.symbols):
+        return "a symbol directory holds another symbol's rows"
+    return tail.bronze
+
+
+def _unmerged_summary(
+    ctx: JobContext,
+    unmerged: list[tuple[str, int, ObjectInfo]],
+    held: dict[str, set[int]],
+    workers: int,
+) -> dict[str, tuple[int, int | None]]:
+    """Per symbol directory: (rows the unmerged date files add — days data.parquet does not
+    hold —, their newest fetched_at). The newest fetched_at of a (data + landed) day is its
+    winner's, so the merged rows' newest is the max over both."""
+    if not unmerged:
+        return {}
+    reader = BronzeReader(ctx.storage, workers=workers)
+    rows = reader.read([obj.key for _, _, obj in unmerged], optional=True)
+    days = rows.table.column("date").cast(pa.int32()).to_numpy().tolist()
+    fetched = pc.fill_null(rows.table.column("fetched"), 0).to_numpy().tolist()
+    added: dict[str, set[int]] = {}
+    tops: dict[str, int] = {}
+    for owner, day, ms in zip(rows.owner.tolist(), days, fetched, strict=True):
+        name = unmerged[owner][0]
+        if day not in held.get(name, set()):
+            added.setdefault(name, set()).add(day)
+        tops[name] = max(tops.get(name, ms), ms)
+    return {name: (len(added.get(name, ())), top) for name, top in tops.items()}
+
+
+def tail_bars(
+    daily: bars.DailyArrays,
+    session_days: np.ndarray,
+    positions: np.ndarray,
+    opts: BarOptions,
+    start_day: int,
+) -> tuple[pa.Table, np.ndarray]:
+    """Bars starting on or after ``start_day`` (the rows before it were not read)."""
+    table, codes = bars.compute_bars(daily, session_days, positions, opts)
+    keep = table.column("start_date").cast(pa.int32()).to_numpy() >= start_day
+    if bool(keep.all()):
+        return table, codes
+    return table.filter(pa.array(keep)), codes[keep]
+
+
+def merge_month(existing: pa.Table | None, new: pa.Table, replace_from: int) -> pa.Table:
+    """A month's rows: existing bars starting before ``replace_from`` + ``new``, sorted by
+    (symbol, start_date)."""
+    new = new.cast(SILVER_SCHEMA)
+    if existing is not None and existing.num_rows:
+        old = existing.cast(SILVER_SCHEMA)
+        keep = old.column("start_date").cast(pa.int32()).to_numpy() < replace_from
+        new = pa.concat_tables([old.filter(pa.array(keep)), new])
+    order = pc.sort_indices(new, [("symbol", "ascending"), ("start_date", "ascending")])
+    return new.take(order)
+
+
+def month_digest(table: pa.Table) -> str:
+    """The same digest the full path computes for a month with these rows."""
+    if table.num_rows == 0:
+        return f"{0:016x}:0"
+    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    codes = symbols.indices.to_numpy()
+    sym_hash = bars.symbol_hashes(tuple(str(s) for s in symbols.dictionary.to_pylist()))
+    hashes = bars.row_hashes(table, codes, sym_hash)
+    (digest,) = bars.group_digests(hashes, np.zeros(1, dtype=np.int64))
+    return f"{digest}:{table.num_rows}"
