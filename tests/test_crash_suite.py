@@ -42,28 +42,38 @@ from consolidate_helpers import all_rows
 
 pytestmark = pytest.mark.slow
 
-SYMBOLS = 20
-SETTINGS: dict[str, dict[str, Any]] = {
-    "fetch": {"source": "synthetic", "synthetic_symbols": SYMBOLS, "write_concurrency": 2},
-    "consolidate": {"workers": 2},
-}
-ENV = {
-    "CONDVEST_FETCH__SOURCE": "synthetic",
-    "CONDVEST_FETCH__SYNTHETIC_SYMBOLS": str(SYMBOLS),
-    "CONDVEST_FETCH__WRITE_CONCURRENCY": "2",
-    "CONDVEST_CONSOLIDATE__WORKERS": "2",
-}
+SIZE = {"local": (20, 45), "s3": (6, 30)}
+"""(symbols, sessions back) per backend: every moto request costs ~10 ms on this machine, so the
+S3 lake is smaller (still past the consolidate retention, so its cleanup is exercised)."""
+
+
+def _settings(kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        "fetch": {"source": "synthetic", "synthetic_symbols": SIZE[kind][0], "write_concurrency": 2},
+        "consolidate": {"workers": 2},
+    }
+
+
+def _env(kind: str) -> dict[str, str]:
+    return {
+        "CONDVEST_FETCH__SOURCE": "synthetic",
+        "CONDVEST_FETCH__SYNTHETIC_SYMBOLS": str(SIZE[kind][0]),
+        "CONDVEST_FETCH__WRITE_CONCURRENCY": "2",
+        "CONDVEST_CONSOLIDATE__WORKERS": "2",
+    }
+
+
 POINTS = {"local": 6, "s3": 3}
 """Kill points per stage: spread evenly over the run's storage mutations (first and last
 included). Each point costs a condvest process and a re-run (~3-5 s here)."""
 
 
-def _sessions() -> tuple[list[date], list[date]]:
-    """(base: ~40 sessions, new: the 3 after them, ending 2 sessions before the latest completed
+def _sessions(kind: str) -> tuple[list[date], list[date]]:
+    """(base: ~40 sessions locally, new: the 3 after them, ending 2 sessions before the latest completed
     one, so ``run`` has 2 + 1 to fetch). Relative to today: the suite runs on any date."""
     cal = get_calendar()
     last = cal.session_index(cal.latest_completed_session(datetime.now(UTC)))
-    days = [cal.session_at(i) for i in range(last - 45, last - 1)]
+    days = [cal.session_at(i) for i in range(last - SIZE[kind][1], last - 1)]
     return days[:-3], days[-3:]
 
 
@@ -76,7 +86,7 @@ class Stage:
 
 
 def _ctx(lake: Lake, **extra: Any) -> Any:
-    return lake.context(**{**SETTINGS, **extra})
+    return lake.context(**{**_settings(lake.kind), **extra})
 
 
 def _fetch(lake: Lake, days: list[date]) -> JobResult:
@@ -215,7 +225,7 @@ def view(lake: Lake) -> View:
 # -- the sweep --------------------------------------------------------------------------------
 def kill_at(lake: Lake, args: list[str], n: int) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
-    env.update(lake.env() | ENV | {faults.WRITES_ENV: str(n)})
+    env.update(lake.env() | _env(lake.kind) | {faults.WRITES_ENV: str(n)})
     proc = subprocess.run(
         [sys.executable, "-m", "condvest", *args],
         env=env,
@@ -276,11 +286,11 @@ def sweep(stage: Stage, lakes: Lakes, base: list[date], new: list[date], kind: s
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_crash_local(stage: str, tmp_path: Path) -> None:
-    base, new = _sessions()
+    base, new = _sessions("local")
     sweep(STAGES[stage], Lakes("local", tmp_path, None), base, new, "local")
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_crash_s3(stage: str, tmp_path: Path, moto_endpoint: str, s3_bucket: str) -> None:
-    base, new = _sessions()
+    base, new = _sessions("s3")
     sweep(STAGES[stage], Lakes("s3", tmp_path, moto_endpoint), base, new, "s3")
