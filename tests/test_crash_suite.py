@@ -49,7 +49,11 @@ S3 lake is smaller (still past the consolidate retention, so its cleanup is exer
 
 def _settings(kind: str) -> dict[str, dict[str, Any]]:
     return {
-        "fetch": {"source": "synthetic", "synthetic_symbols": SIZE[kind][0], "write_concurrency": 2},
+        "fetch": {
+            "source": "synthetic",
+            "synthetic_symbols": SIZE[kind][0],
+            "write_concurrency": 2,
+        },
         "consolidate": {"workers": 2},
     }
 
@@ -240,6 +244,8 @@ def kill_at(lake: Lake, args: list[str], n: int) -> int:
 def clear_stale_locks(lake: Lake) -> None:
     """The dead run's leases (not ours, not live): what expiry would hand to the re-run."""
     for obj in lake.storage.list_objects(layout.LOCKS_PREFIX):
+        if layout.is_temp_key(obj.key):
+            continue  # the killed write of a lock: an orphan temp file, checked later
         name = obj.key[len(layout.LOCKS_PREFIX) : -len(".json")]
         holder = read_lock(lake.storage, name)
         assert holder is not None and holder.pid != os.getpid()

@@ -9,6 +9,9 @@ effect (on local disk the new bytes are already under their temporary name); the
 kills. So at kill point N exactly N-1 mutations have landed, and the Nth left at most a temp
 file. Sweeping N over 1..M visits every state between two writes of a run of M writes.
 
+``CONDVEST_TEST_PAUSE_AT_WRITE=N:<path>`` — the Nth mutation waits (before it lands) until
+``<path>`` exists: a run that deterministically holds its locks while a test starts another.
+
 ``CONDVEST_TEST_KILL_AT=<point>[:<key part>]`` — named points, for a key containing
 ``<key part>``: ``after-temp-write`` (storage: the new bytes are written under a temporary name,
 not yet swapped; on S3, where a write is one PUT, just before it), ``after-swap`` (a
@@ -20,9 +23,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 KILL_ENV = "CONDVEST_TEST_KILL_AT"
 WRITES_ENV = "CONDVEST_TEST_KILL_AFTER_WRITES"
+PAUSE_ENV = "CONDVEST_TEST_PAUSE_AT_WRITE"
 
 _lock = threading.Lock()
 _writes = 0
@@ -47,6 +52,12 @@ def count_write() -> None:
     limit = os.environ.get(WRITES_ENV)
     if limit and count >= int(limit):
         _die()
+    pause = os.environ.get(PAUSE_ENV)
+    if pause:
+        at, _, path = pause.partition(":")
+        if count == int(at):
+            while not os.path.exists(path):
+                time.sleep(0.05)
 
 
 def writes() -> int:
