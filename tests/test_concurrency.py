@@ -97,7 +97,7 @@ def test_two_runs_at_once_one_proceeds(lake: Lake, tmp_path: Path) -> None:
         assert {o.key for o in lake.storage.list_objects("")} == before  # wrote nothing
     finally:
         release.touch()
-        out, err = first.communicate(timeout=300)
+        _out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert read_lock(lake.storage, "run") is None
 

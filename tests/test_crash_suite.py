@@ -73,8 +73,8 @@ included). Each point costs a condvest process and a re-run (~3-5 s here)."""
 
 
 def _sessions(kind: str) -> tuple[list[date], list[date]]:
-    """(base: ~40 sessions locally, new: the 3 after them, ending 2 sessions before the latest completed
-    one, so ``run`` has 2 + 1 to fetch). Relative to today: the suite runs on any date."""
+    """(base: ~40 sessions locally, new: the 3 after them, ending 2 sessions before the latest
+    completed one, so ``run`` has 2 + 1 to fetch). Relative to today: runs on any date."""
     cal = get_calendar()
     last = cal.session_index(cal.latest_completed_session(datetime.now(UTC)))
     days = [cal.session_at(i) for i in range(last - SIZE[kind][1], last - 1)]
