@@ -35,6 +35,7 @@ from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
 from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.jobs.status import run_status
 from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.state import landed_sessions, read_manifest, read_watermark
 from condvest.state.lock import read_lock
 from condvest.storage import Storage
 from conftest import CRASH_POINTS, Lake, _boto_client, make_local_lake, make_s3_lake
@@ -220,10 +221,18 @@ class View:
     bronze: dict[tuple[str, date], tuple[Any, ...]]
     silver: dict[str, list[tuple[Any, ...]]]
     keys: set[str]
+    state: tuple[Any, ...]
+    """Watermark, landed sessions, and each symbol's manifest row (row count, dates)."""
 
 
 def view(lake: Lake) -> View:
-    return View(bronze_rows(lake.storage), silver_rows(lake.storage), durable_keys(lake.storage))
+    storage = lake.storage
+    manifest = {
+        s: (r.row_count, r.first_date, r.last_consolidated_date)
+        for s, r in read_manifest(storage)[0].items()
+    }
+    state = (read_watermark(storage), sorted(landed_sessions(storage)), manifest)
+    return View(bronze_rows(storage), silver_rows(storage), durable_keys(storage), state)
 
 
 # -- the sweep --------------------------------------------------------------------------------
@@ -257,6 +266,7 @@ def check_recovered(lake: Lake, ref: View, rows_before: set[tuple[str, date]]) -
     assert rows_before <= set(got.bronze), "a row of the lake before the run was lost"
     assert got.bronze == ref.bronze
     assert got.silver == ref.silver
+    assert got.state == ref.state
     assert got.keys == ref.keys, (sorted(got.keys - ref.keys)[:5], sorted(ref.keys - got.keys)[:5])
     # Orphans: only temp files of the killed write, all reported by status, all vacuumed.
     temps = [o.key for o in lake.storage.list_objects("") if layout.is_temp_key(o.key)]
