@@ -269,3 +269,23 @@ def polygon_overrides(url: str, **polygon: Any) -> dict[str, Any]:
     }
     values.update(polygon)
     return {"polygon": values, "fetch": {"source": "polygon"}}
+
+
+# -- crash suite figures ----------------------------------------------------------------------
+CRASH_POINTS: dict[tuple[str, ...], int] = {}
+"""(stage, backend) -> kill points tried, (stage, backend, "writes") -> storage mutations of an
+uninterrupted run; filled by tests/test_crash_suite.py, printed at the end of the session."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not CRASH_POINTS:
+        return
+    terminalreporter.section("crash suite: kill points tried")
+    total = 0
+    for key in sorted(k for k in CRASH_POINTS if len(k) == 2):
+        writes = CRASH_POINTS.get((*key, "writes"), "?")
+        terminalreporter.write_line(
+            f"{key[0]:<12} {key[1]:<6} {CRASH_POINTS[key]:>3} points of {writes} writes"
+        )
+        total += CRASH_POINTS[key]
+    terminalreporter.write_line(f"total        {total} kill points")

@@ -278,3 +278,19 @@ def test_check_failed_last_run_exits_1(tmp_path: Path) -> None:
     # Without --check the same lake exits 0: status itself worked.
     plain = run_cli("--lake", lake.uri, "-q", "status", cwd=tmp_path)
     assert plain.returncode == 0
+
+
+def test_temp_files_outside_bronze_ohlcv_are_reported(local_lake: Lake) -> None:
+    """A process killed while writing a silver month file or a fetch-log entry leaves a temp file
+    there (found by the crash suite); status reports it and vacuum removes it."""
+    from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+
+    storage = local_lake.storage
+    for key in (layout.silver_file(3, 2026, 11), layout.fetch_log_entry(date(2026, 11, 25))):
+        storage.write_bytes(layout.temp_key(key, "dead0001"), b"half a write")
+    status = run_status(local_lake.context(now=at("2026-11-26T12:00")))
+    assert status.bronze["temp_files"] == 0 and status.bronze["temp_files_elsewhere"] == 2
+    assert any("2 temporary file(s)" in p for p in status.problems)
+    ctx = local_lake.context(vacuum={"temp_grace_hours": 0})
+    assert run_vacuum(ctx, plan_vacuum(ctx, VacuumOptions())).temp_files_deleted == 2
+    assert run_status(ctx).bronze["temp_files_elsewhere"] == 0

@@ -1,19 +1,36 @@
-"""TEST-ONLY crash injection. Production never sets ``CONDVEST_TEST_KILL_AT``.
+"""TEST-ONLY crash injection. Production never sets the ``CONDVEST_TEST_KILL_*`` variables.
 
-The crash tests run condvest in a subprocess with ``CONDVEST_TEST_KILL_AT=<point>[:<key part>]``;
-when execution reaches the named point (for a key containing ``<key part>``) the process kills
-itself with SIGKILL — no cleanup handlers, like a lost container. Points: ``after-temp-write``
-(storage: the new bytes are written under a temporary name, not yet swapped; on S3, where a
-write is one PUT, just before it), ``after-swap`` (a data.parquet was swapped in),
-``after-manifest`` (a manifest batch was recorded), ``mid-cleanup`` (one symbol's date files
-were deleted, others remain)."""
+Crash tests run condvest in a subprocess with one of two hooks; when it fires, the process kills
+itself with SIGKILL — no cleanup handlers, like a lost container.
+
+``CONDVEST_TEST_KILL_AFTER_WRITES=N`` — generic: every storage mutation (write_bytes, create,
+replace, delete_many on local disk and S3) calls :func:`count_write` just before it takes
+effect (on local disk the new bytes are already under their temporary name); the Nth call
+kills. So at kill point N exactly N-1 mutations have landed, and the Nth left at most a temp
+file. Sweeping N over 1..M visits every state between two writes of a run of M writes.
+
+``CONDVEST_TEST_PAUSE_AT_WRITE=N:<path>`` — the Nth mutation waits (before it lands) until
+``<path>`` exists: a run that deterministically holds its locks while a test starts another.
+
+``CONDVEST_TEST_KILL_AT=<point>[:<key part>]`` — named points, for a key containing
+``<key part>``: ``after-temp-write`` (storage: the new bytes are written under a temporary name,
+not yet swapped; on S3, where a write is one PUT, just before it), ``after-swap`` (a
+data.parquet was swapped in), ``after-manifest`` (a manifest batch was recorded),
+``mid-cleanup`` (one symbol's date files were deleted, others remain)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 KILL_ENV = "CONDVEST_TEST_KILL_AT"
+WRITES_ENV = "CONDVEST_TEST_KILL_AFTER_WRITES"
+PAUSE_ENV = "CONDVEST_TEST_PAUSE_AT_WRITE"
+
+_lock = threading.Lock()
+_writes = 0
 
 
 def kill_point(name: str, key: str = "") -> None:
@@ -22,4 +39,31 @@ def kill_point(name: str, key: str = "") -> None:
         return
     point, _, needle = spec.partition(":")
     if point == name and needle in key:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _die()
+
+
+def count_write() -> None:
+    """One storage mutation is about to take effect. Always counted (tests read
+    :func:`writes` in-process to size a kill sweep); kills at the Nth when the hook is set."""
+    global _writes
+    with _lock:
+        _writes += 1
+        count = _writes
+    limit = os.environ.get(WRITES_ENV)
+    if limit and count >= int(limit):
+        _die()
+    pause = os.environ.get(PAUSE_ENV)
+    if pause:
+        at, _, path = pause.partition(":")
+        if count == int(at):
+            while not os.path.exists(path):
+                time.sleep(0.05)
+
+
+def writes() -> int:
+    """Storage mutations counted in this process so far."""
+    return _writes
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

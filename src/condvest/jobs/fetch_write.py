@@ -1,14 +1,10 @@
 """The fetch job's write path: per-symbol date files in parallel, quarantine, corporate actions.
 
-``CONDVEST_TEST_KILL_AFTER_WRITES=N`` (tests only) SIGKILLs the process after N date files, to
-prove a run killed mid-session is repaired by the next one."""
+Crash tests kill this mid-session with the generic storage-write hook (condvest.faults)."""
 
 from __future__ import annotations
 
 import io
-import os
-import signal
-import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -21,25 +17,6 @@ from condvest.core import layout
 from condvest.core.validate import QUARANTINE_SCHEMA
 from condvest.sources.base import Split
 from condvest.storage import Storage
-
-TEST_KILL_ENV = "CONDVEST_TEST_KILL_AFTER_WRITES"
-
-
-class _KillSwitch:
-    """Test-only crash injection; inert unless the environment variable is set."""
-
-    def __init__(self) -> None:
-        self.limit = int(os.environ.get(TEST_KILL_ENV) or 0)
-        self.count = 0
-        self.lock = threading.Lock()
-
-    def tick(self) -> None:
-        if self.limit <= 0:
-            return
-        with self.lock:
-            self.count += 1
-            if self.count >= self.limit:
-                os.kill(os.getpid(), signal.SIGKILL)
 
 
 def by_symbol(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
@@ -69,13 +46,11 @@ def write_date_files(
 ) -> tuple[list[str], int]:
     """Write ``symbol=<S>/date=<session>.parquet`` for every symbol in ``rows`` (one session,
     canonical schema) with ``workers`` parallel writes. Returns (symbols written, bytes)."""
-    kill = _KillSwitch()
 
     def write(item: tuple[str, pa.Table]) -> int:
         symbol, part = item
         data = date_file_bytes(part)
         storage.write_bytes(layout.date_file(symbol, session), data)
-        kill.tick()
         return len(data)
 
     parts = list(by_symbol(rows))

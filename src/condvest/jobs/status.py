@@ -103,9 +103,31 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
         "pending_date_files": pending_files,
         "pending_symbols": len(pending_symbols),
         "temp_files": temp_files,
+        "temp_files_elsewhere": _temp_files_elsewhere(ctx),
         "bytes": sum(o.size for o in objects),
     }
     return summary, latest_landed
+
+
+_OTHER_PREFIXES = (
+    layout.SILVER + "/",
+    layout.METADATA + "/",
+    layout.BRONZE_META + "/",
+    layout.BRONZE_ACTIONS + "/",
+    layout.BRONZE_QUARANTINE + "/",
+)
+
+
+def _temp_files_elsewhere(ctx: JobContext) -> int:
+    """Temp files of interrupted writes outside bronze/raw_ohlcv: a process killed while writing
+    a silver month file, the manifest or a fetch-log entry leaves one there too (vacuum, which
+    lists the whole lake, removes them)."""
+    return sum(
+        1
+        for prefix in _OTHER_PREFIXES
+        for obj in ctx.storage.list_objects(prefix)
+        if layout.is_temp_key(obj.key)
+    )
 
 
 def _silver_summary(ctx: JobContext) -> dict[str, Any]:
@@ -290,10 +312,10 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
                     f"a stale {stage} lock of run {info.run_id} remains "
                     "(the next run takes it over)"
                 )
-    if bronze["temp_files"]:
+    temps = bronze["temp_files"] + bronze["temp_files_elsewhere"]
+    if temps:
         problems.append(
-            f"{bronze['temp_files']} temporary file(s) from interrupted writes: "
-            "condvest vacuum removes them"
+            f"{temps} temporary file(s) from interrupted writes: condvest vacuum removes them"
         )
     quarantine = _quarantine_summary(ctx)
     database, db_problems = _database_summary(ctx, watermark or latest_landed, init_db=init_db)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from condvest.core.layout import temp_key
 from condvest.errors import NotFoundError, StorageError
-from condvest.faults import kill_point
+from condvest.faults import count_write, kill_point
 from condvest.storage.base import ObjectInfo, Storage, new_token
 
 
@@ -70,6 +70,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise self._fail("write", key, exc) from None
         kill_point("after-temp-write", key)
+        count_write()
         return tmp
 
     # -- interface ---------------------------------------------------------------------------
@@ -181,6 +182,8 @@ class LocalStorage(Storage):
     def delete_many(self, keys: Iterable[str]) -> int:
         # refuse a bad key before deleting anything
         paths = [(key, self._path(key)) for key in keys]
+        if paths:
+            count_write()
         for key, path in paths:
             try:
                 os.unlink(path)

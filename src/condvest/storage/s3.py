@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from condvest.errors import ConfigError, NotFoundError, StorageError
-from condvest.faults import kill_point
+from condvest.faults import count_write, kill_point
 from condvest.storage.base import ObjectInfo, Storage
 
 _MAX_PUT = 5 * 2**30
@@ -202,6 +202,7 @@ class S3Storage(Storage):
         if len(data) >= _MAX_PUT:
             raise StorageError(f"{self.url(key)}: object of {len(data)} bytes exceeds one PUT")
         kill_point("after-temp-write", key)  # S3 has no temp name: the PUT is the swap
+        count_write()
         try:
             self._call(
                 "write",
@@ -232,6 +233,8 @@ class S3Storage(Storage):
         wanted = list(keys)
         for key in wanted:
             self._key(key)  # refuse a bad key before any batch is sent
+        if wanted:
+            count_write()
         for start in range(0, len(wanted), _DELETE_BATCH):
             self._delete_batch(wanted[start : start + _DELETE_BATCH])
         return len(wanted)
