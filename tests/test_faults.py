@@ -42,7 +42,9 @@ DAY = date(2025, 1, 2)
 NEXT = date(2025, 1, 3)
 
 
-def fetch_cli(lake: Path, polygon: FakePolygon, *args: str) -> subprocess.CompletedProcess[str]:
+def fetch_cli(
+    lake: Path, polygon: FakePolygon, *args: str, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -58,6 +60,7 @@ def fetch_cli(lake: Path, polygon: FakePolygon, *args: str) -> subprocess.Comple
         "CONDVEST_POLYGON__MAX_RETRIES": "3",
         "CONDVEST_POLYGON__TIMEOUT_S": "1",
     }
+    env |= extra or {}
     return subprocess.run(
         [sys.executable, "-m", "condvest", "-o", "json", "fetch", *args],
         env=env,
@@ -290,7 +293,7 @@ def test_s3_errors_end_in_the_same_lake(
     clean = _s3_lake(f"s3://{s3_bucket}/clean", moto_endpoint)
     faulty = _s3_lake(f"s3://{s3_bucket}/faulty", fault_proxy.url)
     assert _pipeline(clean) == (True, 1)
-    first_time, attempts = _pipeline(faulty)
+    _first_time, attempts = _pipeline(faulty)
     print(
         f"S3 fault proxy: {fault_proxy.failed} of {fault_proxy.failed + fault_proxy.forwarded} "
         f"requests failed (503 SlowDown / 500); pipeline attempts: {attempts}"
@@ -303,3 +306,62 @@ def test_s3_errors_end_in_the_same_lake(
             assert got[key].equals(table), key
     rows = sum(t.num_rows for t in want.values() if isinstance(t, pa.Table))
     assert rows > 0
+
+
+# -- PostgreSQL restarting mid-run -----------------------------------------------------------
+def test_postgres_connection_killed_between_sessions(
+    tmp_path: Path, polygon: FakePolygon, pg_schema: tuple[str, str]
+) -> None:
+    """The server drops condvest's connection (as a restart does) while fetch lands the second of
+    three sessions: the lake keeps every session, the run exits 1 naming the session the database
+    missed, and the next run heals the database from the lake — never a silent divergence."""
+    import psycopg
+
+    dsn, schema = pg_schema
+    app = f"condvest-fault-{schema}"
+    days = [date(2025, 1, 2), date(2025, 1, 3), date(2025, 1, 6)]
+    for n, day in enumerate(days):
+        polygon.grouped[day] = [agg(s, day, 10.0 + n) for s in ("AAPL", "MSFT", "X")]
+    killed: list[int] = []
+    original = polygon._answer
+
+    def answer(path: str, query: dict[str, str]) -> dict[str, Any]:
+        if path.endswith(str(days[1])) and not killed:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                rows = conn.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where application_name = %s",
+                    (app,),
+                ).fetchall()
+            killed.append(len(rows))
+        return original(path, query)
+
+    polygon._answer = answer  # type: ignore[method-assign]
+    lake = tmp_path / "lake"
+    sep = "&" if "?" in dsn else "?"
+    pg = {
+        "CONDVEST_POSTGRES__DSN": f"{dsn}{sep}application_name={app}",
+        "CONDVEST_POSTGRES__SCHEMA_NAME": schema,
+    }
+    done = fetch_cli(lake, polygon, "--start", str(days[0]), "--end", str(days[-1]), extra=pg)
+    assert killed == [1], killed  # condvest's one connection was there, and was killed
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert [str(d) for d in days] == result["sessions"]  # the lake has them all
+    assert any(str(days[1]) in e for e in result["sink_errors"]), result
+    assert fetch_log(lake) == [f"session={d}.json" for d in days]
+    in_db = _db_dates(dsn, schema)
+    assert str(days[1]) not in in_db  # the database really missed it, and the run said so
+    healed = fetch_cli(lake, polygon, "--date", str(days[-1]), extra=pg)  # landed: heal only
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert _db_dates(dsn, schema) == {str(d): 3 for d in days}
+
+
+def _db_dates(dsn: str, schema: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            f'select date::text, count(*) from "{schema}".raw_ohlcv group by 1 order by 1'
+        ).fetchall()
+    return {day: int(n) for day, n in rows}
