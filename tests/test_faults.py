@@ -266,7 +266,7 @@ def _pipeline(lake: Lake) -> tuple[bool, int]:
     """Seed a month of history, then `run --vacuum` until it succeeds (at most 4 runs)."""
     ctx = lake.context(now=NOW, fetch=SYNTHETIC)
     for attempt in range(1, 5):
-        seed = run_fetch(ctx, plan_fetch(ctx, FetchOptions(start=date(2026, 10, 1))))
+        seed = run_fetch(ctx, plan_fetch(ctx, FetchOptions(start=date(2026, 11, 2))))
         result = run_run(ctx, plan_run(ctx, RunOptions(vacuum=True)))
         if seed.ok and result.ok:
             return attempt == 1, attempt
