@@ -146,6 +146,8 @@ def _verify(storage: Storage, symbol: str, files: list[DateFile]) -> SymbolVacuu
     except NotFoundError:
         return SymbolVacuum(symbol, (), len(files))  # never consolidated: every file is pending
     except CondvestError as exc:
+        # said on stderr too: under -q the exit 1 must not come without a word
+        log.error("vacuum %s: keeping its %d date files: %s", symbol, len(files), exc)
         return SymbolVacuum(symbol, (), len(files), f"data.parquet unreadable: {exc}")
     return SymbolVacuum(symbol, tuple(deletable), len(files) - len(deletable))
 
@@ -166,6 +168,7 @@ def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
         ctx.storage.delete_many(o.key for o in plan.temp_files)
     except StorageError as exc:
         # Deleting is idempotent: a re-run finishes the job. Totals below may overcount.
+        log.error("vacuum: delete failed: %s", exc)
         failures.append({"symbol": "*", "reason": f"delete failed: {exc}"})
     db_deleted = _trim_database(ctx, plan, failures)
     result = _result(
