@@ -69,3 +69,16 @@ def test_second_run_is_refused_while_one_holds_the_lock(local_lake: Lake) -> Non
         run_run(ctx, plan_run(ctx, RunOptions()))
     held.release()
     assert run_run(ctx, plan_run(ctx, RunOptions())).ok
+
+
+def test_dry_run_previews_every_stage_and_changes_nothing(lake: Lake) -> None:
+    from condvest.jobs.run import preview_run
+
+    _seed(lake)
+    before = {(o.key, o.size) for o in lake.storage.list_objects("")}
+    ctx = lake.context(now=NOW, fetch={"source": "synthetic", "synthetic_symbols": 6})
+    plan = plan_run(ctx, RunOptions(vacuum=True))
+    previews = preview_run(ctx, plan)
+    assert list(previews) == ["fetch", "consolidate", "resample", "vacuum"]
+    assert previews["fetch"]["sessions"] == ["2026-11-25"]
+    assert {(o.key, o.size) for o in lake.storage.list_objects("")} == before

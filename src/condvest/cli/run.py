@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from condvest.cli.common import dry_run_option, emit, finish, state_of
-from condvest.jobs.run import RunOptions, plan_run, run_run
+from condvest.jobs.run import RunOptions, plan_run, preview_run, run_run
 from condvest.settings import SourceKind
 
 HELP = (
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             emit(
                 state,
-                {"dry_run": True, "stages": list(plan.stages), "plans": plan.plans},
+                {"dry_run": True, "stages": list(plan.stages), "plans": preview_run(job, plan)},
                 title="condvest run (plan; --output json shows each stage's plan in full)",
             )
             raise typer.Exit(0)

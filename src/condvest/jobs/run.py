@@ -27,9 +27,8 @@ class RunOptions:
 @dataclass(frozen=True)
 class RunPlan:
     stages: tuple[str, ...]
-    plans: dict[str, Any] = field(default_factory=dict)
-    """Each stage's plan on the lake as it is now (later stages will also see what the earlier
-    ones land, so a dry run under-counts their work)."""
+    """The stages to run, in order. Each stage is planned when its turn comes, after the
+    previous one ran (planning them all up front would be wrong and would double the work)."""
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,21 @@ def _stage_jobs(ctx: JobContext) -> dict[str, tuple[Callable[[], Any], Callable[
 
 
 def plan_run(ctx: JobContext, options: RunOptions) -> RunPlan:
-    """The stages to run and each one's plan on the current lake (rendered by --dry-run)."""
-    stages = tuple(s for s in _STAGES if s != "vacuum" or options.vacuum)
+    """The stages to run."""
+    return RunPlan(tuple(s for s in _STAGES if s != "vacuum" or options.vacuum))
+
+
+def preview_run(ctx: JobContext, plan: RunPlan) -> dict[str, Any]:
+    """--dry-run: each stage's plan on the lake as it is now (later stages will also see what
+    the earlier ones land, so the preview under-counts their work)."""
     jobs = _stage_jobs(ctx)
-    plans: dict[str, Any] = {}
-    for stage in stages:
-        plan = jobs[stage][0]()
-        plans[stage] = plan.to_dict() if hasattr(plan, "to_dict") else _plain(plan)
-    return RunPlan(stages, plans)
+    previews: dict[str, Any] = {}
+    for stage in plan.stages:
+        stage_plan = jobs[stage][0]()
+        previews[stage] = (
+            stage_plan.to_dict() if hasattr(stage_plan, "to_dict") else _plain(stage_plan)
+        )
+    return previews
 
 
 def _plain(plan: Any) -> Any:
