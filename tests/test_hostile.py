@@ -58,9 +58,9 @@ class Result:
         self.args, self.code, self.stdout, self.stderr = args, code, stdout, stderr
 
     def error_line(self) -> str:
-        """stderr is exactly one ``error: …`` line (no traceback); returns it."""
+        """Besides JSON log lines, stderr is exactly one ``error: …`` line (no traceback)."""
         assert "Traceback" not in self.stderr, (self.args, self.stderr)
-        lines = self.stderr.splitlines()
+        lines = [line for line in self.stderr.splitlines() if not line.startswith('{"ts"')]
         assert len(lines) == 1, (self.args, self.stderr)
         assert lines[0].startswith("error: "), (self.args, self.stderr)
         return lines[0]

@@ -488,7 +488,8 @@ def _check_readable(ctx: JobContext, key: str) -> pa.Table:
             f"silver month file {ctx.storage.url(key)} is unreadable ({exc}); it was left as is",
             hint="inspect or move it aside, or rebuild the interval with --full",
         ) from None
-    if existing.num_rows and existing.schema.field("start_date").type != pa.date32():
+    missing = set(SILVER_SCHEMA.names) - set(existing.schema.names)
+    if missing or existing.schema.field("start_date").type != pa.date32():
         raise CorruptFileError(
             f"silver month file {ctx.storage.url(key)} does not have the silver schema",
             hint="inspect or move it aside, or rebuild the interval with --full",
