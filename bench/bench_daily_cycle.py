@@ -107,6 +107,25 @@ def env_for(uri: str, polygon: FakePolygon, endpoint: str | None) -> dict[str, s
     return env
 
 
+# Yesterday's resample: the full rebuild runs with the clock two hours after the previous
+# session's close, so its checkpoint covers the lake before the new session — as in production,
+# where the daily run follows yesterday's. (At the real clock the checkpoint would already claim
+# the new session, and the daily run would rightly take the full-read path.)
+FULL_AS_YESTERDAY = r"""
+import json, sys
+from datetime import timedelta
+from condvest.jobs.base import JobContext
+from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.settings import load_settings
+ctx = JobContext.from_settings(load_settings())
+previous = ctx.calendar.previous_session(ctx.calendar.latest_completed_session(ctx.clock()))
+at = ctx.calendar.session_close(previous) + timedelta(hours=2)
+ctx.clock = lambda: at
+result = run_resample(ctx, plan_resample(ctx, ResampleOptions(full=True)))
+assert result.ok, result.to_dict()
+print(json.dumps(result.to_dict()))
+"""
+
 Row = tuple[str, str, float, float, str]
 """(where, what, wall s, peak RSS MB, note)"""
 
@@ -115,7 +134,8 @@ def daily_cycle(where: str, uri: str, env: dict[str, str]) -> list[Row]:
     """Full rebuild of silver, then `condvest run --vacuum` for the new session."""
     cli = [sys.executable, "-m", "condvest", "-o", "json", "-q"]
     rows: list[Row] = []
-    wall, rss, out = run_child([*cli, "resample", "--full"], "resample --full", env)
+    full_cmd = [sys.executable, "-c", FULL_AS_YESTERDAY]
+    wall, rss, out = run_child(full_cmd, "resample --full", env)
     full = json.loads(out)
     note = f"{full.get('rows_written', '?')} bars written"
     rows.append((where, "resample --full (6 intervals)", wall, rss, note))
@@ -164,7 +184,7 @@ def local_suite(template: Path, scale: float, latest: date, previous: date) -> l
             subprocess.run(["cp", "-al", str(template), str(work)], check=True)
             if suite is per_stage:  # silver must exist before the daily resample
                 env = env_for(str(work), polygon, None)
-                run_child([py, "-m", "condvest", "-q", "resample", "--full"], "full", env)
+                run_child([py, "-c", FULL_AS_YESTERDAY], "full", env)
             rows += suite(
                 f"local ({len(symbols)} sym)", str(work), env_for(str(work), polygon, None)
             )
