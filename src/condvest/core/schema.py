@@ -45,6 +45,29 @@ SILVER_SCHEMA = pa.schema(
     ]
 )
 
+# Symbol metadata snapshots (bronze/raw_meta) and the PostgreSQL symbol_metadata columns.
+META_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("market", pa.string()),
+        pa.field("locale", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("active", pa.bool_()),
+        pa.field("primary_exchange", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("cik", pa.string()),
+        pa.field("composite_figi", pa.string()),
+        pa.field("list_date", pa.date32()),
+        pa.field("delisted_utc", pa.timestamp("ms", tz="UTC")),
+        pa.field("market_cap", pa.float64()),
+        pa.field("sic_code", pa.string()),
+        pa.field("industry", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _LEGACY_DROP = ("interval", "__index_level_0__", "timestamp", "timestamp_1")
 LEGACY_SOURCE = "legacy"

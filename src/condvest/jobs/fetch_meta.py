@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from condvest.core import layout
+from condvest.core.schema import META_SCHEMA
 from condvest.errors import AuthError, CondvestError
 from condvest.jobs.base import JobContext
 
@@ -20,27 +21,6 @@ if TYPE_CHECKING:
     from condvest.jobs.fetch import FetchOptions, FetchPlan, FetchResult
     from condvest.sources.base import Source
 
-META_SCHEMA = pa.schema(
-    [
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("name", pa.string()),
-        pa.field("market", pa.string()),
-        pa.field("locale", pa.string()),
-        pa.field("type", pa.string()),
-        pa.field("active", pa.bool_()),
-        pa.field("primary_exchange", pa.string()),
-        pa.field("currency", pa.string()),
-        pa.field("cik", pa.string()),
-        pa.field("composite_figi", pa.string()),
-        pa.field("list_date", pa.date32()),
-        pa.field("delisted_utc", pa.timestamp("ms", tz="UTC")),
-        pa.field("market_cap", pa.float64()),
-        pa.field("sic_code", pa.string()),
-        pa.field("industry", pa.string()),
-        pa.field("description", pa.string()),
-        pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
 _RENAMES = {"currency_name": "currency", "sic_description": "industry", "ticker": "symbol"}
 
 

@@ -14,31 +14,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA
+from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA, META_SCHEMA
 
 COPY_CHUNK_ROWS = 100_000
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "transactions", "source")
 """Compared to decide whether a row changed; ``fetched_at`` is not (a re-fetch of the same
 values is not a change)."""
-META_COLUMNS = (
-    "symbol",
-    "name",
-    "market",
-    "locale",
-    "type",
-    "active",
-    "primary_exchange",
-    "currency",
-    "cik",
-    "composite_figi",
-    "list_date",
-    "delisted_utc",
-    "market_cap",
-    "sic_code",
-    "industry",
-    "description",
-    "updated_at",
-)
+META_COLUMNS = tuple(META_SCHEMA.names)
 _META_CASTS = {
     "active": "boolean",
     "list_date": "date",
