@@ -64,3 +64,8 @@ def dry_run_option() -> Any:
     return typer.Option(
         False, "--dry-run", help="Print the plan the real run would execute; change nothing."
     )
+
+
+def source_option() -> Any:
+    """``--source`` of fetch and run (one definition, one help text)."""
+    return typer.Option(None, "--source", help="polygon (default) or synthetic (offline demo).")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from condvest.cli.common import CliState, dry_run_option, emit, finish, state_of
+from condvest.cli.common import CliState, dry_run_option, emit, finish, source_option, state_of
 from condvest.core.calendar import parse_date
 from condvest.core.layout import parse_symbols
 from condvest.errors import UsageError
@@ -80,10 +80,7 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option("--force", help="Re-fetch sessions already landed.")
         ] = False,
-        source: Annotated[
-            SourceKind | None,
-            typer.Option("--source", help="polygon (default) or synthetic (offline demo)."),
-        ] = None,
+        source: SourceKind | None = source_option(),
         history: Annotated[
             bool,
             typer.Option("--history", help="Fetch --symbols' daily history into data.parquet."),

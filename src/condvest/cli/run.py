@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from condvest.cli.common import dry_run_option, emit, finish, state_of
+from condvest.cli.common import dry_run_option, emit, finish, source_option, state_of
 from condvest.jobs.run import RunOptions, plan_run, preview_run, run_run
 from condvest.settings import SourceKind
 
@@ -20,10 +20,7 @@ def register(app: typer.Typer) -> None:
     @app.command("run", help=HELP)
     def run(
         ctx: typer.Context,
-        source: Annotated[
-            SourceKind | None,
-            typer.Option("--source", help="polygon (default) or synthetic (offline demo)."),
-        ] = None,
+        source: SourceKind | None = source_option(),
         vacuum: Annotated[
             bool, typer.Option("--vacuum", help="Run vacuum after resample.")
         ] = False,
