@@ -304,3 +304,79 @@ def test_parse_date_errors(text: str, message: str) -> None:
         parse_date(text, option="--start")
     assert str(info.value) == message
     assert info.value.exit_code == 2
+
+
+# -- the schedule cache ---------------------------------------------------------------------------
+UNTIL = date(2027, 12, 31)
+
+
+@pytest.fixture
+def fresh_schedules() -> Iterator[None]:
+    calendar_module._load_schedule.cache_clear()
+    yield
+    calendar_module._load_schedule.cache_clear()
+
+
+def test_schedule_cache_round_trip(tmp_path: Path, fresh_schedules: None) -> None:
+    computed = calendar_module._compute_schedule("XNYS", UNTIL)
+    first = TradingCalendar(until=UNTIL, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("calendar-XNYS-2027-12-31-pmc*.txt")
+    calendar_module._load_schedule.cache_clear()
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the schedule was computed although the cache holds it")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(calendar_module, "_compute_schedule", refuse)
+        second = TradingCalendar(until=UNTIL, cache_dir=tmp_path)
+    assert tuple(first.all_sessions()) == tuple(second.all_sessions()) == computed[0]
+    assert tuple(second._closes) == computed[1]
+    # Early closes and time zones survive the round trip.
+    assert second.session_close(d("2024-11-29")) == datetime(2024, 11, 29, 18, 0, tzinfo=UTC)
+    assert second.session_close(d("1999-07-02")).tzinfo is UTC
+    assert cached.read_text().startswith("condvest calendar cache v1")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["", "not a cache\n1 2\n", "condvest calendar cache v1: x\n-2923 abc\n", "truncated"],
+)
+def test_damaged_schedule_cache_is_recomputed(
+    tmp_path: Path, fresh_schedules: None, damage: str
+) -> None:
+    TradingCalendar(until=UNTIL, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("calendar-*.txt")
+    good = cached.read_text()
+    if damage == "truncated":
+        damage = good[: len(good) // 2]
+    cached.write_text(damage)
+    calendar_module._load_schedule.cache_clear()
+    cal = TradingCalendar(until=UNTIL, cache_dir=tmp_path)
+    assert cal.first_session == ORIGIN
+    assert tuple(cal.all_sessions()) == calendar_module._compute_schedule("XNYS", UNTIL)[0]
+    assert cached.read_text() == good  # rewritten whole
+
+
+def test_unusable_cache_dir_is_ignored(tmp_path: Path, fresh_schedules: None) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    cal = TradingCalendar(until=UNTIL, cache_dir=blocker / "condvest")
+    assert cal.first_session == ORIGIN
+    assert blocker.read_text().startswith("a file")
+
+
+def test_cache_dir_setting(tmp_path: Path, fresh_schedules: None) -> None:
+    assert calendar_module.resolve_cache_dir("") is None
+    assert calendar_module.resolve_cache_dir(str(tmp_path)) == tmp_path
+    folder = tmp_path / "cache"
+    settings = load_settings(
+        overrides={"lake": {"uri": str(tmp_path / "lake")}, "calendar": {"cache_dir": str(folder)}}
+    )
+    JobContext.from_settings(settings)
+    assert len(list(folder.glob("calendar-XNYS-*.txt"))) == 1
+    get_calendar.cache_clear()
+    off = load_settings(
+        overrides={"lake": {"uri": str(tmp_path / "lake2")}, "calendar": {"cache_dir": ""}}
+    )
+    JobContext.from_settings(off)
+    assert len(list(folder.glob("*"))) == 1

@@ -99,6 +99,11 @@ class CalendarSettings(_Section):
     closures_file: str | None = Field(
         None, description="File of extra closed dates (YYYY-MM-DD per line) the library lacks"
     )
+    cache_dir: str | None = Field(
+        None,
+        description="Folder caching the computed session schedule (unset: $XDG_CACHE_HOME/"
+        "condvest or ~/.cache/condvest; empty string: no cache)",
+    )
 
 
 class ConsolidateMode(StrEnum):

@@ -8,14 +8,19 @@ bar boundaries right for the oldest histories.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import logging
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from condvest.errors import ConfigError, UsageError
 
+log = logging.getLogger("condvest.calendar")
 ORIGIN = date(1962, 1, 2)
 """Session index 0: the first NYSE session the calendar knows (DESIGN §7)."""
 NEW_YORK = ZoneInfo("America/New_York")
@@ -31,8 +36,9 @@ class TradingCalendar:
         *,
         extra_closures: Iterable[date] = (),
         until: date | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        sessions, closes = _load_schedule(exchange, until or _default_horizon())
+        sessions, closes = _load_schedule(exchange, until or _default_horizon(), cache_dir)
         closed = set(extra_closures)
         if closed:
             keep = [i for i, d in enumerate(sessions) if d not in closed]
@@ -130,8 +136,28 @@ def _default_horizon() -> date:
     return date(today.year + _HORIZON_YEARS, 12, 31)
 
 
+_EPOCH = date(1970, 1, 1)
+
+
 @lru_cache(maxsize=4)
-def _load_schedule(exchange: str, until: date) -> tuple[tuple[date, ...], tuple[datetime, ...]]:
+def _load_schedule(
+    exchange: str, until: date, cache_dir: Path | None = None
+) -> tuple[tuple[date, ...], tuple[datetime, ...]]:
+    """Sessions and closes from ORIGIN to ``until``: from the cache in ``cache_dir`` (None: no
+    cache) when it holds them for this pandas-market-calendars version, else computed (and
+    written there)."""
+    path = _cache_path(cache_dir, exchange, until)
+    if path is not None:
+        cached = _read_cache(path)
+        if cached is not None:
+            return cached
+    got = _compute_schedule(exchange, until)
+    if path is not None:
+        _write_cache(path, got)
+    return got
+
+
+def _compute_schedule(exchange: str, until: date) -> tuple[tuple[date, ...], tuple[datetime, ...]]:
     import pandas_market_calendars as mcal
 
     try:
@@ -142,6 +168,69 @@ def _load_schedule(exchange: str, until: date) -> tuple[tuple[date, ...], tuple[
     sessions = tuple(ts.date() for ts in schedule.index)
     closes = tuple(ts.to_pydatetime().astimezone(UTC) for ts in schedule["market_close"])
     return sessions, closes
+
+
+# -- the schedule cache -------------------------------------------------------------------------
+# Importing pandas-market-calendars and computing 65 years of schedule costs ~1.5 s per process:
+# most of a short command's run time. The result depends only on (exchange, horizon, library
+# version), so it is cached as text, one "<day number> <close epoch seconds>" line per session,
+# in ``calendar.cache_dir`` (default $XDG_CACHE_HOME/condvest or ~/.cache/condvest; "" = off).
+# A cache that cannot be read or written is ignored: the schedule is computed as before.
+def resolve_cache_dir(setting: str | None) -> Path | None:
+    """The ``calendar.cache_dir`` setting → the folder (None = the default; "" = no cache)."""
+    if setting is not None:
+        return Path(setting).expanduser() if setting else None
+    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    return Path(base) / "condvest"
+
+
+def _cache_path(folder: Path | None, exchange: str, until: date) -> Path | None:
+    if folder is None:
+        return None
+    try:
+        version = metadata.version("pandas_market_calendars")
+    except metadata.PackageNotFoundError:
+        return None
+    safe = "".join(c for c in exchange if c.isalnum()) or "x"
+    return folder / f"calendar-{safe}-{until.isoformat()}-pmc{version}.txt"
+
+
+def _read_cache(path: Path) -> tuple[tuple[date, ...], tuple[datetime, ...]] | None:
+    try:
+        lines = path.read_text().split("\n")
+        if lines[0] != _CACHE_HEADER or lines[-1] != "":
+            return None
+        pairs = [line.split(" ") for line in lines[1:-1]]
+        epoch = _EPOCH.toordinal()
+        sessions = tuple(date.fromordinal(epoch + int(d)) for d, _ in pairs)
+        closes = tuple(datetime.fromtimestamp(int(c), UTC) for _, c in pairs)
+    except (OSError, ValueError, IndexError) as exc:
+        log.debug("calendar cache %s not used: %s", path, exc)
+        return None
+    if not sessions or sessions[0] != ORIGIN:
+        return None
+    return sessions, closes
+
+
+def _write_cache(path: Path, got: tuple[tuple[date, ...], tuple[datetime, ...]]) -> None:
+    sessions, closes = got
+    epoch = _EPOCH.toordinal()
+    body = "".join(
+        f"{d.toordinal() - epoch} {int(c.timestamp())}\n"
+        for d, c in zip(sessions, closes, strict=True)
+    )
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(_CACHE_HEADER + "\n" + body)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("calendar cache %s not written: %s", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+_CACHE_HEADER = "condvest calendar cache v1: day-number close-epoch-seconds"
 
 
 def read_closures_file(path: str | Path) -> list[date]:
@@ -180,6 +269,9 @@ def parse_date(text: str, *, option: str = "date") -> date:
 
 
 @lru_cache(maxsize=8)
-def get_calendar(exchange: str = "XNYS", closures_file: str | None = None) -> TradingCalendar:
+def get_calendar(
+    exchange: str = "XNYS", closures_file: str | None = None, cache_dir: str | None = None
+) -> TradingCalendar:
+    """The calendar; ``cache_dir`` is the ``calendar.cache_dir`` setting (see resolve_cache_dir)."""
     extra = read_closures_file(closures_file) if closures_file else []
-    return TradingCalendar(exchange, extra_closures=extra)
+    return TradingCalendar(exchange, extra_closures=extra, cache_dir=resolve_cache_dir(cache_dir))

@@ -78,7 +78,11 @@ class JobContext:
         run_id: str | None = None,
     ) -> JobContext:
         storage = open_storage(settings.lake.uri, settings)
-        calendar = get_calendar(settings.calendar.exchange, settings.calendar.closures_file)
+        calendar = get_calendar(
+            settings.calendar.exchange,
+            settings.calendar.closures_file,
+            settings.calendar.cache_dir,
+        )
         return cls(settings, storage, calendar, run_id or new_run_id(), clock, DEADLINE.get())
 
     def now(self) -> datetime:
