@@ -511,3 +511,42 @@ def test_s3_other_writers_are_visible_at_once(s3_lake: Lake) -> None:
     second.delete("shared/sub/k")
     assert first.list_objects("shared/") == []
     assert first.stat("shared/sub/k") is None
+
+
+def test_parquet_encoding_profile() -> None:
+    """Strings are dictionary-encoded, floats are not; statistics exist on what readers filter
+    on (dates, strings, integers) and not on float prices; the rows read back equal."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from condvest.storage import parquet_bytes
+
+    table = pa.table(
+        {
+            "symbol": pa.array(["AAA", "AAA", "BBB"]),
+            "start_date": pa.array([date(2024, 1, 2), date(2024, 1, 5), date(2024, 1, 2)]),
+            "close": pa.array([1.5, 2.25, 3.125]),
+            "transactions": pa.array([10, None, 30], pa.int64()),
+        }
+    )
+    data = parquet_bytes(table)
+    assert pq.read_table(io.BytesIO(data)).equals(table)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
+    chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in chunks["symbol"].encodings
+    assert not any("DICTIONARY" in e for e in chunks["close"].encodings)
+    assert chunks["close"].statistics is None
+    stats = chunks["start_date"].statistics
+    assert (stats.min, stats.max) == (date(2024, 1, 2), date(2024, 1, 5))
+    assert chunks["symbol"].statistics.max == "BBB"
+    assert chunks["transactions"].statistics.null_count == 1
+
+
+def test_compact_json_reads_back(tmp_path: Any) -> None:
+    from condvest.storage import json_bytes
+
+    body = {"b": [1, 2.5, None], "a": {"z": "x", "y": date(2024, 1, 2)}}
+    compact = json_bytes(body, compact=True)
+    assert b" " not in compact and compact.endswith(b"\n")
+    assert json.loads(compact) == json.loads(json_bytes(body))

@@ -14,4 +14,5 @@ def read_checkpoint(storage: Storage, interval: int) -> dict[str, Any] | None:
 
 
 def write_checkpoint(storage: Storage, interval: int, body: dict[str, Any]) -> None:
-    storage.write_json(layout.silver_checkpoint(interval), body)
+    # Compact: a checkpoint holds per-symbol digests and bronze state (~0.5 MB at seed scale).
+    storage.write_json(layout.silver_checkpoint(interval), body, compact=True)

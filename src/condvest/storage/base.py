@@ -134,17 +134,41 @@ class Storage(ABC):
         except ValueError as exc:
             raise CorruptFileError(f"{self.url(key)} is not valid JSON: {exc}") from None
 
-    def write_json(self, key: str, obj: Any) -> None:
-        self.write_bytes(key, json_bytes(obj))
+    def write_json(self, key: str, obj: Any, *, compact: bool = False) -> None:
+        self.write_bytes(key, json_bytes(obj, compact=compact))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
+    """Encode ``table`` as parquet. Dictionary encoding only for the string columns (symbols,
+    sources: few distinct values) and min/max statistics only on the non-float columns (dates,
+    symbols, counts: what readers filter on). Dictionary pages of unique float prices are pure
+    overhead: measured on the seed-scale silver output (8.8 M bars, 4,355 files), this encodes
+    2.6x faster than pyarrow's defaults and writes 20% fewer bytes (bench/bench_resample.py)."""
+    strings = [f.name for f in table.schema if _is_string(f.type)]
+    stats = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
+    pq.write_table(
+        table,
+        sink,
+        compression=PARQUET_COMPRESSION,
+        use_dictionary=strings or False,
+        write_statistics=stats or False,
+    )
     return sink.getvalue()
 
 
-def json_bytes(obj: Any) -> bytes:
+def _is_string(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
+    )
+
+
+def json_bytes(obj: Any, *, compact: bool = False) -> bytes:
+    """JSON for state files: indented for people by default; ``compact`` for the large
+    machine-read ones (Python's C encoder only runs without ``indent``: ~10x faster)."""
+    if compact:
+        text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+        return text.encode() + b"\n"
     return json.dumps(obj, indent=1, sort_keys=True, default=str).encode() + b"\n"
 
 
