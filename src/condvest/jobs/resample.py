@@ -55,6 +55,9 @@ __all__ = [
 log = logging.getLogger("condvest.resample")
 CHECKPOINT_FORMAT = 2
 _MARGIN_S = 20.0
+_PLAN_THREADS = 2
+"""Intervals computed at once by a full read: each holds its bars (~100 MB per million bars)
+until written, so more threads buy little on 2 cores and cost peak memory."""
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -103,8 +106,8 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     rows_aligned = alignment is BarAlignment.ROWS
     positions = bars.row_numbers(daily.code) if rows_aligned else calendar_pos
     sym_hash = bars.symbol_hashes(daily.symbols)
-    plans: list[IntervalPlan] = []
-    for n in intervals:
+
+    def plan_one(n: int) -> IntervalPlan:
         opts = BarOptions(
             interval=n,
             alignment=alignment,
@@ -113,19 +116,14 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
             since_day=bars.day_number(options.since) if options.since else None,
         )
         table, codes = bars.compute_bars(daily, session_days, positions, opts)
-        plans.append(
-            _plan_interval(
-                n,
-                table,
-                codes,
-                daily.symbols,
-                sym_hash,
-                checkpoints[n],
-                existing[n],
-                full,
-                options_key,
-            )
+        return _plan_interval(
+            n, table, codes, daily.symbols, sym_hash, checkpoints[n], existing[n], full, options_key
         )
+
+    # The intervals are independent numpy/Arrow work that releases the GIL: two at a time use
+    # both cores of a small machine (measured at seed scale: 1.3-2x faster than one by one).
+    with ThreadPoolExecutor(_PLAN_THREADS) as pool:
+        plans = list(pool.map(plan_one, intervals))
     return ResamplePlan(
         dry_run=options.dry_run,
         alignment=alignment,
