@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _common import run_child  # bench/ is sys.path[0] when run as a script
 
 HERE = Path(__file__).resolve().parent
 FLOOR_PREFIX = "bench_floor/"
@@ -81,43 +81,11 @@ print(result.through)
 """
 
 
-def run_child(args: list[str], label: str) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
-    usage = proc_rusage(proc.pid)
-    if proc.returncode != 0:
-        sys.exit(f"{label} failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage, out
-
-
-_RUSAGE: dict[int, float] = {}
-
-
-def proc_rusage(pid: int) -> float:
-    return _RUSAGE.get(pid, float("nan"))
-
-
-def _wait4_popen() -> None:
-    """Make Popen reap children with wait4 so each child's own peak RSS is kept."""
-
-    def _try_wait(self: subprocess.Popen[str], wait_flags: int) -> tuple[int, int]:
-        pid, status, usage = os.wait4(self.pid, wait_flags)
-        if pid:
-            _RUSAGE[pid] = usage.ru_maxrss / 1024
-        return pid, status
-
-    subprocess.Popen._try_wait = _try_wait  # type: ignore[attr-defined]
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--lake", default="/tmp/condvest-bench-lake-resample")
     p.add_argument("--scale", type=float, default=1.0)
     a = p.parse_args()
-    _wait4_popen()
     py = sys.executable
     from condvest.core import layout
     from condvest.core.calendar import get_calendar
@@ -131,16 +99,16 @@ def main() -> int:
     if not (lake / "bronze").exists():
         args = [py, str(HERE / "make_lake.py"), str(lake), "--scale", str(a.scale)]
         args += ["--date-files", "0", "--end", previous.isoformat()]
-        wall, _rss, out = run_child(args, "make_lake")
-        print(f"built lake in {wall:.1f} s: {out.strip()}")
+        built = run_child(args, "make_lake")
+        print(f"built lake in {built.wall_s:.1f} s: {built.out.strip()}")
     storage = open_storage(str(lake))
     for key in [o.key for o in storage.list_objects(layout.BRONZE_OHLCV + "/")]:
         if layout.parse_date_file(key) == latest:
             storage.delete(key)  # a previous run's "new session"
     cli = [py, "-m", "condvest", "--lake", str(lake), "-o", "json", "-q", "resample"]
-    full_wall, full_rss, full_out = run_child([py, "-c", FULL_CODE, str(lake)], "full rebuild")
-    assert full_out.strip() == previous.isoformat(), full_out
-    floor_wall, floor_rss, floor_out = run_child([py, "-c", FLOOR_CODE, str(lake)], "I/O floor")
+    full = run_child([py, "-c", FULL_CODE, str(lake)], "full rebuild")
+    assert full.out.strip() == previous.isoformat(), full.out
+    floor = run_child([py, "-c", FLOOR_CODE, str(lake)], "I/O floor")
     storage.delete_many([o.key for o in storage.list_objects(FLOOR_PREFIX)])
     # One new session lands: a date file per symbol (as fetch would write it).
     import pyarrow as pa
@@ -151,20 +119,21 @@ def main() -> int:
         row = data.slice(data.num_rows - 1, 1)
         row = row.set_column(1, row.schema.field("date"), pa.array([latest], pa.date32()))
         storage.write_parquet(layout.date_file(symbol, latest), row)
-    inc_wall, inc_rss, inc_out = run_child(cli, "daily incremental")
+    inc = run_child(cli, "daily incremental")
     import json
 
-    inc = json.loads(inc_out)
-    print(f"lake {lake} (scale {a.scale}); cpus {os.cpu_count()}; load {os.getloadavg()}")
-    print(f"full rebuild, 6 intervals : {full_wall:6.1f} s  peak {full_rss:7.0f} MB")
+    got = json.loads(inc.out)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"lake {lake} (scale {a.scale}); cpus {os.cpu_count()}; load {load}")
+    print(f"full rebuild, 6 intervals : {full.figures()}")
+    print(f"I/O floor (read + write)  : {floor.figures()}  {floor.out.strip()}")
     print(
-        f"I/O floor (read + write)  : {floor_wall:6.1f} s  peak {floor_rss:7.0f} MB  "
-        f"{floor_out.strip()}"
+        f"full / floor              : {full.wall_s / floor.wall_s:6.2f}x wall, "
+        f"{full.cpu_s / floor.cpu_s:.2f}x cpu"
     )
-    print(f"full / floor              : {full_wall / floor_wall:6.2f}x")
     print(
-        f"daily incremental (+1 day): {inc_wall:6.1f} s  peak {inc_rss:7.0f} MB  "
-        f"months written {inc['months_written']}, rows {inc['rows_written']}"
+        f"daily incremental (+1 day): {inc.figures()}  "
+        f"months written {got['months_written']}, rows {got['rows_written']}"
     )
     return 0
 
