@@ -9,14 +9,18 @@
 3. The I/O floor, in a child process: the same bronze read (same reader), then the same number
    of rows written into the same month partitions (silver-shaped rows, no bar computation).
 4. One new session lands (a date file per symbol); the daily incremental `condvest resample`
-   (real clock: through = the latest completed session).
-Wall time and peak RSS (wait4 rusage of each child) are printed, with the full/floor ratio.
+   (real clock: through = the latest completed session) reads the new date files.
+5. The same on a hard-linked copy of yesterday's lake, in `condvest run`'s order: consolidate,
+   then the daily incremental resample (the new day is inside data.parquet).
+Wall time, CPU time and peak RSS (wait4 rusage of each child) are printed, with the full/floor
+ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,24 +109,35 @@ def main() -> int:
     for key in [o.key for o in storage.list_objects(layout.BRONZE_OHLCV + "/")]:
         if layout.parse_date_file(key) == latest:
             storage.delete(key)  # a previous run's "new session"
-    cli = [py, "-m", "condvest", "--lake", str(lake), "-o", "json", "-q", "resample"]
+    cli = [py, "-m", "condvest", "--lake", str(lake), "-o", "json", "-q"]
     full = run_child([py, "-c", FULL_CODE, str(lake)], "full rebuild")
     assert full.out.strip() == previous.isoformat(), full.out
     floor = run_child([py, "-c", FLOOR_CODE, str(lake)], "I/O floor")
     storage.delete_many([o.key for o in storage.list_objects(FLOOR_PREFIX)])
-    # One new session lands: a date file per symbol (as fetch would write it).
+    # Yesterday's lake, twice (hard links: every lake write is temp + rename, so the copies never
+    # change each other): one new session lands in both (a date file per symbol, as fetch writes
+    # it). In the first, resample runs right away (the date files are read); in the second,
+    # consolidate runs first, the order of `condvest run` (data.parquet holds the new day).
+    after = lake.with_name(lake.name + "-after-consolidate")
+    shutil.rmtree(after, ignore_errors=True)
+    shutil.copytree(lake, after, copy_function=os.link)
     import pyarrow as pa
 
-    for sym_dir in storage.list_dirs(layout.BRONZE_OHLCV + "/"):
-        symbol = sym_dir.removeprefix("symbol=")
-        data = storage.read_parquet(layout.data_file(symbol))
-        row = data.slice(data.num_rows - 1, 1)
-        row = row.set_column(1, row.schema.field("date"), pa.array([latest], pa.date32()))
-        storage.write_parquet(layout.date_file(symbol, latest), row)
-    inc = run_child(cli, "daily incremental")
+    for target in (storage, open_storage(str(after))):
+        for sym_dir in target.list_dirs(layout.BRONZE_OHLCV + "/"):
+            symbol = sym_dir.removeprefix("symbol=")
+            data = target.read_parquet(layout.data_file(symbol))
+            row = data.slice(data.num_rows - 1, 1)
+            row = row.set_column(1, row.schema.field("date"), pa.array([latest], pa.date32()))
+            target.write_parquet(layout.date_file(symbol, latest), row)
+    inc = run_child([*cli, "resample"], "daily incremental")
+    cli_after = [py, "-m", "condvest", "--lake", str(after), "-o", "json", "-q"]
+    cons = run_child([*cli_after, "consolidate"], "consolidate")
+    inc_after = run_child([*cli_after, "resample"], "daily incremental after consolidate")
+    shutil.rmtree(after)
     import json
 
-    got = json.loads(inc.out)
+    got, got_after = json.loads(inc.out), json.loads(inc_after.out)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"lake {lake} (scale {a.scale}); cpus {os.cpu_count()}; load {load}")
     print(f"full rebuild, 6 intervals : {full.figures()}")
@@ -133,7 +148,13 @@ def main() -> int:
     )
     print(
         f"daily incremental (+1 day): {inc.figures()}  "
-        f"months written {got['months_written']}, rows {got['rows_written']}"
+        f"months written {got['months_written']}, rows {got['rows_written']}, "
+        f"rows read {got['input_rows']}"
+    )
+    print(f"  (consolidate first      : {cons.figures()})")
+    print(
+        f"daily incr. after consol. : {inc_after.figures()}  "
+        f"months written {got_after['months_written']}, rows {got_after['rows_written']}"
     )
     return 0
 
