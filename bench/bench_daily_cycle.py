@@ -25,7 +25,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -33,35 +32,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from _common import run_child  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from polygon_server import KEY, FakePolygon, agg  # noqa: E402
 
-_RUSAGE: dict[int, float] = {}
 STAGES = ("fetch", "consolidate", "resample", "vacuum")
 
 
-def _wait4_popen() -> None:
-    """Make Popen reap children with wait4 so each child's own peak RSS is kept."""
-
-    def _try_wait(self: subprocess.Popen[str], wait_flags: int) -> tuple[int, int]:
-        pid, status, usage = os.wait4(self.pid, wait_flags)
-        if pid:
-            _RUSAGE[pid] = usage.ru_maxrss / 1024
-        return pid, status
-
-    subprocess.Popen._try_wait = _try_wait  # type: ignore[attr-defined]
+NAN = float("nan")
 
 
-def run_child(args: list[str], label: str, env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process; exits on failure."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        sys.exit(f"{label} failed ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
-    return wall, _RUSAGE.get(proc.pid, float("nan")), out
+def _measured(child: Any) -> tuple[float, float, float]:
+    return child.wall_s, child.cpu_s, child.peak_mb
 
 
 def sessions() -> tuple[date, date]:
@@ -126,8 +107,8 @@ assert result.ok, result.to_dict()
 print(json.dumps(result.to_dict()))
 """
 
-Row = tuple[str, str, float, float, str]
-"""(where, what, wall s, peak RSS MB, note)"""
+Row = tuple[str, str, float, float, float, str]
+"""(where, what, wall s, CPU s, peak RSS MB, note); NaN CPU/RSS: a stage inside `run`"""
 
 
 def daily_cycle(where: str, uri: str, env: dict[str, str]) -> list[Row]:
@@ -135,19 +116,17 @@ def daily_cycle(where: str, uri: str, env: dict[str, str]) -> list[Row]:
     cli = [sys.executable, "-m", "condvest", "-o", "json", "-q"]
     rows: list[Row] = []
     full_cmd = [sys.executable, "-c", FULL_AS_YESTERDAY]
-    wall, rss, out = run_child(full_cmd, "resample --full", env)
-    full = json.loads(out)
+    child = run_child(full_cmd, "resample --full", env)
+    full = json.loads(child.out)
     note = f"{full.get('rows_written', '?')} bars written"
-    rows.append((where, "resample --full (6 intervals)", wall, rss, note))
-    wall, rss, out = run_child([*cli, "run", "--vacuum"], "run", env)
-    result = json.loads(out)
+    rows.append((where, "resample --full (6 intervals)", *_measured(child), note))
+    run = run_child([*cli, "run", "--vacuum"], "run", env)
+    result = json.loads(run.out)
     for line in result["stages"]:
         stage = line["stage"]
         body = result["results"][stage]
-        rows.append(
-            (where, f"  run: {stage}", float(line["duration_s"]), float("nan"), brief(body))
-        )
-    rows.append((where, "condvest run --vacuum (total)", wall, rss, f"ok={result['ok']}"))
+        rows.append((where, f"  run: {stage}", float(line["duration_s"]), NAN, NAN, brief(body)))
+    rows.append((where, "condvest run --vacuum (total)", *_measured(run), f"ok={result['ok']}"))
     return rows
 
 
@@ -162,8 +141,10 @@ def per_stage(where: str, uri: str, env: dict[str, str]) -> list[Row]:
     cli = [sys.executable, "-m", "condvest", "-o", "json", "-q"]
     rows: list[Row] = []
     for stage in STAGES:
-        wall, rss, out = run_child([*cli, stage], stage, env)
-        rows.append((where, f"  {stage} (own process)", wall, rss, brief(json.loads(out))))
+        child = run_child([*cli, stage], stage, env)
+        rows.append(
+            (where, f"  {stage} (own process)", *_measured(child), brief(json.loads(child.out)))
+        )
     return rows
 
 
@@ -172,8 +153,8 @@ def local_suite(template: Path, scale: float, latest: date, previous: date) -> l
     if not (template / "bronze").exists():
         args = [py, str(HERE / "make_lake.py"), str(template), "--scale", str(scale)]
         args += ["--date-files", "5", "--date-files-mode", "merged", "--end", str(previous)]
-        wall, _rss, _out = run_child(args, "make_lake", dict(os.environ))
-        print(f"built template {template} in {wall:.0f} s", flush=True)
+        built = run_child(args, "make_lake", dict(os.environ))
+        print(f"built template {template} in {built.wall_s:.0f} s", flush=True)
     symbols = symbols_of(str(template), None)
     polygon = polygon_for(latest, symbols)
     rows: list[Row] = []
@@ -215,8 +196,8 @@ def s3_suite(scale: float, latest: date, previous: date) -> list[Row]:
         args = [sys.executable, str(HERE / "make_lake.py"), uri, "--scale", str(scale)]
         args += ["--date-files", "5", "--date-files-mode", "merged", "--end", str(previous)]
         args += ["--endpoint-url", endpoint]
-        wall, _rss, _out = run_child(args, "make_lake (s3)", dict(os.environ))
-        print(f"built S3 lake at scale {scale} in {wall:.0f} s", flush=True)
+        built = run_child(args, "make_lake (s3)", dict(os.environ))
+        print(f"built S3 lake at scale {scale} in {built.wall_s:.0f} s", flush=True)
         symbols = symbols_of(uri, endpoint)
         polygon = polygon_for(latest, symbols)
         try:
@@ -235,18 +216,20 @@ def main() -> int:
     p.add_argument("--s3-scale", type=float, default=0.1)
     p.add_argument("--skip-s3", action="store_true")
     a = p.parse_args()
-    _wait4_popen()
     latest, previous = sessions()
     print(f"new session {latest} on a lake ending {previous}", flush=True)
     rows = local_suite(Path(a.template), a.scale, latest, previous)
     if not a.skip_s3:
         rows += s3_suite(a.s3_scale, latest, previous)
     print(f"\ncpus {os.cpu_count()}; load average {os.getloadavg()}")
-    print(f"| {'where':<22} | {'what':<32} | {'wall s':>7} | {'peak RSS MB':>11} | note |")
-    print(f"|{'-' * 24}|{'-' * 34}|{'-' * 9}|{'-' * 13}|------|")
-    for where, what, wall, rss, note in rows:
-        shown = "" if rss != rss else f"{rss:.0f}"  # NaN: the stage ran inside `run`
-        print(f"| {where:<22} | {what:<32} | {wall:7.1f} | {shown:>11} | {note} |")
+    head = f"| {'where':<22} | {'what':<32} | {'wall s':>7} | {'CPU s':>6} | {'peak RSS MB':>11} |"
+    print(head + " note |")
+    print(f"|{'-' * 24}|{'-' * 34}|{'-' * 9}|{'-' * 8}|{'-' * 13}|------|")
+    for where, what, wall, cpu, rss, note in rows:
+        cpu_shown = "" if cpu != cpu else f"{cpu:.1f}"  # NaN: the stage ran inside `run`
+        rss_shown = "" if rss != rss else f"{rss:.0f}"
+        cells = f"| {where:<22} | {what:<32} | {wall:7.1f} | {cpu_shown:>6} | {rss_shown:>11} |"
+        print(f"{cells} {note} |")
     return 0
 
 
