@@ -102,13 +102,41 @@ def test_two_runs_at_once_one_proceeds(lake: Lake, tmp_path: Path) -> None:
     assert read_lock(lake.storage, "run") is None
 
 
-def test_lock_of_a_killed_run_is_taken_over_after_expiry(lake: Lake, tmp_path: Path) -> None:
+def test_lock_of_a_run_killed_on_this_machine_is_taken_over_at_once(
+    lake: Lake, tmp_path: Path
+) -> None:
     ref = _reference(lake, tmp_path)
     _seed(lake)
     killed = run_cli(lake, {faults.WRITES_ENV: "4"})  # lock, run record, then mid-fetch
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     holder = read_lock(lake.storage, "run")
-    assert holder is not None
+    assert holder is not None and holder.expires > datetime.now(UTC)
+    # The lease has not expired, but its holder provably died on this machine (same boot, PID
+    # namespace, no process with its PID and start time): the next cron run goes ahead.
+    later = run_cli(lake)
+    assert later.returncode == 0, later.stderr
+    gone = f"took over the run lock of run {holder.run_id}: its process (pid {holder.pid} "
+    assert gone in later.stderr, later.stderr
+    locks = lake.storage.list_objects(layout.LOCKS_PREFIX)
+    assert not [o for o in locks if not layout.is_temp_key(o.key)]  # all released
+    assert view(lake) == ref
+
+
+def test_lock_of_a_run_killed_elsewhere_is_taken_over_after_expiry(
+    lake: Lake, tmp_path: Path
+) -> None:
+    ref = _reference(lake, tmp_path)
+    _seed(lake)
+    killed = run_cli(lake, {faults.WRITES_ENV: "4"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # As if the killed run had been on another machine (an AWS Batch node): its death cannot be
+    # seen from here, so only the lease's expiry frees its locks.
+    for obj in lake.storage.list_objects(layout.LOCKS_PREFIX):
+        if not layout.is_temp_key(obj.key):
+            record = lake.storage.read_json(obj.key)
+            lake.storage.write_json(obj.key, {**record, "host": "batch-node-7"})
+    holder = read_lock(lake.storage, "run")
+    assert holder is not None and holder.host == "batch-node-7"
     early = run_cli(lake)
     assert early.returncode == 1 and "run is already running" in early.stderr, early.stderr
     assert holder.run_id in early.stderr

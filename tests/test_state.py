@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -258,8 +259,9 @@ def test_lock_between_two_processes(lake: Lake, tmp_path: Path) -> None:
         stale = read_lock(lake.storage, "consolidate")
         assert stale is not None and stale.run_id == "proc-one"
 
-        # an hour and a bit later (the clock seam): the dead holder's lease has passed
-        code, body = _finish(_lock_process(lake, "try", "proc-three", tmp_path / "x", 3700))
+        # The lease runs for an hour, but its holder provably died on this machine: the next
+        # runner takes the lock over at once instead of waiting for the expiry.
+        code, body = _finish(_lock_process(lake, "try", "proc-three", tmp_path / "x"))
         assert code == 0 and body == {"ok": True, "took_over": "proc-one"}
         now = read_lock(lake.storage, "consolidate")
         assert now is not None and now.run_id == "proc-three"
@@ -267,6 +269,59 @@ def test_lock_between_two_processes(lake: Lake, tmp_path: Path) -> None:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def _holder_record(**changes: Any) -> dict[str, Any]:
+    """A lock record naming this test's parent process (alive), as the holder wrote it."""
+    from condvest.state import lock as lock_module
+
+    parent = os.getppid()
+    body = {
+        "name": "fetch",
+        "run_id": "holder",
+        "host": socket.gethostname(),
+        "pid": parent,
+        "acquired_at": T0.isoformat(),
+        "expires_at": (T0 + timedelta(hours=1)).isoformat(),
+        "boot_id": lock_module._read_text(lock_module.BOOT_ID),
+        "pid_ns": lock_module._pid_namespace(),
+        "started": lock_module._start_time(parent),
+    }
+    return {**body, **changes}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    ("case", "changes", "taken"),
+    [
+        ("holder alive", {}, False),
+        ("pid reused by another process", {"started": "1"}, True),
+        ("no such pid", {"pid": 2**22 + 7, "started": "5"}, True),
+        ("another machine", {"host": "elsewhere", "started": "1"}, False),
+        ("another boot", {"boot_id": "0000-other-boot", "started": "1"}, False),
+        ("another container (PID namespace)", {"pid_ns": "pid:[1]", "started": "1"}, False),
+        ("record of an older version", {"boot_id": None, "started": "1"}, False),
+    ],
+)
+def test_a_dead_holder_on_this_machine_is_taken_over_before_expiry(
+    local_lake: Lake, case: str, changes: dict[str, Any], taken: bool
+) -> None:
+    st = local_lake.storage
+    body = _holder_record(**changes)
+    body = {k: v for k, v in body.items() if v is not None}
+    st.write_json(layout.lock("fetch"), body)
+    runner = StageLock(st, "fetch", run_id="next", clock=_clock(T0 + timedelta(minutes=5)))
+    if not taken:
+        with pytest.raises(LockHeldError, match="run holder"):
+            runner.acquire()
+        holder = read_lock(st, "fetch")
+        assert holder is not None and holder.run_id == "holder", case
+        return
+    runner.acquire()
+    assert runner.took_over is not None and runner.took_over.run_id == "holder", case
+    holder = read_lock(st, "fetch")
+    assert holder is not None and holder.run_id == "next"
+    assert holder.pid == os.getpid() and holder.started and holder.boot_id
 
 
 # -- run records --------------------------------------------------------------------------------

@@ -187,7 +187,10 @@ class PostgresSettings(_Section):
 
 class LockSettings(_Section):
     ttl_seconds: int = Field(
-        3600, ge=10, description="A stage lock older than this (not renewed) is taken over"
+        3600,
+        ge=10,
+        description="A stage lock older than this (not renewed) is taken over; sooner when "
+        "its holder provably died on this machine",
     )
 
 

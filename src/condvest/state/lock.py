@@ -1,6 +1,13 @@
 """A lease lock per stage: a conditional create with an expiry; a stale lock is taken over by a
-conditional replace of exactly the version that was seen expired (so two runners cannot both
-take it over)."""
+conditional replace of exactly the version that was seen stale (so two runners cannot both
+take it over).
+
+A lock is stale when its lease has expired, or — without waiting for the expiry — when its
+holder provably died: the record names the holder's machine boot, PID namespace, PID and process
+start time (Linux /proc), and this process sees the same boot and namespace but no process with
+that PID and start time. A run killed by the OOM killer or SIGKILL no longer blocks the next cron
+run on the same machine for ``lock.ttl_seconds``. Holders on other machines, containers or
+Lambda sandboxes (another boot or namespace) are only ever taken over after the expiry."""
 
 from __future__ import annotations
 
@@ -28,6 +35,12 @@ class LockInfo:
     pid: int
     acquired_at: str
     expires_at: str
+    boot_id: str = ""
+    """The holder's /proc/sys/kernel/random/boot_id ("" where there is none)."""
+    pid_ns: str = ""
+    """The holder's PID namespace (readlink /proc/self/ns/pid)."""
+    started: str = ""
+    """The holder process's start time (clock ticks since boot, /proc/<pid>/stat field 22)."""
 
     @property
     def expires(self) -> datetime:
@@ -35,7 +48,56 @@ class LockInfo:
 
     @classmethod
     def from_json(cls, obj: Any) -> LockInfo:
-        return cls(**{k: obj[k] for k in cls.__dataclass_fields__})
+        return cls(
+            name=obj["name"],
+            run_id=obj["run_id"],
+            host=obj["host"],
+            pid=obj["pid"],
+            acquired_at=obj["acquired_at"],
+            expires_at=obj["expires_at"],
+            # absent in the records of older versions: such a holder waits for its expiry
+            boot_id=str(obj.get("boot_id", "")),
+            pid_ns=str(obj.get("pid_ns", "")),
+            started=str(obj.get("started", "")),
+        )
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """Start time of process ``pid`` in clock ticks since boot; "" if there is no such process."""
+    stat = _read_text(f"/proc/{pid}/stat")
+    # The command name (field 2) is in parentheses and may hold spaces: split after its ")".
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def holder_is_dead(holder: LockInfo) -> bool:
+    """True only when ``holder`` provably no longer runs: same host, boot and PID namespace as
+    this process, and no process with its PID and start time. Anything unknown → False."""
+    if not (holder.boot_id and holder.pid_ns and holder.started and holder.pid > 0):
+        return False
+    if holder.host != socket.gethostname():
+        return False
+    if holder.boot_id != _read_text(BOOT_ID) or holder.pid_ns != _pid_namespace():
+        return False
+    return _start_time(holder.pid) != holder.started
+
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def _utcnow() -> datetime:
@@ -72,6 +134,9 @@ class StageLock:
             pid=os.getpid(),
             acquired_at=now.isoformat(),
             expires_at=(now + self.ttl).isoformat(),
+            boot_id=_read_text(BOOT_ID),
+            pid_ns=_pid_namespace(),
+            started=_start_time(os.getpid()),
         )
         return json_bytes(asdict(info))
 
@@ -104,19 +169,29 @@ class StageLock:
                 # answer was lost, and the client's retry was refused (412). It is ours.
                 self._version = version
                 return
-            if holder.expires > self.clock():
+            expired = holder.expires <= self.clock()
+            if not expired and not holder_is_dead(holder):
                 raise LockHeldError(
                     f"{self.name} is already running (run {holder.run_id} on {holder.host}, "
                     f"pid {holder.pid}, since {holder.acquired_at})",
                     hint=f"wait for it, or for the lock to expire at {holder.expires_at}",
                 )
             if self.storage.replace(self.key, self._record(), version):
-                log.warning(
-                    "took over the expired %s lock of run %s (expired %s)",
-                    self.name,
-                    holder.run_id,
-                    holder.expires_at,
-                )
+                if expired:
+                    log.warning(
+                        "took over the expired %s lock of run %s (expired %s)",
+                        self.name,
+                        holder.run_id,
+                        holder.expires_at,
+                    )
+                else:
+                    log.warning(
+                        "took over the %s lock of run %s: its process (pid %s on %s) is gone",
+                        self.name,
+                        holder.run_id,
+                        holder.pid,
+                        holder.host,
+                    )
                 self.took_over = holder
                 self._remember_version()
                 return
