@@ -161,7 +161,9 @@ def _plan_interval(
             strict=True,
         )
     )
-    table, order, m_starts, month_slices = _by_month(table)
+    # The month order is kept, not applied: each month's rows are taken from the bars as that
+    # month is written (in the writer threads), instead of a sorted copy of every bar up front.
+    order, m_starts, month_slices = _month_order(table)
     hashes = hashes[order]
     month_digests = {
         lab: f"{dig}:{b - a}"
@@ -205,17 +207,15 @@ def _plan_interval(
         month_digests=month_digests,
         symbol_digests=symbol_digests,
         existing=existing,
+        month_order=order,
     )
 
 
-def _by_month(
-    table: pa.Table,
-) -> tuple[pa.Table, np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
-    """Bars grouped by start month — a stable sort keeps (symbol, start_date) order inside —,
-    the order applied, each month's first row, and each month's (start, end) slice."""
+def _month_order(table: pa.Table) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """The row order grouping bars by start month — a stable sort keeps (symbol, start_date)
+    order inside —, each month's first position in it, and each month's (start, end)."""
     months = bars.month_keys(table.column("start_date").cast(pa.int32()).to_numpy())
     order = np.argsort(months, kind="stable")
-    table = table.take(pa.array(order))
     months = months[order]
     m_starts = (
         np.flatnonzero(np.concatenate([[True], months[1:] != months[:-1]]))
@@ -225,7 +225,16 @@ def _by_month(
     m_ends = np.append(m_starts[1:], len(months))[: len(m_starts)]
     labels = [bars.month_label(int(k)) for k in months[m_starts]]
     slices = {lab: (int(a), int(b)) for lab, a, b in zip(labels, m_starts, m_ends, strict=True)}
-    return table, order, m_starts, slices
+    return order, m_starts, slices
+
+
+def _by_month(
+    table: pa.Table,
+) -> tuple[pa.Table, np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """:func:`_month_order` applied: the bars sorted by month, the order, the month starts and
+    slices (the tail path's tables are small; the full path keeps the order instead)."""
+    order, m_starts, slices = _month_order(table)
+    return table.take(pa.array(order)), order, m_starts, slices
 
 
 def _plan_tail(
@@ -379,10 +388,10 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
                 _check_readable(ctx, iplan.existing[label].key)
 
     def write(label: str) -> int:
-        a, b = iplan.month_slices[label]
         key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))
-        storage.write_parquet(key, iplan.table.slice(a, b - a).cast(SILVER_SCHEMA))
-        return b - a
+        rows = iplan.month_rows(label)
+        storage.write_parquet(key, rows.cast(SILVER_SCHEMA))
+        return int(rows.num_rows)
 
     with ThreadPoolExecutor(8) as pool:
         rows = sum(pool.map(write, iplan.months_to_write))
@@ -434,11 +443,10 @@ def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dic
     # Every month is read before any is written: a corrupt month fails the interval untouched.
     for label in iplan.months_to_write:
         old = _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
-        a, b = iplan.month_slices.get(label, (0, 0))
-        merged[label] = resample_tail.merge_month(
-            old, iplan.table.slice(a, b - a), iplan.replace_from
-        )
-        removed += (old.num_rows if old is not None else 0) - (merged[label].num_rows - (b - a))
+        new = iplan.month_rows(label)
+        merged[label] = resample_tail.merge_month(old, new, iplan.replace_from)
+        kept = merged[label].num_rows - new.num_rows  # the old rows still in the month
+        removed += (old.num_rows if old is not None else 0) - kept
 
     def write(label: str) -> int:
         key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from condvest.core.bars import BarAlignment
@@ -37,7 +38,8 @@ class IntervalPlan:
     months_to_delete: tuple[str, ...]
     symbols_affected: tuple[str, ...]
     rows_to_write: int
-    # The computed bars, sorted by (month, symbol, start_date), and where each month lies.
+    # The computed bars and where each month lies: rows [a, b) of ``table`` — or, when
+    # ``month_order`` is set, rows ``month_order[a:b]`` of it — in (symbol, start_date) order.
     table: pa.Table = field(repr=False, compare=False)
     month_slices: dict[str, tuple[int, int]] = field(repr=False, compare=False)
     month_digests: dict[str, str] = field(repr=False, compare=False)
@@ -46,6 +48,14 @@ class IntervalPlan:
     # Tail mode: month rows starting on or after this day are replaced (None = whole months).
     replace_from: int | None = None
     previous: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    month_order: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def month_rows(self, label: str) -> pa.Table:
+        """The bars of month ``label`` ("YYYYMM"), sorted by (symbol, start_date)."""
+        a, b = self.month_slices.get(label, (0, 0))
+        if self.month_order is None:
+            return self.table.slice(a, b - a)
+        return self.table.take(pa.array(self.month_order[a:b]))
 
     def describe(self) -> dict[str, Any]:
         return {
