@@ -65,11 +65,13 @@ def _reference(lake: Lake, tmp_path: Path) -> object:
     return view(ref)
 
 
-def _wait_for_lock(lake: Lake, proc: subprocess.Popen[str]) -> None:
+def _wait_for_pause(release: Path, proc: subprocess.Popen[str]) -> None:
+    """Until the first run waits before its 3rd write (the hook then creates
+    ``<release>.paused``): its lock and run record are written, and the lake stays still."""
     deadline = time.monotonic() + 120
-    while read_lock(lake.storage, "run") is None:
+    while not Path(f"{release}.paused").exists():
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the first run never took the lock"
+        assert time.monotonic() < deadline, "the first run never reached its 3rd write"
         time.sleep(0.1)
 
 
@@ -85,7 +87,7 @@ def test_two_runs_at_once_one_proceeds(lake: Lake, tmp_path: Path) -> None:
         text=True,
     )
     try:
-        _wait_for_lock(lake, first)
+        _wait_for_pause(release, first)
         holder = read_lock(lake.storage, "run")
         assert holder is not None and holder.pid == first.pid
         before = {o.key for o in lake.storage.list_objects("")}

@@ -11,6 +11,7 @@ file. Sweeping N over 1..M visits every state between two writes of a run of M w
 
 ``CONDVEST_TEST_PAUSE_AT_WRITE=N:<path>`` — the Nth mutation waits (before it lands) until
 ``<path>`` exists: a run that deterministically holds its locks while a test starts another.
+When it starts waiting it creates ``<path>.paused``, so the test knows the lake is still.
 
 ``CONDVEST_TEST_KILL_AT=<point>[:<key part>]`` — named points, for a key containing
 ``<key part>``: ``after-temp-write`` (storage: the new bytes are written under a temporary name,
@@ -56,6 +57,8 @@ def count_write() -> None:
     if pause:
         at, _, path = pause.partition(":")
         if count == int(at):
+            with open(path + ".paused", "w"):
+                pass
             while not os.path.exists(path):
                 time.sleep(0.05)
 
