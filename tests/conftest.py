@@ -274,7 +274,16 @@ def polygon_overrides(url: str, **polygon: Any) -> dict[str, Any]:
 # -- crash suite figures ----------------------------------------------------------------------
 CRASH_POINTS: dict[tuple[str, ...], int] = {}
 """(stage, backend) -> kill points tried, (stage, backend, "writes") -> storage mutations of an
-uninterrupted run; filled by tests/test_crash_suite.py, printed at the end of the session."""
+uninterrupted run; tests/test_crash_suite.py records them as the user property ``crash_points``
+of its reports, which reach this process from pytest-xdist workers too; printed at the end."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "crash_points" and report.when == "call":
+            stage, kind, points, writes = value
+            CRASH_POINTS[(stage, kind)] = CRASH_POINTS.get((stage, kind), 0) + points
+            CRASH_POINTS[(stage, kind, "writes")] = writes
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -38,7 +38,7 @@ from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.state import landed_sessions, read_manifest, read_watermark
 from condvest.state.lock import read_lock
 from condvest.storage import Storage
-from conftest import CRASH_POINTS, Lake, _boto_client, make_local_lake, make_s3_lake
+from conftest import Lake, _boto_client, make_local_lake, make_s3_lake
 from consolidate_helpers import all_rows
 
 pytestmark = pytest.mark.slow
@@ -279,7 +279,10 @@ def check_recovered(lake: Lake, ref: View, rows_before: set[tuple[str, date]]) -
         assert not [o for o in lake.storage.list_objects("") if layout.is_temp_key(o.key)]
 
 
-def sweep(stage: Stage, lakes: Lakes, base: list[date], new: list[date], kind: str) -> None:
+def sweep(
+    stage: Stage, lakes: Lakes, base: list[date], new: list[date], kind: str
+) -> tuple[str, str, int, int]:
+    """Kills ``stage`` at points over its run; returns (stage, backend, kill points, writes)."""
     stage.prepare(lakes.base, base, new)
     rows_before = set(bronze_rows(lakes.base.storage))
     ref_lake = lakes.copy("reference")
@@ -296,17 +299,20 @@ def sweep(stage: Stage, lakes: Lakes, base: list[date], new: list[date], kind: s
         result = stage.job(lake, new)
         assert result.ok, (n, result.to_dict())
         check_recovered(lake, ref, rows_before)
-        CRASH_POINTS[(stage.name, kind)] = CRASH_POINTS.get((stage.name, kind), 0) + 1
-    CRASH_POINTS[(stage.name, kind, "writes")] = total
+    return stage.name, kind, len(points), total
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_crash_local(stage: str, tmp_path: Path) -> None:
+def test_crash_local(stage: str, tmp_path: Path, record_property: Any) -> None:
     base, new = _sessions("local")
-    sweep(STAGES[stage], Lakes("local", tmp_path, None), base, new, "local")
+    swept = sweep(STAGES[stage], Lakes("local", tmp_path, None), base, new, "local")
+    record_property("crash_points", swept)  # summed up by conftest
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_crash_s3(stage: str, tmp_path: Path, moto_endpoint: str, s3_bucket: str) -> None:
+def test_crash_s3(
+    stage: str, tmp_path: Path, moto_endpoint: str, s3_bucket: str, record_property: Any
+) -> None:
     base, new = _sessions("s3")
-    sweep(STAGES[stage], Lakes("s3", tmp_path, moto_endpoint), base, new, "s3")
+    swept = sweep(STAGES[stage], Lakes("s3", tmp_path, moto_endpoint), base, new, "s3")
+    record_property("crash_points", swept)
