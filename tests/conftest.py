@@ -298,3 +298,25 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
         total += CRASH_POINTS[key]
     terminalreporter.write_line(f"total        {total} kill points")
+
+
+# -- the CLI in child processes (tests/cli_proc.py) --------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fresh-cli",
+        action="store_true",
+        help="run every `python -m condvest` of the tests in a fresh interpreter instead of a "
+        "child forked from a pre-imported one (slower; the reference tests/cli_proc.py matches)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import cli_proc
+
+    cli_proc.FRESH["all"] = bool(config.getoption("--fresh-cli"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import cli_proc
+
+    cli_proc.stop_zygote()

@@ -8,12 +8,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import typer
 
+import cli_proc
 from condvest import __version__
 from condvest.cli.app import app
 from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV
@@ -38,15 +38,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", *args],
-        cwd=cwd,
-        env=cli_env(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli_proc.run(args, env=cli_env(env), cwd=cwd)
 
 
 def one_error_line(out: subprocess.CompletedProcess[str]) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import cli_proc
 from condvest import faults
 from condvest.core import layout
 from condvest.state.lock import read_lock
@@ -37,13 +38,7 @@ def _env(lake: Lake, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(lake: Lake, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", "run"],
-        env=_env(lake, extra),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return cli_proc.run(["run"], env=_env(lake, extra), timeout=300)
 
 
 def _twin(lake: Lake, tmp_path: Path, name: str) -> Lake:
@@ -65,7 +60,7 @@ def _reference(lake: Lake, tmp_path: Path) -> object:
     return view(ref)
 
 
-def _wait_for_pause(release: Path, proc: subprocess.Popen[str]) -> None:
+def _wait_for_pause(release: Path, proc: Any) -> None:
     """Until the first run waits before its 3rd write (the hook then creates
     ``<release>.paused``): its lock and run record are written, and the lake stays still."""
     deadline = time.monotonic() + 120
@@ -79,13 +74,7 @@ def test_two_runs_at_once_one_proceeds(lake: Lake, tmp_path: Path) -> None:
     _seed(lake)
     release = tmp_path / "release"
     # Write 1 is the run lock, 2 its run record: the first run waits before its 3rd write.
-    first = subprocess.Popen(
-        [sys.executable, "-m", "condvest", "run"],
-        env=_env(lake, {faults.PAUSE_ENV: f"3:{release}"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = cli_proc.start(["run"], env=_env(lake, {faults.PAUSE_ENV: f"3:{release}"}))
     try:
         _wait_for_pause(release, first)
         holder = read_lock(lake.storage, "run")

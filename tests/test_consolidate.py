@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from datetime import date, timedelta
@@ -15,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+import cli_proc
 from condvest.core import layout
 from condvest.core.retention import parse_shard, shard_of
 from condvest.errors import StorageError, UsageError
@@ -307,13 +307,7 @@ def _cli(lake: Lake, *args: str) -> subprocess.CompletedProcess[str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     env.update(lake.env())
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", "--output", "json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_proc.run(["--output", "json", *args], env=env)
 
 
 def test_cli_exit_codes(lake: Lake) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
+import cli_proc
 from condvest.core import layout
 from condvest.faults import KILL_ENV
 from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
@@ -74,9 +73,7 @@ def test_killed_run_loses_nothing_and_rerun_converges(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     env.update(lake.env())
     env[KILL_ENV] = point
-    killed = subprocess.run(
-        [sys.executable, "-m", "condvest", *ARGS], env=env, capture_output=True, text=True
-    )
+    killed = cli_proc.run(ARGS, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     # Nothing lost: every row is still in data.parquet or in its date file.
     assert all_rows(lake.storage) == rows_before

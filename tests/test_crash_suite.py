@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -25,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import cli_proc
 import condvest.faults as faults
 from condvest.core import layout
 from condvest.core.calendar import get_calendar
@@ -239,13 +238,7 @@ def view(lake: Lake) -> View:
 def kill_at(lake: Lake, args: list[str], n: int) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     env.update(lake.env() | _env(lake.kind) | {faults.WRITES_ENV: str(n)})
-    proc = subprocess.run(
-        [sys.executable, "-m", "condvest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli_proc.run(args, env=env, timeout=300)
     assert proc.returncode == -signal.SIGKILL, f"kill point {n} not reached: {proc.stderr}"
     return proc.returncode
 

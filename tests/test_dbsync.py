@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
@@ -16,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+import cli_proc
 from condvest.core import layout
 from condvest.errors import CondvestError
 from condvest.jobs.base import JobResult, run_stage
@@ -187,14 +187,7 @@ def test_status_shows_the_database_beside_the_lake(local_lake: Lake, sink: Postg
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     full.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_proc.run(args, env=full, cwd=cwd)
 
 
 def test_status_init_db_cli(tmp_path: Path, pg_schema: tuple[str, str]) -> None:

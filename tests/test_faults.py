@@ -18,7 +18,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pytest
 
+import cli_proc
 from condvest.core import layout
 from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 from condvest.jobs.run import RunOptions, plan_run, run_run
@@ -61,14 +61,7 @@ def fetch_cli(
         "CONDVEST_POLYGON__TIMEOUT_S": "1",
     }
     env |= extra or {}
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", "-o", "json", "fetch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli_proc.run(["-o", "json", "fetch", *args], env=env)
 
 
 def landed(lake: Path) -> list[str]:

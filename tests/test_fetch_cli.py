@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+import cli_proc
 from condvest.core import layout
 from condvest.core.validate import validate_rows
 from condvest.jobs.compaction import read_bronze
@@ -26,7 +26,11 @@ DAY = date(2025, 1, 2)  # winter: the 16:00 New York close is 21:00 UTC, the nex
 
 
 def cli(
-    lake: Lake, polygon: FakePolygon | None, *args: str, env: dict[str, str] | None = None
+    lake: Lake,
+    polygon: FakePolygon | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     full.update(lake.env())
@@ -42,13 +46,7 @@ def cli(
             }
         )
     full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_proc.run(args, env=full, fresh=fresh)
 
 
 @pytest.mark.slow
@@ -94,7 +92,8 @@ def test_host_time_zone_never_changes_dates(
     lake = make_local_lake(tmp_path / zone.replace("/", "_"))
     polygon.grouped[DAY] = [agg("AAPL", DAY)]
     polygon.ranges["AAPL"] = [agg(None, DAY), agg(None, date(2025, 1, 3))]
-    out = cli(lake, polygon, "fetch", "--date", str(DAY), env={"TZ": zone})
+    # a fresh interpreter (tests/cli_proc.py): TZ is in force from start-up, import time included
+    out = cli(lake, polygon, "fetch", "--date", str(DAY), env={"TZ": zone}, fresh=True)
     assert out.returncode == 0, out.stderr
     assert lake.storage.exists(layout.date_file("AAPL", DAY))
     hist = cli(
@@ -109,6 +108,7 @@ def test_host_time_zone_never_changes_dates(
         "--end",
         "2025-01-03",
         env={"TZ": zone},
+        fresh=True,
     )
     assert hist.returncode == 0, hist.stderr
     data = read_bronze(lake.storage, layout.data_file("AAPL"))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 
+import cli_proc
 from conftest import make_local_lake
 
 
@@ -25,13 +25,7 @@ def _cli(lake_uri: str, env: dict[str, str], *args: str) -> subprocess.Completed
         }
     )
     full.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", "--output", "json", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return cli_proc.run(["--output", "json", *args], env=full, timeout=180)
 
 
 def _db_rows(dsn: str, schema: str) -> tuple[int, str | None]:

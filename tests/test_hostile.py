@@ -10,7 +10,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import cli_proc
 from condvest.core.layout import validate_symbol
 from condvest.errors import InvalidSymbolError
 from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV
@@ -41,14 +41,8 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def condvest(lake: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    done = subprocess.run(
-        [sys.executable, "-m", "condvest", *args],
-        cwd=lake.parent,
-        env=cli_env({"CONDVEST_LAKE__URI": str(lake), **(env or {})}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+    done = cli_proc.run(
+        args, env=cli_env({"CONDVEST_LAKE__URI": str(lake), **(env or {})}), cwd=lake.parent
     )
     return Result(args, done.returncode, done.stdout, done.stderr)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import cli_proc
 from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV
 from polygon_server import KEY, FakePolygon, Scripted, agg
 
@@ -38,15 +38,7 @@ def run(
         "CONDVEST_POSTGRES__CONNECT_TIMEOUT_S": "2",
     }
     pre = ["--config", str(config)] if config else []
-    return subprocess.run(
-        [sys.executable, "-m", "condvest", *pre, *args],
-        cwd=lake.parent,
-        env=base | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli_proc.run([*pre, *args], env=base | (env or {}), cwd=lake.parent)
 
 
 @pytest.mark.slow

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import date, timedelta
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import cli_proc
 from condvest.core import layout
 from condvest.errors import UsageError
 from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
@@ -116,12 +115,10 @@ def test_corrupt_data_file_keeps_files_and_fails(lake: Lake) -> None:
 def test_cli(lake: Lake) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     env.update(lake.env())
-    base = [sys.executable, "-m", "condvest", "--output", "json", "vacuum"]
-    low = subprocess.run([*base, "--retention-days", "1"], env=env, capture_output=True, text=True)
+    base = ["--output", "json", "vacuum"]
+    low = cli_proc.run([*base, "--retention-days", "1"], env=env)
     assert low.returncode == 2 and "pass --force" in low.stderr
-    ok = subprocess.run(
-        [*base, "--dry-run", "--symbols", "AAPL"], env=env, capture_output=True, text=True
-    )
+    ok = cli_proc.run([*base, "--dry-run", "--symbols", "AAPL"], env=env)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["dry_run"] is True
 
