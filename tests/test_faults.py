@@ -243,6 +243,26 @@ def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
     proxy.server_close()
 
 
+@pytest.fixture
+def short_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """botocore's retry waits, each a 50th as long; returns the waits asked for.
+
+    Its standard mode waits up to 2^n s (random) before retry n: ~100 retries here slept ~70 s
+    of this test's ~75. Which requests are retried, how often, and the retry quota stay
+    botocore's; only the sleep is shorter (it is not what this test is about)."""
+    from aiobotocore.endpoint import AioEndpoint
+
+    asked: list[float] = []
+    original = AioEndpoint._sleep
+
+    async def sleep(self: Any, amount: float) -> None:
+        asked.append(amount)
+        await original(self, amount / 50)
+
+    monkeypatch.setattr(AioEndpoint, "_sleep", sleep)
+    return asked
+
+
 NOW = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 SYNTHETIC = {"source": "synthetic", "synthetic_symbols": 5}
 
@@ -281,7 +301,7 @@ def _content(storage: Storage, prefix: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_s3_errors_end_in_the_same_lake(
-    moto_endpoint: str, s3_bucket: str, fault_proxy: FaultProxy
+    moto_endpoint: str, s3_bucket: str, fault_proxy: FaultProxy, short_backoff: list[float]
 ) -> None:
     clean = _s3_lake(f"s3://{s3_bucket}/clean", moto_endpoint)
     faulty = _s3_lake(f"s3://{s3_bucket}/faulty", fault_proxy.url)
@@ -292,6 +312,7 @@ def test_s3_errors_end_in_the_same_lake(
         f"requests failed (503 SlowDown / 500); pipeline attempts: {attempts}"
     )
     assert fault_proxy.failed > 20  # the faults were really injected
+    assert len(short_backoff) > 20  # and botocore retried them
     for prefix in (layout.BRONZE_OHLCV + "/", "silver/"):
         want, got = _content(clean.storage, prefix), _content(faulty.storage, prefix)
         assert sorted(got) == sorted(want), prefix
