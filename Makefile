@@ -3,6 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): "auto" = one per CPU. Work stealing: the tests' lengths vary
+# from milliseconds to a minute, so an idle worker takes tests queued for the other.
+PYTEST_WORKERS ?= auto
 
 .PHONY: install demo test lint format bench-lake
 
@@ -33,4 +36,4 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 test: install lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
