@@ -57,6 +57,9 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+_MOTO_LOCK = threading.RLock()
+
+
 def serialise_moto_s3() -> None:
     """Make the in-process moto server handle one S3 request at a time.
 
@@ -69,16 +72,31 @@ def serialise_moto_s3() -> None:
 
     if getattr(S3Response, "_condvest_serialised", False):
         return
-    lock = threading.RLock()
     for name in ("bucket_response", "key_response"):
         original = getattr(S3Response, name)
 
         def serialised(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
+            with _MOTO_LOCK:
                 return _original(self, *args, **kwargs)
 
         setattr(S3Response, name, functools.wraps(original)(serialised))
     S3Response._condvest_serialised = True  # type: ignore[attr-defined]
+
+
+def moto_copy_prefix(bucket: str, source: str, target: str) -> int:
+    """Test set-up: copy every object under ``source`` to ``target`` inside the in-process moto
+    server (its backend is this process's), without an HTTP request per object. Returns the
+    number of objects copied."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+    with _MOTO_LOCK:
+        keys = backend.get_bucket(bucket).keys
+        names = [name for name in keys if name.startswith(source)]
+        for name in names:
+            backend.put_object(bucket, target + name[len(source) :], keys[name].value)
+    return len(names)
 
 
 def _reset_moto(endpoint: str) -> None:

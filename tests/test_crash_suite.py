@@ -37,7 +37,7 @@ from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.state import landed_sessions, read_manifest, read_watermark
 from condvest.state.lock import read_lock
 from condvest.storage import Storage
-from conftest import Lake, _boto_client, make_local_lake, make_s3_lake
+from conftest import Lake, make_local_lake, make_s3_lake, moto_copy_prefix
 from consolidate_helpers import all_rows
 
 pytestmark = pytest.mark.slow
@@ -174,13 +174,8 @@ class Lakes:
         if self.kind == "local":
             shutil.copytree(self.tmp / "base", self.tmp / name)
             return target
-        client = _boto_client(self.endpoint or "")
-        for obj in self.base.storage.list_objects(""):
-            client.copy_object(
-                Bucket="condvest-test",
-                Key=f"{name}/{obj.key}",
-                CopySource={"Bucket": "condvest-test", "Key": f"base/{obj.key}"},
-            )
+        copied = moto_copy_prefix("condvest-test", "base/", f"{name}/")
+        assert copied == len(self.base.storage.list_objects(""))
         return target
 
 
