@@ -130,7 +130,9 @@ class CliProcess:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.connect(_get_zygote().path)
-            socket.send_fds(conn, [_HEADER.pack(len(request)) + request], [null, out_w, err_w])
+            message = _HEADER.pack(len(request)) + request
+            sent = socket.send_fds(conn, [message], [null, out_w, err_w])
+            conn.sendall(message[sent:])
         except BaseException:
             conn.close()
             for fd in (out_r, err_r):
