@@ -108,3 +108,43 @@ def test_verify_merge_refuses_lossy_or_unsorted_results() -> None:
         verify_merge(old, incoming, merged.slice(0, 3), symbol="V")
     with pytest.raises(VerificationError, match="not sorted"):
         verify_merge(old, incoming, pa.concat_tables([merged, merged.slice(0, 1)]), symbol="V")
+
+
+def test_verify_merge_refuses_a_date_from_neither_input() -> None:
+    from condvest.core.merge import merge_bronze, verify_merge
+
+    old = rows("V", DAYS[:3])
+    incoming = rows("V", [DAYS[5]])
+    merged, _ = merge_bronze(old, incoming)
+    invented = pa.concat_tables([merged.slice(0, 3), rows("V", [DAYS[4]]), merged.slice(3)])
+    with pytest.raises(VerificationError, match=r"row count 5 != old \+ new dates 4"):
+        verify_merge(old, incoming, invented, symbol="V")
+    with pytest.raises(VerificationError, match="lose 3 date"):
+        verify_merge(old, incoming, rows("V", [DAYS[5]]), symbol="V")
+    with pytest.raises(VerificationError, match="lose 4 date"):
+        verify_merge(old, incoming, rows("V", []), symbol="V")
+    verify_merge(rows("V", []), rows("V", []), rows("V", []), symbol="V")
+
+
+def test_a_bad_encode_is_caught_before_the_swap(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes about to be swapped in are decoded and compared with the merged rows: an
+    encoder that writes a wrong value (here: one close price) fails the symbol, and the
+    history on disk is untouched."""
+    from condvest.jobs import compaction
+
+    merge_into_data_file(lake.storage, "ENC", rows("ENC", DAYS[:3]))
+    before = lake.storage.read_bytes(layout.data_file("ENC"))
+    good_encode = compaction.bronze_bytes
+
+    def bad_encode(table: pa.Table) -> bytes:
+        closes = table.column("close").to_pylist()
+        closes[1] += 0.01
+        field = table.schema.field("close")  # same schema: only a value differs
+        return good_encode(table.set_column(5, field, pa.array(closes, pa.float64())))
+
+    monkeypatch.setattr(compaction, "bronze_bytes", bad_encode)
+    with pytest.raises(VerificationError, match="does not read back equal"):
+        merge_into_data_file(lake.storage, "ENC", rows("ENC", [DAYS[3]]))
+    assert lake.storage.read_bytes(layout.data_file("ENC")) == before

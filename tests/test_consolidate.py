@@ -294,6 +294,65 @@ def test_out_of_time_stops_cleanly(lake: Lake) -> None:
     assert date_files(lake.storage, "LATE") == [DAYS[0]]
 
 
+def test_many_batches_are_all_recorded_and_cleaned(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches overlap (the next one merges while the previous one is recorded): every merged
+    symbol still ends up in the manifest, cleanup runs only for recorded symbols, and a failed
+    symbol in the middle keeps its files."""
+    from condvest.jobs import consolidate as job
+
+    monkeypatch.setattr(job, "_MANIFEST_BATCH", 2)
+    names = [f"B{i}" for i in range(7)]
+    for symbol in names:
+        for day in DAYS[:2]:
+            land(lake.storage, symbol, day)
+    lake.storage.write_bytes(layout.data_file("B3"), b"junk")
+    result = consolidate(lake, retention_days=0)
+    assert not result.ok and [f["symbol"] for f in result.failures] == ["B3"]
+    assert result.symbols_done == 6 and result.files_deleted == 12
+    manifest, _ = read_manifest(lake.storage)
+    assert sorted(manifest) == [n for n in names if n != "B3"]
+    assert all(manifest[n].row_count == 2 for n in manifest)
+    assert date_files(lake.storage, "B3") == DAYS[:2]
+    assert all(date_files(lake.storage, n) == [] for n in manifest)
+
+
+def test_a_deadline_between_batches_leaves_nothing_unrecorded(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline passes while the second batch is merging: the run stops with partial, every
+    data.parquet it swapped in is in the manifest, and the next run does the rest."""
+    from condvest.jobs import consolidate as job
+
+    monkeypatch.setattr(job, "_MANIFEST_BATCH", 2)
+    names = [f"D{i}" for i in range(6)]
+    for symbol in names:
+        land(lake.storage, symbol, DAYS[0])
+    merge = job._merge_symbol
+    calls = 0
+
+    def counted(ctx: Any, plan: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            ctx.deadline = time.monotonic()  # out of time from now on
+        return merge(ctx, plan)
+
+    monkeypatch.setattr(job, "_merge_symbol", counted)
+    ctx = lake.context(now=NOW, consolidate={"workers": 1})
+    first = run_consolidate(ctx, plan_consolidate(ctx, ConsolidateOptions()))
+    assert first.partial and first.ok and 2 <= first.symbols_done < len(names)
+    manifest, _ = read_manifest(lake.storage)
+    merged = [n for n in names if lake.storage.exists(layout.data_file(n))]
+    assert sorted(manifest) == merged and len(merged) == first.symbols_done
+    monkeypatch.setattr(job, "_merge_symbol", merge)
+    second = consolidate(lake)
+    assert second.ok and not second.partial
+    assert second.symbols_done == len(names) - first.symbols_done
+    assert sorted(read_manifest(lake.storage)[0]) == names
+
+
 def test_bad_options(lake: Lake) -> None:
     ctx = lake.context(now=NOW)
     with pytest.raises(UsageError, match="--workers 0"):

@@ -550,3 +550,38 @@ def test_compact_json_reads_back(tmp_path: Any) -> None:
     compact = json_bytes(body, compact=True)
     assert b" " not in compact and compact.endswith(b"\n")
     assert json.loads(compact) == json.loads(json_bytes(body))
+
+
+def test_list_objects_agrees_with_stat(lake: Lake) -> None:
+    st = lake.storage
+    for key in ("s/a/1", "s/a/2", "s/b", "s/c/d/e"):
+        st.write_bytes(key, key.encode() * 3)
+    listed = st.list_objects("s/")
+    assert [o.key for o in listed] == ["s/a/1", "s/a/2", "s/b", "s/c/d/e"]
+    for info in listed:
+        assert info == st.stat(info.key)
+
+
+def test_local_failed_sync_leaves_no_temp_file_and_the_old_bytes(
+    local_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose bytes cannot be made durable is never renamed into place."""
+    import errno
+
+    from condvest.storage import local
+
+    st = local_lake.storage
+    st.write_bytes("d/k", b"old")
+    _, version = st.read_versioned("d/k")
+
+    def broken_sync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local.os, "fdatasync", broken_sync)
+    with pytest.raises(StorageError, match=r"cannot write .*Input/output error"):
+        st.replace("d/k", b"new", version)
+    with pytest.raises(StorageError, match="cannot write"):
+        st.create("d/other", b"new")
+    monkeypatch.undo()
+    assert st.read_bytes("d/k") == b"old"
+    assert _keys(st, "d/") == ["d/k"]

@@ -30,10 +30,15 @@ def _day_numbers(table: pa.Table) -> np.ndarray:
     return days
 
 
+def canonical(table: pa.Table) -> pa.Table:
+    """``table`` in the canonical bronze schema (no cast when it already is: the common case)."""
+    return table if table.schema.equals(BRONZE_SCHEMA) else table.cast(BRONZE_SCHEMA)
+
+
 def merge_bronze(old: pa.Table, incoming: pa.Table) -> tuple[pa.Table, MergeStats]:
     """``old`` + ``incoming`` → one row per date, sorted; both in the canonical schema."""
-    old = old.cast(BRONZE_SCHEMA)
-    incoming = incoming.cast(BRONZE_SCHEMA)
+    old = canonical(old)
+    incoming = canonical(incoming)
     if incoming.num_rows == 0:
         return old, MergeStats(old.num_rows, 0, old.num_rows, 0, 0)
     appended = _append_only(old, incoming)
@@ -73,18 +78,32 @@ def _append_only(old: pa.Table, incoming: pa.Table) -> tuple[pa.Table, MergeStat
 
 
 def verify_merge(old: pa.Table, incoming: pa.Table, merged: pa.Table, *, symbol: str) -> None:
-    """Raise VerificationError unless ``merged`` is a lossless merge of ``old`` and ``incoming``."""
+    """Raise VerificationError unless ``merged`` is a lossless merge of ``old`` and ``incoming``:
+    sorted with one row per date, every old and incoming date present, and no other date."""
     merged_days = _day_numbers(merged)
     if len(merged_days) and not bool(np.all(merged_days[1:] > merged_days[:-1])):
         raise VerificationError(f"{symbol}: merged history is not sorted with one row per date")
-    # numpy set operations (sorted, unique): ~10x faster than Python sets on long histories.
-    expected = np.union1d(_day_numbers(old), _day_numbers(incoming))
-    lost = np.setdiff1d(expected, merged_days, assume_unique=True)
-    if len(lost):
+    # merged_days is sorted and unique, so a binary search places every expected date: no sort
+    # of old + incoming (np.union1d) is needed — this is ~10x cheaper on long histories.
+    covered = np.zeros(len(merged_days), dtype=bool)
+    lost: set[int] = set()
+    for part in (old, incoming):
+        days = _day_numbers(part)
+        if not len(days):
+            continue
+        at = np.searchsorted(merged_days, days)
+        found = at < len(merged_days)
+        found[found] = merged_days[at[found]] == days[found]
+        if not bool(found.all()):
+            lost.update(days[~found].tolist())
+        covered[at[found]] = True
+    if lost:
         raise VerificationError(f"{symbol}: the merge would lose {len(lost)} date(s)")
-    if len(merged_days) != len(expected):
+    if not bool(covered.all()):
+        # a date in neither input: the row count is not old + genuinely new dates
+        expected = int(covered.sum())
         raise VerificationError(
-            f"{symbol}: merged row count {len(merged_days)} != old + new dates {len(expected)}"
+            f"{symbol}: merged row count {len(merged_days)} != old + new dates {expected}"
         )
     symbols = pc.unique(merged.column("symbol")).to_pylist() if merged.num_rows else [symbol]
     if symbols != [symbol]:

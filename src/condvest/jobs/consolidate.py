@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -244,27 +244,55 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
     partial = False
     todo = list(plan.symbols)
     journal = _write_journal(ctx, plan)
+    cleanups: list[Future[tuple[str, Any]]] = []
     with ThreadPoolExecutor(max_workers=_threads(ctx, plan.workers)) as pool:
+        previous: _Batch | None = None
         for start in range(0, len(todo), _MANIFEST_BATCH):
-            if ctx.out_of_time(_OUT_OF_TIME_MARGIN_S):
+            if partial or ctx.out_of_time(_OUT_OF_TIME_MARGIN_S):
                 partial = True
                 break
             batch = todo[start : start + _MANIFEST_BATCH]
-            merged = _merge_batch(ctx, pool, batch)
-            _record(ctx.storage, merged, tally)
-            # Only symbols whose manifest row is recorded may lose date files.
-            ok = {m.symbol for m in merged if m.row is not None and m.symbol not in tally.failures}
-            if not plan.skip_cleanup:
-                cleanable = [s for s in batch if s.symbol in ok]
-                for symbol, freed in pool.map(lambda s: _cleanup(ctx, plan, s), cleanable):
-                    _count_cleanup(tally, symbol, freed)
-            if len(merged) < len(batch):
-                partial = True
-                break
+            # Queued before the previous batch is recorded: the workers merge on while the
+            # manifest is written (the pool used to idle for every manifest update).
+            current = _Batch(batch, [pool.submit(_merge_symbol, ctx, p) for p in batch])
+            if previous is not None:
+                partial = _finish_batch(ctx, plan, pool, previous, tally, cleanups) or partial
+            previous = current
+        if previous is not None:
+            partial = _finish_batch(ctx, plan, pool, previous, tally, cleanups) or partial
+        for future in cleanups:
+            _count_cleanup(tally, *future.result())
     if not partial:
         _retire_journals(ctx.storage, plan, journal, tally)
     elapsed = time.monotonic() - started
     return _result(ctx, plan, tally, partial, elapsed)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    symbols: list[SymbolPlan]
+    merges: list[Future[_Merged | None]]
+
+
+def _finish_batch(
+    ctx: JobContext,
+    plan: ConsolidatePlan,
+    pool: ThreadPoolExecutor,
+    batch: _Batch,
+    tally: _Tally,
+    cleanups: list[Future[tuple[str, Any]]],
+) -> bool:
+    """Wait for a batch's merges, record them in the manifest, then queue the cleanup of the
+    symbols recorded. True when symbols were left out (deadline)."""
+    merged = [m for m in (f.result() for f in batch.merges) if m is not None]
+    _record(ctx.storage, merged, tally)
+    # Only symbols whose manifest row is recorded may lose date files.
+    ok = {m.symbol for m in merged if m.row is not None and m.symbol not in tally.failures}
+    if not plan.skip_cleanup:
+        cleanups.extend(
+            pool.submit(_cleanup, ctx, plan, s) for s in batch.symbols if s.symbol in ok
+        )
+    return len(merged) < len(batch.symbols)
 
 
 def _threads(ctx: JobContext, workers: int) -> int:
@@ -309,14 +337,6 @@ def _retire_journals(
 
 def _journal_id(journal_key: str) -> str:
     return journal_key.rsplit("/", 1)[-1].removesuffix(".json")
-
-
-def _merge_batch(
-    ctx: JobContext, pool: ThreadPoolExecutor, batch: list[SymbolPlan]
-) -> list[_Merged]:
-    """Merge a batch in parallel; symbols not started before the deadline are left out."""
-    results = pool.map(lambda p: _merge_symbol(ctx, p), batch)
-    return [r for r in results if r is not None]
 
 
 def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
