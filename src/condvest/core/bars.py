@@ -45,7 +45,10 @@ def day_number(day: date) -> int:
 
 @dataclass(frozen=True)
 class DailyArrays:
-    """Daily rows as numpy columns, sorted by (symbol code, date); symbols[code] is the name."""
+    """Daily rows as numpy columns, sorted by (symbol code, date); symbols[code] is the name.
+
+    The vwap and transactions columns are kept in the form the bar sums take, computed once
+    for every interval instead of once per interval."""
 
     symbols: tuple[str, ...]
     code: np.ndarray  # int32 per row
@@ -55,7 +58,8 @@ class DailyArrays:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-    vwap: np.ndarray  # float64, NaN = null
+    vw_num: np.ndarray  # float64: vwap * volume where vwap is known, else 0
+    vw_den: np.ndarray  # float64: volume where vwap is known, else 0
     transactions: np.ndarray  # int64, 0 where null
     has_transactions: np.ndarray  # bool
 
@@ -64,36 +68,58 @@ class DailyArrays:
         return len(self.day)
 
 
+def _numpy(column: pa.ChunkedArray, fill: float | int, dtype: type) -> np.ndarray:
+    """One numpy copy of ``column`` (nulls as ``fill``): fill_null only when there are nulls."""
+    if column.null_count:
+        column = pc.fill_null(column, fill)
+    return np.asarray(column.to_numpy(), dtype=dtype)
+
+
 def daily_arrays(table: pa.Table, symbols: tuple[str, ...], counts: np.ndarray) -> DailyArrays:
     """``table`` (bronze columns) holds ``counts[i]`` rows of ``symbols[i]``, in that order."""
 
     def f64(name: str) -> np.ndarray:
-        col = table.column(name)
-        return np.asarray(pc.fill_null(col, np.nan).to_numpy(), dtype=np.float64)
+        return _numpy(table.column(name), np.nan, np.float64)
 
+    volume, vwap = f64("volume"), f64("vwap")
+    priced = ~np.isnan(vwap)
+    vw_num = np.where(priced, vwap * volume, 0.0)
+    vw_den = np.where(priced, volume, 0.0)
     tx = table.column("transactions")
+    has_tx = (
+        np.asarray(pc.is_valid(tx).to_numpy(zero_copy_only=False), dtype=bool)
+        if tx.null_count
+        else np.ones(len(tx), dtype=bool)
+    )
     return DailyArrays(
         symbols=symbols,
         code=np.repeat(np.arange(len(symbols), dtype=np.int32), counts),
-        day=np.asarray(table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int32),
+        day=_numpy(table.column("date").cast(pa.int32()), 0, np.int32),
         open=f64("open"),
         high=f64("high"),
         low=f64("low"),
         close=f64("close"),
-        volume=f64("volume"),
-        vwap=f64("vwap"),
-        transactions=np.asarray(pc.fill_null(tx, 0).to_numpy(), dtype=np.int64),
-        has_transactions=np.asarray(pc.is_valid(tx).to_numpy(zero_copy_only=False), dtype=bool),
+        volume=volume,
+        vw_num=vw_num,
+        vw_den=vw_den,
+        transactions=_numpy(tx, 0, np.int64),
+        has_transactions=has_tx,
     )
 
 
 def session_positions(days: np.ndarray, session_days: np.ndarray) -> np.ndarray:
-    """Session index of each day (``session_days`` sorted); -1 where the day is not a session."""
-    pos = np.searchsorted(session_days, days)
-    inside = pos < len(session_days)
-    hit = np.zeros(len(days), dtype=bool)
-    hit[inside] = session_days[pos[inside]] == days[inside]
-    return np.where(hit, pos, -1).astype(np.int64)
+    """Session index of each day (``session_days`` sorted, unique); -1 where the day is not a
+    session. A lookup table over the calendar's span (~24 k days): one gather per row."""
+    if len(session_days) == 0:
+        return np.full(len(days), -1, dtype=np.int64)
+    first = int(session_days[0])
+    span = int(session_days[-1]) - first
+    # index 0 and span + 2 stand for "before" and "after" the calendar
+    lookup = np.full(span + 3, -1, dtype=np.int64)
+    lookup[session_days.astype(np.int64) - first + 1] = np.arange(len(session_days))
+    slot = np.clip(days.astype(np.int64) - (first - 1), 0, span + 2)
+    out: np.ndarray = lookup[slot]
+    return out
 
 
 def row_numbers(code: np.ndarray) -> np.ndarray:
@@ -145,14 +171,10 @@ def compute_bars(
     ends = np.append(starts[1:], n) - 1
     sessions = np.diff(np.append(starts, n))
     day = col(daily.day)
-    volume = col(daily.volume)
-    vwap = col(daily.vwap)
-    priced = ~np.isnan(vwap)
-    vw_num = np.add.reduceat(np.where(priced, vwap * volume, 0.0), starts)
-    vw_den = np.add.reduceat(np.where(priced, volume, 0.0), starts)
-    has_tx = col(daily.has_transactions)
-    tx_any = np.add.reduceat(has_tx.astype(np.int64), starts) > 0
-    tx_sum = np.add.reduceat(np.where(has_tx, col(daily.transactions), 0), starts)
+    vw_num = np.add.reduceat(col(daily.vw_num), starts)
+    vw_den = np.add.reduceat(col(daily.vw_den), starts)
+    tx_any = np.logical_or.reduceat(col(daily.has_transactions), starts)
+    tx_sum = np.add.reduceat(col(daily.transactions), starts)  # 0 where null
     bar_of = bar[starts]
     if opts.alignment is BarAlignment.CALENDAR:
         first_idx = bar_of * n_size
@@ -184,7 +206,7 @@ def compute_bars(
             "high": np.maximum.reduceat(col(daily.high), starts)[s],
             "low": np.minimum.reduceat(col(daily.low), starts)[s],
             "close": col(daily.close)[ends][s],
-            "volume": np.add.reduceat(volume, starts)[s],
+            "volume": np.add.reduceat(col(daily.volume), starts)[s],
             "vwap": pa.array(vwap_out, mask=~(den > 0)),
             "transactions": pa.array(tx_sum[s], mask=~tx_any[s]),
             "sessions": sessions[s].astype(np.int32),

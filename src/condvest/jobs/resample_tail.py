@@ -42,15 +42,22 @@ log = logging.getLogger("condvest.resample")
 _NO_FETCH = np.iinfo(np.int64).min
 
 
-def bronze_state(src: BronzeInput, upto: int) -> dict[str, list[int | None]]:
-    """Per symbol: [rows dated ``upto`` or earlier, their newest fetched_at ms (None if none)]."""
+def bronze_state(
+    src: BronzeInput, upto: int, *, days: np.ndarray | None = None
+) -> dict[str, list[int | None]]:
+    """Per symbol: [rows dated ``upto`` or earlier, their newest fetched_at ms (None if none)].
+    ``days``: the rows' day numbers when the caller has them already."""
     if not src.symbols:
         return {}
-    days = np.asarray(src.table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int64)
-    fetched = np.asarray(pc.fill_null(src.table.column("fetched"), 0).to_numpy(), np.int64)
+    if days is None:
+        days = np.asarray(src.table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int64)
+    fetched_col = src.table.column("fetched")
+    if fetched_col.null_count:
+        fetched_col = pc.fill_null(fetched_col, 0)
+    fetched = np.asarray(fetched_col.to_numpy(), np.int64)
     old = days <= upto
     starts = np.concatenate([[0], np.cumsum(src.counts)[:-1]])
-    count = np.add.reduceat(old.astype(np.int64), starts)
+    count = np.add.reduceat(old, starts, dtype=np.int64)
     top = np.maximum.reduceat(np.where(old, fetched, _NO_FETCH), starts)
     return {
         s: [int(c), int(t) if c else None]
