@@ -16,6 +16,7 @@ row in the lake) // N; dates are the bar's first and last rows; ``complete`` mea
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -76,16 +77,22 @@ def _numpy(column: pa.ChunkedArray, fill: float | int, dtype: type) -> np.ndarra
 
 
 def daily_arrays(table: pa.Table, symbols: tuple[str, ...], counts: np.ndarray) -> DailyArrays:
-    """``table`` (bronze columns) holds ``counts[i]`` rows of ``symbols[i]``, in that order."""
+    """``table`` (bronze columns) holds ``counts[i]`` rows of ``symbols[i]``, in that order.
 
-    def f64(name: str) -> np.ndarray:
-        return _numpy(table.column(name), np.nan, np.float64)
-
-    volume, vwap = f64("volume"), f64("vwap")
-    priced = ~np.isnan(vwap)
-    vw_num = np.where(priced, vwap * volume, 0.0)
-    vw_den = np.where(priced, volume, 0.0)
+    The columns are copied out by two threads: a full read arrives in one Arrow chunk per file
+    (5,400 at seed scale), and copying those was measured 2-5x faster on two threads than on one
+    (0.10-0.37 s against 0.65-0.72 s for the eight columns)."""
     tx = table.column("transactions")
+    columns: dict[str, tuple[pa.ChunkedArray, float | int, type]] = {
+        name: (table.column(name), np.nan, np.float64)
+        for name in ("open", "high", "low", "close", "volume", "vwap")
+    }
+    columns["day"] = (table.column("date").cast(pa.int32()), 0, np.int32)
+    columns["transactions"] = (tx, 0, np.int64)
+    with ThreadPoolExecutor(2) as pool:
+        got = dict(zip(columns, pool.map(lambda c: _numpy(*c), columns.values()), strict=True))
+    volume, vwap = got["volume"], got.pop("vwap")
+    priced = ~np.isnan(vwap)
     has_tx = (
         np.asarray(pc.is_valid(tx).to_numpy(zero_copy_only=False), dtype=bool)
         if tx.null_count
@@ -94,16 +101,10 @@ def daily_arrays(table: pa.Table, symbols: tuple[str, ...], counts: np.ndarray) 
     return DailyArrays(
         symbols=symbols,
         code=np.repeat(np.arange(len(symbols), dtype=np.int32), counts),
-        day=_numpy(table.column("date").cast(pa.int32()), 0, np.int32),
-        open=f64("open"),
-        high=f64("high"),
-        low=f64("low"),
-        close=f64("close"),
-        volume=volume,
-        vw_num=vw_num,
-        vw_den=vw_den,
-        transactions=_numpy(tx, 0, np.int64),
+        vw_num=np.where(priced, vwap * volume, 0.0),
+        vw_den=np.where(priced, volume, 0.0),
         has_transactions=has_tx,
+        **got,
     )
 
 

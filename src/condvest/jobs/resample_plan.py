@@ -57,6 +57,23 @@ class IntervalPlan:
             return self.table.slice(a, b - a)
         return self.table.take(pa.array(self.month_order[a:b]))
 
+    def months_table(self, labels: tuple[str, ...]) -> tuple[pa.Table, dict[str, tuple[int, int]]]:
+        """The bars of the months ``labels``, month after month (each in (symbol, start_date)
+        order), and where each month lies in that table: rows [a, b)."""
+        spans = [self.month_slices.get(label, (0, 0)) for label in labels]
+        sizes = [b - a for a, b in spans]
+        ends = np.cumsum(sizes).tolist()
+        where = {label: (e - n, e) for label, n, e in zip(labels, sizes, ends, strict=True)}
+        if self.month_order is None:
+            if spans and all(a == b0 for (a, _), (_, b0) in zip(spans[1:], spans, strict=False)):
+                return self.table.slice(spans[0][0], ends[-1] if ends else 0), where
+            order = np.concatenate([np.arange(a, b) for a, b in spans] or [np.zeros(0, np.int64)])
+        else:
+            order = np.concatenate(
+                [self.month_order[a:b] for a, b in spans] or [np.zeros(0, np.int64)]
+            )
+        return self.table.take(pa.array(order)), where
+
     def describe(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
