@@ -110,6 +110,37 @@ def test_cleanup_deletes_only_old_merged_files(lake: Lake) -> None:
     assert len(history(lake.storage, "IBM")) == 7
 
 
+def test_cleanup_keeps_a_correction_landed_after_verification(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fetch may re-land an old date (a correction) while consolidate cleans up: if it lands
+    between the check that the old file is in data.parquet and the delete, the correction is
+    kept (its version is not the one verified) and merged by the next run."""
+    from condvest.jobs import consolidate as job
+
+    old = [date(2025, 11, 3), date(2025, 11, 4)]
+    for day in old:
+        land(lake.storage, "IBM", day)
+    verified = job.superseded_files
+
+    def then_a_correction_lands(storage: Storage, symbol: str, files: Any) -> Any:
+        out = verified(storage, symbol, files)
+        assert [f.day for f in out] == old
+        settle(lake)
+        land(lake.storage, "IBM", old[0], close=99.0, fetched=T0 + timedelta(days=30))
+        return out
+
+    monkeypatch.setattr(job, "superseded_files", then_a_correction_lands)
+    result = consolidate(lake, retention_days=30)
+    assert result.ok and result.files_deleted == 1
+    assert date_files(lake.storage, "IBM") == [old[0]]
+    monkeypatch.setattr(job, "superseded_files", verified)
+    again = consolidate(lake, retention_days=30)
+    assert again.ok and again.files_deleted == 1
+    assert date_files(lake.storage, "IBM") == []
+    assert closes(lake.storage, "IBM") == {old[0]: 99.0, old[1]: 10.0}
+
+
 def test_corrupt_data_file_fails_the_symbol_and_keeps_everything(lake: Lake) -> None:
     land(lake.storage, "GOOD", DAYS[0])
     land(lake.storage, "BAD", DAYS[0], close=1.0)
@@ -159,6 +190,9 @@ class FlakyStorage(Storage):
 
     def delete_many(self, keys: Any) -> int:
         return self.inner.delete_many(keys)
+
+    def delete_unchanged(self, objects: Any) -> list[str]:
+        return self.inner.delete_unchanged(objects)
 
     def url(self, key: str) -> str:
         return self.inner.url(key)

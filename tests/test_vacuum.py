@@ -80,6 +80,55 @@ def test_older_landed_row_is_superseded(lake: Lake) -> None:
     assert all_rows(lake.storage)[("KO", OLD[0])]["close"] == 2.0
 
 
+def test_correction_landed_after_planning_is_kept(lake: Lake) -> None:
+    """A correction re-landed over an old date file after vacuum verified the old one (the plan
+    is made before the lock is taken) is pending again: it stays, counted as kept."""
+    for day in OLD:
+        land(lake.storage, "AAPL", day)
+    consolidate_all(lake)
+    ctx = lake.context(now=NOW)
+    plan = plan_vacuum(ctx, VacuumOptions(retention_days=30))
+    assert sum(len(s.delete) for s in plan.symbols) == 3
+    land(lake.storage, "AAPL", OLD[1], close=42.0, fetched=T0 + timedelta(days=3))
+    result = run_vacuum(ctx, plan)
+    assert result.ok and result.files_deleted == 2 and result.files_kept_pending == 1
+    assert result.per_symbol["AAPL"] == {
+        "deleted": 2,
+        "bytes": result.bytes_freed,
+        "kept": 1,
+    }
+    assert date_files(lake.storage, "AAPL") == [OLD[1]]
+    consolidate_all(lake)  # the correction reaches data.parquet
+    assert all_rows(lake.storage)[("AAPL", OLD[1])]["close"] == 42.0
+    assert lake.storage.read_json(layout.CLEANUP_MANIFEST)["total_files_deleted"] == 2
+
+
+def test_interrupted_delete_is_restored_not_lost(local_lake: Lake) -> None:
+    """A local conditional delete moves the file to a temporary "grave" name before it checks
+    the version; a crash right there leaves the grave. vacuum puts it back when the key is free
+    (and only drops it when something newer took the key)."""
+    lake = local_lake
+    land(lake.storage, "G", OLD[0], close=7.0)
+    land(lake.storage, "H", OLD[0], close=8.0)
+    g_key, h_key = layout.date_file("G", OLD[0]), layout.date_file("H", OLD[0])
+    g_grave = layout.grave_key(g_key, "0123456789ab")
+    h_grave = layout.grave_key(h_key, "ba9876543210")
+    assert layout.grave_origin(g_grave) == g_key and layout.grave_origin(g_key) is None
+    lake.storage.write_bytes(g_grave, lake.storage.read_bytes(g_key))
+    lake.storage.delete(g_key)  # the crash: the only copy is under the grave name
+    lake.storage.write_bytes(h_grave, b"an older version")  # H's key holds a newer file
+    h_before = lake.storage.read_bytes(h_key)
+    for grave in (g_grave, h_grave):
+        os.utime(lake.storage.local_path(grave), (0, 0))  # past the temp grace period
+    result = vacuum(lake, retention_days=30)
+    assert result.ok and result.temp_files_deleted == 2
+    assert not lake.storage.exists(g_grave) and not lake.storage.exists(h_grave)
+    assert date_files(lake.storage, "G") == [OLD[0]]
+    rows = all_rows(lake.storage)
+    assert rows[("G", OLD[0])]["close"] == 7.0 and rows[("H", OLD[0])]["close"] == 8.0
+    assert lake.storage.read_bytes(h_key) == h_before
+
+
 def test_retention_floor_needs_force(lake: Lake) -> None:
     with pytest.raises(UsageError) as err:
         vacuum(lake, retention_days=2)

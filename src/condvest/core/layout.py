@@ -188,3 +188,22 @@ def temp_key(key: str, token: str) -> str:
 
 def is_temp_key(key: str) -> bool:
     return TEMP_MARKER in key.rsplit("/", 1)[-1]
+
+
+GRAVE_TOKEN = "del"
+"""Token prefix of the temporary name a local conditional delete moves a file to (a "grave")."""
+
+
+def grave_key(key: str, token: str) -> str:
+    """Where a local conditional delete moves ``key`` while it checks the version."""
+    return temp_key(key, GRAVE_TOKEN + token)
+
+
+def grave_origin(key: str) -> str | None:
+    """The key a grave was moved from, or None when ``key`` is not a grave."""
+    head, _, name = key.rpartition("/")
+    rest = name.removeprefix(TEMP_MARKER + GRAVE_TOKEN)
+    if rest == name or "-" not in rest:
+        return None
+    original = rest.split("-", 1)[1]
+    return f"{head}/{original}" if head else original

@@ -410,7 +410,9 @@ def _cleanup(ctx: JobContext, plan: ConsolidatePlan, symbol: SymbolPlan) -> tupl
     try:
         deletable = superseded_files(ctx.storage, symbol.symbol, old)
         if deletable:
-            ctx.storage.delete_many(f.key for f in deletable)
+            # only while each is still the version verified (a correction landed since stays)
+            changed = set(ctx.storage.delete_unchanged([f.info() for f in deletable]))
+            deletable = [f for f in deletable if f.key not in changed]
             kill_point("mid-cleanup", symbol.symbol)
     except CondvestError as exc:
         return symbol.symbol, f"cleanup failed: {exc}"

@@ -26,6 +26,11 @@ class DateFile:
     size: int
     mtime: datetime
     pending: bool
+    version: str | None = None
+    """The listed version: a delete goes through only while the file is still this one."""
+
+    def info(self) -> ObjectInfo:
+        return ObjectInfo(self.key, self.size, self.mtime, self.version)
 
 
 def read_journals(storage: Storage) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -117,7 +122,7 @@ def date_files(
             row.last_consolidated_date if row else None,
             row.last_updated if row else None,
         )
-        out.append(DateFile(obj.key, day, obj.size, obj.mtime, pending))
+        out.append(DateFile(obj.key, day, obj.size, obj.mtime, pending, obj.version))
     return out
 
 

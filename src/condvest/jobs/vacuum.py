@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -136,7 +136,9 @@ def _old_date_files(objects: Sequence[ObjectInfo], cutoff: date) -> dict[str, li
         symbol = layout.parse_symbol_dir(obj.key)
         if day is None or symbol is None or day >= cutoff:
             continue
-        out.setdefault(symbol, []).append(DateFile(obj.key, day, obj.size, obj.mtime, False))
+        out.setdefault(symbol, []).append(
+            DateFile(obj.key, day, obj.size, obj.mtime, False, obj.version)
+        )
     return out
 
 
@@ -162,9 +164,19 @@ def run_vacuum(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
 def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
     started = time.monotonic()
     failures: list[dict[str, str]] = []
-    doomed = [f.key for s in plan.symbols for f in s.delete]
+    doomed = [f.info() for s in plan.symbols for f in s.delete]
     try:
-        ctx.storage.delete_many(doomed)
+        # Only while each file is still the version verified: one rewritten since (a late
+        # correction landed over an old date) is pending again and stays.
+        changed = ctx.storage.delete_unchanged(doomed)
+        if changed:
+            log.warning(
+                "vacuum: %d date file(s) changed after they were verified and were kept: %s",
+                len(changed),
+                ", ".join(changed[:5]),
+            )
+            plan = _keep(plan, set(changed))
+        _restore_graves(ctx, plan)
         ctx.storage.delete_many(o.key for o in plan.temp_files)
     except StorageError as exc:
         # Deleting is idempotent: a re-run finishes the job. Totals below may overcount.
@@ -188,6 +200,35 @@ def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
             db_deleted=db_deleted,
         )
     return result
+
+
+def _keep(plan: VacuumPlan, keys: set[str]) -> VacuumPlan:
+    """``plan`` with the files ``keys`` counted as kept (pending) instead of deleted."""
+    symbols = tuple(
+        replace(
+            s,
+            delete=tuple(f for f in s.delete if f.key not in keys),
+            kept=s.kept + sum(1 for f in s.delete if f.key in keys),
+        )
+        for s in plan.symbols
+    )
+    return replace(plan, symbols=symbols)
+
+
+def _restore_graves(ctx: JobContext, plan: VacuumPlan) -> None:
+    """A local conditional delete that crashed between its rename and its check leaves the file
+    under a "grave" name: put it back where it was if nothing took its place (consolidate then
+    sees it as landed again; newest fetched_at still wins), then let it go as a temp file."""
+    for obj in plan.temp_files:
+        origin = layout.grave_origin(obj.key)
+        if origin is None:
+            continue
+        try:
+            data = ctx.storage.read_bytes(obj.key)
+        except NotFoundError:
+            continue
+        if ctx.storage.create(origin, data):
+            log.warning("vacuum: restored %s (left by an interrupted delete)", origin)
 
 
 def _trim_database(ctx: JobContext, plan: VacuumPlan, failures: list[dict[str, str]]) -> int | None:

@@ -86,6 +86,13 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         self.delete_many([key])
 
+    @abstractmethod
+    def delete_unchanged(self, objects: Sequence[ObjectInfo]) -> list[str]:
+        """Delete each object only while its version is still ``object.version`` (the one that
+        was listed and verified): a file rewritten in the meantime (a late correction landed
+        over an old date file) is kept. Returns the keys kept because they changed; an object
+        already gone counts as deleted. Objects without a version are deleted unconditionally."""
+
     # -- locations for engines that read files themselves (DuckDB) ---------------------------
     @abstractmethod
     def url(self, key: str) -> str:

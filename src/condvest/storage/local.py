@@ -7,11 +7,11 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from condvest.core.layout import temp_key
+from condvest.core.layout import grave_key, temp_key
 from condvest.errors import NotFoundError, StorageError
 from condvest.faults import count_write, kill_point
 from condvest.storage.base import ObjectInfo, Storage, new_token
@@ -213,6 +213,34 @@ class LocalStorage(Storage):
             except OSError as exc:
                 raise self._fail("delete", key, exc) from None
         return len(paths)
+
+    def delete_unchanged(self, objects: Sequence[ObjectInfo]) -> list[str]:
+        # rename() takes whatever is at the path at that instant, atomically, whoever writes
+        # it (writers do not lock); only then is the version compared. A file that changed is
+        # linked back (link() never clobbers: if yet another version landed meanwhile, the
+        # one in hand is older than it and goes, as a plain overwrite would have dropped it).
+        # A crash between the two leaves a grave; vacuum restores it if the key is still free.
+        checked = [(obj, self._path(obj.key)) for obj in objects]
+        if checked:
+            count_write()
+        kept: list[str] = []
+        for obj, path in checked:
+            grave = self._path(grave_key(obj.key, new_token()))
+            try:
+                os.rename(path, grave)
+            except FileNotFoundError:
+                continue  # already gone
+            except OSError as exc:
+                raise self._fail("delete", obj.key, exc) from None
+            try:
+                if obj.version is not None and _version(os.stat(grave)) != obj.version:
+                    kept.append(obj.key)
+                    with contextlib.suppress(FileExistsError):
+                        os.link(grave, path)
+                os.unlink(grave)
+            except OSError as exc:
+                raise self._fail("delete", obj.key, exc) from None
+        return kept
 
     def url(self, key: str) -> str:
         return str(self._path(key))

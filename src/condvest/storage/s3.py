@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -254,6 +255,37 @@ class S3Storage(Storage):
                 f"could not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
                 f"{first.get('Code')} {first.get('Message', '')}".strip()
             )
+
+    def delete_unchanged(self, objects: Sequence[ObjectInfo]) -> list[str]:
+        # DeleteObject with If-Match: the ETag is compared by S3 itself, atomically (412 when
+        # the object was rewritten, 409 when a write races the delete). One request per key:
+        # DeleteObjects would take per-object ETags too, but not every S3 implementation
+        # honours them, and a condition silently ignored is a deleted correction.
+        wanted = list(objects)
+        for obj in wanted:
+            self._key(obj.key)  # refuse a bad key before anything is deleted
+        if wanted:
+            count_write()
+
+        def one(obj: ObjectInfo) -> str | None:
+            condition = {"IfMatch": obj.version} if obj.version else {}
+            try:
+                self._call(
+                    "delete",
+                    obj.key,
+                    "delete_object",
+                    Bucket=self.bucket,
+                    Key=self._key(obj.key),
+                    **condition,
+                )
+            except NotFoundError:
+                return None  # already gone
+            except _Precondition:
+                return obj.key
+            return None
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return [key for key in pool.map(one, wanted) if key is not None]
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
