@@ -521,3 +521,26 @@ def test_checkpoints_round_trip(lake: Lake) -> None:
     write_checkpoint(st, 5, {"last_session": "2025-06-03"})
     assert read_checkpoint(st, 5) == {"last_session": "2025-06-03"}
     assert st.stat(layout.silver_checkpoint(3)) is None
+
+
+def test_failed_parts_only_until_covered_and_only_in_the_latest_split() -> None:
+    from condvest.state.runs import failed_parts
+
+    def rec(scope: str | None, outcome: str, hour: int) -> RunRecord:
+        started = (T0 + timedelta(hours=hour)).isoformat()
+        return RunRecord(
+            stage="consolidate", run_id=f"r{hour}", started_at=started, scope=scope
+        ).finished(outcome, T0 + timedelta(hours=hour, minutes=5), {})  # type: ignore[arg-type]
+
+    s0_failed, s1_ok = rec("shard-0-of-2", "failed", 1), rec("shard-1-of-2", "success", 2)
+    assert failed_parts(s1_ok, [s0_failed, s1_ok]) == [s0_failed]
+    whole_ok = rec(None, "success", 3)
+    assert failed_parts(whole_ok, [s0_failed, s1_ok]) == []  # a later whole run covers it
+    whole_failed = rec(None, "failed", 3)
+    assert failed_parts(whole_failed, [s0_failed, s1_ok]) == [s0_failed]
+    earlier_whole = rec(None, "success", 0)
+    assert failed_parts(earlier_whole, [s0_failed, s1_ok]) == [s0_failed]
+    # re-split into 4: the 2-way failure is history once the 4-way shards run
+    four = [rec(f"shard-{k}-of-4", "success", 4 + k) for k in range(4)]
+    assert failed_parts(four[-1], [s0_failed, s1_ok, *four]) == []
+    assert failed_parts(None, []) == []

@@ -294,3 +294,71 @@ def test_temp_files_outside_bronze_ohlcv_are_reported(local_lake: Lake) -> None:
     ctx = local_lake.context(vacuum={"temp_grace_hours": 0})
     assert run_vacuum(ctx, plan_vacuum(ctx, VacuumOptions())).temp_files_deleted == 2
     assert run_status(ctx).bronze["temp_files_elsewhere"] == 0
+
+
+def test_a_failed_shard_is_not_hidden_by_another_shards_success(tmp_path: Path) -> None:
+    """consolidate as an AWS Batch array job: each shard records its own last run. When shard
+    0/2 fails and shard 1/2 finishes after it, the stage's latest.json says success; status
+    still reports the failed shard (and --check exits 1) until a later whole run succeeds."""
+    from condvest.core.retention import shard_of
+    from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+
+    lake = fresh_lake(tmp_path / "lake")
+    symbols = ["AAPL", "MSFT", "IBM", "KO", "XOM", "GE"]
+    bad = next(s for s in symbols if shard_of(s, 2) == 0)
+    assert any(shard_of(s, 2) == 1 for s in symbols)
+    lake.storage.write_bytes(layout.data_file(bad), b"not parquet")
+    land(lake.storage, symbols, get_calendar().latest_completed_session(datetime.now(UTC), 15))
+
+    def consolidate(shard: tuple[int, int] | None) -> bool:
+        ctx = lake.context()
+        plan = plan_consolidate(ctx, ConsolidateOptions(shard=shard, skip_cleanup=True))
+        return run_consolidate(ctx, plan).ok
+
+    assert not consolidate((0, 2))
+    assert consolidate((1, 2))
+    status = run_status(lake.context())
+    runs = status.runs["consolidate"]
+    assert runs["outcome"] == "success"  # latest.json: shard 1/2, which finished last
+    assert runs["parts"]["shard-0-of-2"]["outcome"] == "failed"
+    assert runs["failed_parts"] == ["shard-0-of-2"]
+    assert any("consolidate run of shard-0-of-2 failed" in p and bad in p for p in status.problems)
+    assert check_failed(status)
+    assert [lock["stage"] for lock in status.locks] == []  # both shards released theirs
+
+    lake.storage.delete(layout.data_file(bad))  # the operator fixes the file...
+    assert consolidate(None)  # ...and re-runs the whole stage
+    status = run_status(lake.context())
+    assert status.runs["consolidate"]["failed_parts"] == []
+    assert not any("consolidate" in p for p in status.problems), status.problems
+    assert not check_failed(status)
+
+
+def test_status_shows_a_shard_lock(local_lake: Lake) -> None:
+    StageLock(local_lake.storage, "consolidate-shard-2-of-4", run_id="r-shard", ttl_s=600).acquire()
+    status = run_status(local_lake.context())
+    assert [(lock["stage"], lock["run_id"]) for lock in status.locks] == [
+        ("consolidate-shard-2-of-4", "r-shard")
+    ]
+
+
+def test_a_failed_runs_record_says_what_failed() -> None:
+    """The run record's error (what status shows) names what failed, not just "failed"."""
+    from condvest.jobs.consolidate import ConsolidateResult
+    from condvest.jobs.fetch import FetchResult
+    from condvest.jobs.resample import ResampleResult
+
+    base = {"run_id": "r", "dry_run": False, "ok": False, "duration_s": 1.0}
+    failures = [{"symbol": f"S{i}", "reason": "unreadable"} for i in range(5)]
+    consolidate = ConsolidateResult(stage="consolidate", failures=failures, **base)
+    assert consolidate.failure_summary() == (
+        "5 failed: S0: unreadable; S1: unreadable; S2: unreadable (+2 more)"
+    )
+    fetch = FetchResult(stage="fetch", failed={"2026-11-25": "HTTP 503 after 5 attempts"}, **base)
+    assert fetch.failure_summary() == "1 failed: 2026-11-25: HTTP 503 after 5 attempts"
+    resample = ResampleResult(stage="resample", failed_intervals=[3, 21], **base)
+    assert resample.failure_summary() == "intervals failed: 3d, 21d"
+    long = ConsolidateResult(
+        stage="consolidate", failures=[{"symbol": "X", "reason": "y" * 900}], **base
+    )
+    assert len(long.failure_summary()) == 500

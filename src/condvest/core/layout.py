@@ -160,6 +160,15 @@ def run_latest(stage: str) -> str:
     return f"{RUNS_PREFIX}{stage}/latest.json"
 
 
+def run_scopes_prefix(stage: str) -> str:
+    """Where the last run of each part of a stage run in parts (consolidate shards) is kept."""
+    return f"{RUNS_PREFIX}{stage}/latest/"
+
+
+def run_latest_scope(stage: str, scope: str) -> str:
+    return f"{run_scopes_prefix(stage)}{scope}.json"
+
+
 def lock(name: str) -> str:
     return f"{LOCKS_PREFIX}{name}.json"
 

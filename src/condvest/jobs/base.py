@@ -136,6 +136,29 @@ class JobResult:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
+    def failure_summary(self) -> str:
+        """What failed, in one line (the run record's ``error``, shown by ``status``): the
+        failed symbols or sessions with their reasons, the failed intervals, or the error."""
+        data = self.to_dict()
+        parts: list[str] = []
+        failures = data.get("failures")  # consolidate, vacuum: [{symbol, reason}]
+        if isinstance(failures, list) and failures:
+            shown = [
+                f"{f.get('symbol')}: {f.get('reason')}" for f in failures if isinstance(f, dict)
+            ]
+            parts.append(_listed(len(failures), shown))
+        failed = data.get("failed")  # fetch: {session or symbol: error}
+        if isinstance(failed, dict) and failed:
+            parts.append(_listed(len(failed), [f"{k}: {v}" for k, v in failed.items()]))
+        intervals = data.get("failed_intervals")  # resample
+        if isinstance(intervals, list) and intervals:
+            parts.append("intervals failed: " + ", ".join(f"{n}d" for n in intervals))
+        error = data.get("error")  # run: the stage that stopped it
+        if isinstance(error, str) and error:
+            parts.append(error)
+        text = "; ".join(parts) or "failed (see the run's counts)"
+        return text if len(text) <= 500 else text[:497] + "..."
+
     def counts(self) -> dict[str, Any]:
         """Scalar fields, for the run record."""
         return {
@@ -145,22 +168,31 @@ class JobResult:
         }
 
 
+def _listed(total: int, items: list[str], shown: int = 3) -> str:
+    more = f" (+{total - shown} more)" if total > shown else ""
+    return f"{total} failed: " + "; ".join(items[:shown]) + more
+
+
 R = TypeVar("R", bound=JobResult)
 
 
 def run_stage(
-    ctx: JobContext, stage: str, body: Callable[[StageLock], R], *, lock_name: str | None = None
+    ctx: JobContext, stage: str, body: Callable[[StageLock], R], *, scope: str | None = None
 ) -> R:
     """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake.
 
-    ``lock_name`` (default: ``stage``) lets parallel shards of one stage take separate locks
-    while their runs are still recorded under the stage."""
+    ``scope`` names a part of the stage that runs on its own (a consolidate shard,
+    "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
+    its runs are recorded under the stage and under the part (see state.runs)."""
     lock = StageLock(
-        ctx.storage, lock_name or stage, run_id=ctx.run_id, ttl_s=ctx.settings.lock.ttl_seconds
+        ctx.storage,
+        f"{stage}-{scope}" if scope else stage,
+        run_id=ctx.run_id,
+        ttl_s=ctx.settings.lock.ttl_seconds,
     )
     lock.acquire()
     started = ctx.now()
-    record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat())
+    record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat(), scope=scope)
     try:
         write_run_record(ctx.storage, record)
         _record_in_db(ctx, record)
@@ -176,7 +208,7 @@ def run_stage(
     outcome = "success" if result.ok else "failed"
     if result.ok and result.to_dict().get("partial"):
         outcome = "partial"
-    _finish(ctx, record, outcome, result.counts(), None if result.ok else "see counts")
+    _finish(ctx, record, outcome, result.counts(), None if result.ok else result.failure_summary())
     lock.release()
     return result
 

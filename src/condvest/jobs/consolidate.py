@@ -234,8 +234,8 @@ def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult
     """Execute ``plan`` (a dry-run plan is only rendered). Exit code 1 when any symbol failed."""
     if plan.dry_run:
         return _dry_result(ctx, plan)
-    lock_name = STAGE if plan.shard is None else f"{STAGE}-shard-{plan.shard[0]}-of-{plan.shard[1]}"
-    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), lock_name=lock_name)
+    scope = None if plan.shard is None else f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), scope=scope)
 
 
 def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:

@@ -15,7 +15,7 @@ from condvest.jobs.base import JobContext, JobResult, to_jsonable
 from condvest.state.fetchlog import landed_sessions, read_watermark
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
-from condvest.state.runs import STAGES, last_runs
+from condvest.state.runs import STAGES, failed_parts, last_runs, scoped_runs
 from condvest.storage.base import ObjectInfo
 
 MISSING_SHOWN = 100
@@ -165,6 +165,19 @@ def _silver_summary(ctx: JobContext) -> dict[str, Any]:
     return out
 
 
+def _lock_names(ctx: JobContext) -> list[str]:
+    """Every stage's lock, and the locks of stages run in parts (consolidate-shard-3-of-8)."""
+    found = [
+        name
+        for obj in ctx.storage.list_objects(layout.LOCKS_PREFIX)
+        if not layout.is_temp_key(obj.key)
+        and obj.key.endswith(".json")
+        and (name := obj.key[len(layout.LOCKS_PREFIX) : -len(".json")]) not in STAGES
+        and "/" not in name
+    ]
+    return [*STAGES, *sorted(found)]
+
+
 def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
     files = [
         o
@@ -292,10 +305,32 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         )
         if record and record.outcome == "failed":
             problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
+        parts = scoped_runs(ctx.storage, stage)
+        if parts:
+            run_view[stage]["parts"] = {
+                p.scope: {
+                    "outcome": p.outcome,
+                    "started_at": p.started_at,
+                    "ended_at": p.ended_at,
+                    "run_id": p.run_id,
+                    "error": p.error,
+                }
+                for p in parts
+            }
+        failed = failed_parts(record, parts)
+        if parts:
+            run_view[stage]["failed_parts"] = [p.scope for p in failed]
+        for part in failed:
+            if record is not None and part.run_id == record.run_id:
+                continue  # said just above
+            problems.append(
+                f"the last {stage} run of {part.scope} failed ({part.run_id}): {part.error}"
+            )
     locks = []
-    for stage in STAGES:
-        info = read_lock(ctx.storage, stage)
+    for name in _lock_names(ctx):
+        info = read_lock(ctx.storage, name)
         if info is not None:
+            stage = name
             expired = info.expires <= ctx.now()
             locks.append(
                 {
@@ -356,11 +391,13 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
 
 
 def check_failed(result: StatusResult) -> bool:
-    """``status --check``: the lake is stale, a stage's last run failed, or the PostgreSQL
-    cache (when on) cannot be read or is behind the lake."""
+    """``status --check``: the lake is stale, a stage's last run failed (or the last run of one
+    of its parts — a consolidate shard — with no whole run since), or the PostgreSQL cache (when
+    on) cannot be read or is behind the lake."""
     db = result.database
     return (
         result.stale
         or any((view or {}).get("outcome") == "failed" for view in result.runs.values())
+        or any((view or {}).get("failed_parts") for view in result.runs.values())
         or bool(db.get("enabled") and (db.get("error") or db.get("behind_lake")))
     )

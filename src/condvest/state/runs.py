@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from condvest.core import layout
-from condvest.errors import CorruptFileError
+from condvest.errors import CondvestError, CorruptFileError
 from condvest.storage.base import Storage
 
 Outcome = Literal["running", "success", "failed", "partial"]
@@ -24,6 +24,9 @@ class RunRecord:
     ended_at: str | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    scope: str | None = None
+    """The part of the stage this run did, when it ran in parts (``consolidate --shard 3/8``:
+    "shard-3-of-8"); None for a whole run."""
 
     @property
     def key(self) -> str:
@@ -46,6 +49,54 @@ def write_run_record(storage: Storage, record: RunRecord) -> None:
     body = asdict(record)
     storage.write_json(record.key, body)
     storage.write_json(layout.run_latest(record.stage), body)
+    if record.scope:
+        # latest.json is whichever part finished last: each part's own last run is kept too,
+        # so that a failed shard is not hidden by another shard's success (status).
+        storage.write_json(layout.run_latest_scope(record.stage, record.scope), body)
+
+
+def scoped_runs(storage: Storage, stage: str) -> list[RunRecord]:
+    """The last run of each part of ``stage`` (e.g. each consolidate shard), by scope."""
+    out: list[RunRecord] = []
+    for obj in storage.list_objects(layout.run_scopes_prefix(stage)):
+        if layout.is_temp_key(obj.key) or not obj.key.endswith(".json"):
+            continue
+        try:
+            out.append(RunRecord.from_json(storage.read_json(obj.key)))
+        except (CondvestError, TypeError, AttributeError):
+            continue  # gone meanwhile, or not a record: nothing to report on
+    return sorted(out, key=lambda r: r.scope or "")
+
+
+def _parts(scope: str | None) -> int | None:
+    """N of a "shard-K-of-N" scope."""
+    if not scope or "-of-" not in scope:
+        return None
+    tail = scope.rsplit("-of-", 1)[1]
+    return int(tail) if tail.isdigit() else None
+
+
+def failed_parts(latest: RunRecord | None, parts: list[RunRecord]) -> list[RunRecord]:
+    """The parts whose last run failed and that no later whole run has covered. Only the
+    latest split counts (after a re-split from 8 shards to 4, the old 8-way records are
+    history)."""
+    if not parts:
+        return []
+    newest = max(parts, key=lambda r: r.started_at)
+    split = _parts(newest.scope)
+    out = []
+    for record in parts:
+        if record.outcome != "failed" or _parts(record.scope) != split:
+            continue
+        covered = (
+            latest is not None
+            and latest.scope is None
+            and latest.outcome == "success"
+            and latest.started_at > record.started_at
+        )
+        if not covered:
+            out.append(record)
+    return out
 
 
 def last_runs(storage: Storage, stages: tuple[str, ...] = STAGES) -> dict[str, RunRecord | None]:
