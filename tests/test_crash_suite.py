@@ -5,9 +5,11 @@ identical bronze files, identical silver month files, no lost row, and no orphan
 files that ``condvest status`` reports and vacuum removes. On local disk and the S3 server.
 
 The kill uses the test-only generic hook ``CONDVEST_TEST_KILL_AFTER_WRITES`` (condvest.faults).
-A killed run's lease still holds its stage lock until it expires (lock.ttl_seconds ≥ 10 s); the
-re-run here deletes those stale locks (after checking they are the dead process's) instead of
-waiting 10 s per kill point — tests/test_concurrency.py proves the takeover after expiry.
+A killed run's lease still holds its stage lock, long before it expires: the re-run takes it over
+at once because the holder provably died on this machine (same boot and PID namespace, no process
+with its PID and start time; condvest.state.lock) — exactly what the next cron run does after an
+OOM kill. The re-run would fail with "already running" otherwise; a holder on another machine is
+only taken over after the expiry (tests/test_concurrency.py).
 Kill points tried per stage and backend are printed at the end of the session (conftest)."""
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.jobs.status import run_status
 from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.state import landed_sessions, read_manifest, read_watermark
-from condvest.state.lock import read_lock
+from condvest.state.lock import holder_is_dead, read_lock
 from condvest.storage import Storage
 from conftest import Lake, make_local_lake, make_s3_lake, moto_copy_prefix
 from consolidate_helpers import all_rows
@@ -238,15 +240,20 @@ def kill_at(lake: Lake, args: list[str], n: int) -> int:
     return proc.returncode
 
 
-def clear_stale_locks(lake: Lake) -> None:
-    """The dead run's leases (not ours, not live): what expiry would hand to the re-run."""
+def dead_holders(lake: Lake) -> list[str]:
+    """The locks the killed run left behind, each held by a process that no longer exists and
+    still within its lease (so only the dead-holder takeover can hand it to the re-run)."""
+    held = []
     for obj in lake.storage.list_objects(layout.LOCKS_PREFIX):
         if layout.is_temp_key(obj.key):
             continue  # the killed write of a lock: an orphan temp file, checked later
         name = obj.key[len(layout.LOCKS_PREFIX) : -len(".json")]
         holder = read_lock(lake.storage, name)
         assert holder is not None and holder.pid != os.getpid()
-        lake.storage.delete(obj.key)
+        assert holder.expires > datetime.now(UTC), "the lease expired: the test proves nothing"
+        assert holder_is_dead(holder), f"{name}: the killed run's lock does not read as dead"
+        held.append(name)
+    return held
 
 
 def check_recovered(lake: Lake, ref: View, rows_before: set[tuple[str, date]]) -> None:
@@ -283,9 +290,11 @@ def sweep(
     for n in points:
         lake = lakes.copy(f"kill-{n}")
         kill_at(lake, stage.cli(new), n)
-        clear_stale_locks(lake)
-        result = stage.job(lake, new)
+        stale = dead_holders(lake)
+        result = stage.job(lake, new)  # takes the dead run's lock over, no waiting
         assert result.ok, (n, result.to_dict())
+        for name in stale:
+            assert read_lock(lake.storage, name) is None  # taken over, then released
         check_recovered(lake, ref, rows_before)
     return stage.name, kind, len(points), total
 
