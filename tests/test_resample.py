@@ -14,7 +14,8 @@ import pytest
 
 from condvest.core import layout
 from condvest.core.bars import BarAlignment
-from condvest.errors import CorruptFileError
+from condvest.core.schema import BRONZE_SCHEMA, SILVER_SCHEMA
+from condvest.errors import CorruptFileError, StorageError
 from condvest.jobs.resample import ResampleOptions, ResampleResult, plan_resample, run_resample
 from condvest.state.checkpoints import read_checkpoint
 from conftest import Lake, at
@@ -308,3 +309,98 @@ def test_out_of_time_stops_cleanly_and_status_shows_coverage(lake: Lake) -> None
     assert resample(lake).ok
     silver = run_status(lake.context(now=AFTER_0712)).silver
     assert silver["3d"]["through"] == "2024-07-12" and silver["3d"]["months"] == 1
+
+
+# -- the full read in parts (resample.full_read_rows) -----------------------------------------
+def _mixed_lake(lake: Lake) -> None:
+    """Symbols of every kind the full read meets: plain, a pending date file, a late
+    correction, a legacy file, a halted symbol, a symbol with no data.parquet yet."""
+    s = lake.storage
+    days = HOLIDAY_BAR + NEXT_BAR
+    for i, sym in enumerate(("AAA", "BRK.A", "INF", "ZZZ")):
+        write_data(s, sym, [bronze_row(sym, d, 10.0 + i + k) for k, d in enumerate(days)])
+    write_data(s, "HLT", [bronze_row("HLT", d, 20.0) for d in days if d != D(2024, 7, 5)])
+    write_date(s, bronze_row("AAA", D(2024, 7, 12), 30.0, fetched_ms=5000))
+    write_date(s, bronze_row("INF", HOLIDAY_BAR[1], 11.0, high=99.0, fetched_ms=9000))
+    write_date(s, bronze_row("NEW", D(2024, 7, 12), 4.0))
+    stamps = pa.array([f"{d.isoformat()}T00:00:00" for d in HOLIDAY_BAR]).cast(pa.timestamp("ns"))
+    legacy = pa.table(
+        {"symbol": ["OLD"] * 3, "timestamp": stamps, "open": [1.0] * 3, "high": [2.0] * 3,
+         "low": [0.5] * 3, "close": [1.5] * 3, "volume": [10.0] * 3}
+    )  # fmt: skip
+    s.write_parquet(layout.data_file("OLD"), legacy)
+
+
+@pytest.mark.parametrize("budget", [1, 7, 13])
+def test_full_read_in_parts_gives_the_same_bars(lake: Lake, budget: int) -> None:
+    """Reading the lake in parts of about ``budget`` rows (1: every symbol a part of its own)
+    computes exactly the bars of one pass, for calendar and rows alignment."""
+    _mixed_lake(lake)
+    for alignment in (BarAlignment.CALENDAR, BarAlignment.ROWS):
+        opts = {"intervals": (3, 5), "alignment": alignment}
+        ctx = lake.context(now=AFTER_0712)
+        whole = plan_resample(ctx, ResampleOptions(full=True, dry_run=True, **opts))  # type: ignore[arg-type]
+        parted_ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": budget})
+        parted = plan_resample(parted_ctx, ResampleOptions(full=True, dry_run=True, **opts))  # type: ignore[arg-type]
+        assert (parted.symbols, parted.input_rows, parted.files_read) == (
+            whole.symbols,
+            whole.input_rows,
+            whole.files_read,
+        )
+        assert parted.bronze_state == whole.bronze_state
+        for one, other in zip(whole.intervals, parted.intervals, strict=True):
+            assert one.month_digests == other.month_digests and one.months_to_write
+            assert one.symbol_digests == other.symbol_digests
+            for label in one.months_to_write:
+                assert (
+                    other.month_rows(label)
+                    .cast(SILVER_SCHEMA)
+                    .equals(one.month_rows(label).cast(SILVER_SCHEMA))
+                ), (alignment, label)
+
+
+def test_full_read_in_parts_then_incremental_runs(lake: Lake) -> None:
+    """A parted full rebuild leaves the checkpoints an incremental run continues from."""
+    _mixed_lake(lake)
+    ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": 1})
+    assert run_resample(ctx, plan_resample(ctx, ResampleOptions(full=True))).ok
+    before = read_silver(lake.storage, 3)
+    again = run_resample(ctx, plan_resample(ctx, ResampleOptions()))
+    assert again.ok and again.months_written == 0
+    assert read_silver(lake.storage, 3).equals(before)
+    # NEW's one session starts a bar that is not complete yet
+    assert set(before.column("symbol").to_pylist()) == {"AAA", "BRK.A", "HLT", "INF", "OLD", "ZZZ"}
+
+
+def test_a_symbol_in_two_directories_is_refused_across_parts(lake: Lake) -> None:
+    write_data(lake.storage, "AAA", [bronze_row("AAA", d, 1.0) for d in HOLIDAY_BAR])
+    # a file under symbol=ZZZ holding AAA's rows: another part when every symbol is its own
+    lake.storage.write_parquet(
+        layout.data_file("ZZZ"),
+        pa.Table.from_pylist([bronze_row("AAA", d, 2.0) for d in NEXT_BAR], schema=BRONZE_SCHEMA),
+    )
+    ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": 1})
+    with pytest.raises(StorageError, match="AAA has rows in 2"):
+        plan_resample(ctx, ResampleOptions(full=True, dry_run=True, intervals=(3,)))
+
+
+def test_a_directory_holding_another_name_keeps_symbol_order_across_parts(lake: Lake) -> None:
+    """symbol=AAB/ holds ZZA's rows (allowed, with a warning): with every symbol a part of its
+    own the parts come in directory order, and the bars are still put in symbol order."""
+    write_data(lake.storage, "AAA", [bronze_row("AAA", d, 1.0) for d in HOLIDAY_BAR])
+    lake.storage.write_parquet(
+        layout.data_file("AAB"),
+        pa.Table.from_pylist(
+            [bronze_row("ZZA", d, 2.0) for d in HOLIDAY_BAR], schema=BRONZE_SCHEMA
+        ),
+    )
+    write_data(lake.storage, "MMM", [bronze_row("MMM", d, 3.0) for d in HOLIDAY_BAR])
+    plans = {}
+    for budget in (1, 1_000_000):
+        ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": budget})
+        plans[budget] = plan_resample(ctx, ResampleOptions(full=True, dry_run=True, intervals=(3,)))
+    (one,), (parted,) = plans[1_000_000].intervals, plans[1].intervals
+    label = one.months_to_write[0]
+    rows = parted.month_rows(label).cast(SILVER_SCHEMA)
+    assert rows.column("symbol").to_pylist() == ["AAA", "MMM", "ZZA"]
+    assert rows.equals(one.month_rows(label).cast(SILVER_SCHEMA))

@@ -143,6 +143,12 @@ class ResampleSettings(_Section):
     force_full: bool = Field(False, description="Always rebuild silver in full")
     threads: int = Field(0, ge=0, description="DuckDB threads (0 = all cores)")
     memory_limit: str = Field("3GB", description="DuckDB memory limit (spills beyond it)")
+    full_read_rows: int = Field(
+        6_000_000,
+        ge=1,
+        description="A full rebuild reads the lake in parts of about this many daily rows "
+        "(whole symbols): peak memory follows the part size plus the bars kept, not the lake",
+    )
 
     @field_validator("intervals", mode="before")
     @classmethod

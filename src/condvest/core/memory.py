@@ -13,6 +13,8 @@ import ctypes
 import functools
 from collections.abc import Callable
 
+import pyarrow as pa
+
 
 @functools.cache
 def _trim() -> Callable[[int], int] | None:
@@ -27,7 +29,9 @@ def _trim() -> Callable[[int], int] | None:
 
 
 def release_freed_memory() -> None:
-    """Return freed heap memory to the OS (glibc ``malloc_trim``); best effort."""
+    """Return freed heap memory to the OS (glibc ``malloc_trim``, and Arrow's own memory pool,
+    mimalloc or jemalloc, which also keeps freed pages for reuse); best effort."""
+    pa.default_memory_pool().release_unused()
     func = _trim()
     if func is not None:
         func(0)

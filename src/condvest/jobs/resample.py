@@ -37,12 +37,13 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.memory import release_freed_memory
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import CondvestError, CorruptFileError
-from condvest.jobs import resample_tail
+from condvest.jobs import resample_full, resample_tail
 from condvest.jobs.base import JobContext, run_stage
-from condvest.jobs.resample_input import SymbolFiles, list_bronze, read_bronze
+from condvest.jobs.resample_input import SymbolFiles, list_bronze
 from condvest.jobs.resample_plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.lock import StageLock
+from condvest.state.manifest import read_manifest
 from condvest.storage.base import ObjectInfo
 
 __all__ = [
@@ -80,49 +81,46 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         tail = _plan_tail(ctx, options, alignment, through, listing, checkpoints, existing)
         if tail is not None:
             return tail
-    # Local reads are CPU-bound (parquet decoding); S3 reads wait on the network.
-    source = read_bronze(
-        ctx.storage,
-        listing,
-        workers=4 if local else 32,
-        threads=settings.threads,
-        memory_limit=settings.memory_limit,
-    )
-    daily = bars.daily_arrays(source.table, source.symbols, source.counts)
-    input_rows, files_read, n_symbols = (
-        source.table.num_rows,
-        source.files_read,
-        len(source.symbols),
-    )
-    state = resample_tail.bronze_state(source, bars.day_number(through), days=daily.day)
-    del source  # the numpy copies are all that is needed from here on: halves the peak memory
-    release_freed_memory()  # DuckDB's freed scan buffers (~1 GB at seed scale)
     session_days = np.array(
         [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
     )
-    calendar_pos = bars.session_positions(daily.day, session_days)
-    off_calendar = int(np.count_nonzero(calendar_pos < 0))
-    rows_aligned = alignment is BarAlignment.ROWS
-    positions = bars.row_numbers(daily.code) if rows_aligned else calendar_pos
-    sym_hash = bars.symbol_hashes(daily.symbols)
 
-    def plan_one(n: int) -> IntervalPlan:
-        opts = BarOptions(
+    def bar_options(n: int) -> BarOptions:
+        return BarOptions(
             interval=n,
             alignment=alignment,
             latest_index=ctx.calendar.session_index(through),
             include_partial=options.include_partial,
             since_day=bars.day_number(options.since) if options.since else None,
         )
-        table, codes = bars.compute_bars(daily, session_days, positions, opts)
+
+    parts = resample_full.split_listing(listing, _known_rows(ctx), settings.full_read_rows)
+    got = resample_full.read_and_compute(
+        ctx.storage,
+        parts,
+        intervals,
+        bar_options,
+        alignment,
+        session_days,
+        through,
+        # Local reads are CPU-bound (parquet decoding); S3 reads wait on the network.
+        workers=4 if local else 32,
+        threads=settings.threads,
+        memory_limit=settings.memory_limit,
+    )
+    sym_hash = bars.symbol_hashes(got.symbols)
+
+    def plan_one(n: int) -> IntervalPlan:
+        table, codes = got.bars.pop(n)
         return _plan_interval(
-            n, table, codes, daily.symbols, sym_hash, checkpoints[n], existing[n], full, options_key
+            n, table, codes, got.symbols, sym_hash, checkpoints[n], existing[n], full, options_key
         )
 
-    # Two intervals at a time (numpy releases the GIL): with DuckDB's freed buffers handed back
-    # above, the extra working set of the second one stays under the read's peak.
     with ThreadPoolExecutor(2) as pool:
         plans = list(pool.map(plan_one, intervals))
+    release_freed_memory()  # the parts' combining and hashing temporaries
+    n_symbols, input_rows, files_read = len(got.symbols), got.input_rows, got.files_read
+    off_calendar, state = got.off_calendar_rows, got.state
     return ResamplePlan(
         dry_run=options.dry_run,
         alignment=alignment,
@@ -137,6 +135,17 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         compute_s=time.perf_counter() - started,
         bronze_state=state,
     )
+
+
+def _known_rows(ctx: JobContext) -> dict[str, int]:
+    """Rows per symbol from the consolidation manifest (to size the full read's parts); an
+    unreadable manifest only makes the sizes guesses."""
+    try:
+        manifest = read_manifest(ctx.storage)[0]
+    except CondvestError as exc:
+        log.warning("sizing the read without the consolidation manifest: %s", exc)
+        return {}
+    return {name: row.row_count for name, row in manifest.items() if row.row_count is not None}
 
 
 def _plan_interval(
@@ -377,6 +386,7 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
         except CondvestError as exc:
             log.error("resample %sd failed: %s", iplan.interval, exc)
             done[iplan.interval] = {"error": str(exc)}
+        release_freed_memory()  # the interval's sorted copy and encode buffers
         lock.renew()
     return _result(ctx, plan, done, partial=partial, started=started)
 
