@@ -325,6 +325,10 @@ def test_a_failed_shard_is_not_hidden_by_another_shards_success(tmp_path: Path) 
     assert any("consolidate run of shard-0-of-2 failed" in p and bad in p for p in status.problems)
     assert check_failed(status)
     assert [lock["stage"] for lock in status.locks] == []  # both shards released theirs
+    text = run_cli("--lake", lake.uri, "status", "--check", cwd=tmp_path)
+    assert text.returncode == 1
+    assert "shard-0-of-2 failed (" in text.stdout and "shard-1-of-2 success (" in text.stdout
+    assert "{'" not in text.stdout  # one line per shard, not a dict in a cell
 
     lake.storage.delete(layout.data_file(bad))  # the operator fixes the file...
     assert consolidate(None)  # ...and re-runs the whole stage

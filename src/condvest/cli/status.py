@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from condvest.cli.common import emit, state_of
+from condvest.cli.output import OutputFormat
 from condvest.jobs.status import check_failed, run_status
 
 HELP = (
@@ -35,5 +36,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         state = state_of(ctx)
         result = run_status(state.context(), init_db=init_db)
-        emit(state, result.to_dict(), title="condvest status")
+        data = result.to_dict()
+        if state.output is OutputFormat.TEXT:
+            data = _compact_parts(data)
+        emit(state, data, title="condvest status")
         raise typer.Exit(1 if check and check_failed(result) else 0)
+
+
+def _compact_parts(data: dict[str, Any]) -> dict[str, Any]:
+    """For the terminal: each shard's last run as one line ("shard-0-of-2 failed (<run id>)")
+    instead of a nested dict in a table cell; JSON keeps the full records."""
+    runs = {}
+    for stage, view in (data.get("runs") or {}).items():
+        parts = (view or {}).get("parts")
+        if isinstance(parts, dict):
+            lines = [
+                f"{scope} {p.get('outcome')} ({p.get('run_id')})" for scope, p in parts.items()
+            ]
+            view = {**view, "parts": lines}
+        runs[stage] = view
+    return {**data, "runs": runs} if runs else data
