@@ -348,6 +348,8 @@ def test_full_read_in_parts_gives_the_same_bars(lake: Lake, budget: int) -> None
             whole.files_read,
         )
         assert parted.bronze_state == whole.bronze_state
+        assert whole.read_parts == 1 and parted.read_parts > 1
+        assert parted.to_dict()["read_parts"] == parted.read_parts
         for one, other in zip(whole.intervals, parted.intervals, strict=True):
             assert one.month_digests == other.month_digests and one.months_to_write
             assert one.symbol_digests == other.symbol_digests

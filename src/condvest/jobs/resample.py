@@ -134,6 +134,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
         bronze_state=state,
+        read_parts=got.parts,
     )
 
 

@@ -116,6 +116,8 @@ class ResamplePlan:
     intervals: tuple[IntervalPlan, ...]
     compute_s: float
     bronze_state: dict[str, list[int | None]] = field(default_factory=dict, repr=False)
+    read_parts: int = 1
+    """How many parts the full read took (resample.full_read_rows); 1 for the tail path."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +130,7 @@ class ResamplePlan:
             "symbols": self.symbols,
             "input_rows": self.input_rows,
             "files_read": self.files_read,
+            "read_parts": self.read_parts,
             "off_calendar_rows": self.off_calendar_rows,
             "intervals": {f"{p.interval}d": p.describe() for p in self.intervals},
         }
