@@ -181,6 +181,9 @@ def test_status_with_data(lake: Lake, capsys: pytest.CaptureFixture[str]) -> Non
     assert "the last consolidate run failed (consolidate-1): disk full" in problems
     assert "stale fetch lock of run crashed" in problems
     assert "1 temporary file(s)" in problems
+    # 5d was built through 11-20; bronze holds 11-25 (7d is not configured: not reported)
+    assert "silver 5d is only through 2026-11-20 while bronze holds 2026-11-25" in problems
+    assert "7d" not in problems and body["silver_stale"] is True
     assert check_failed(result)  # the failed consolidate run
     json.dumps(body)  # JSON-ready as is
 
@@ -366,3 +369,25 @@ def test_a_failed_runs_record_says_what_failed() -> None:
         stage="consolidate", failures=[{"symbol": "X", "reason": "y" * 900}], **base
     )
     assert len(long.failure_summary()) == 500
+
+
+def test_silver_behind_bronze_fails_the_check_until_resample_runs(tmp_path: Path) -> None:
+    """resample stopped running (disabled, or failing before it records a run): bronze is
+    fresh, silver is not. status says so and --check exits 1; a resample clears it. A lake whose
+    silver was never built is not reported (bronze-only lakes are fine)."""
+    from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+
+    lake = fresh_lake(tmp_path / "lake")
+    assert not check_failed(run_status(lake.context()))  # no silver built: nothing to say
+    cal = get_calendar()
+    latest = D(str(run_status(lake.context()).latest_landed_session))
+    previous = cal.previous_session(latest)
+    assert previous is not None
+    write_checkpoint(lake.storage, 3, {"through": previous.isoformat()})
+    status = run_status(lake.context())
+    assert status.silver_stale and check_failed(status)
+    assert any(p.startswith("silver 3d is only through") for p in status.problems)
+    ctx = lake.context()
+    assert run_resample(ctx, plan_resample(ctx, ResampleOptions(full=True))).ok
+    after = run_status(lake.context())
+    assert not after.silver_stale and not check_failed(after), after.problems

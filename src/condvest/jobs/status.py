@@ -30,6 +30,8 @@ class StatusResult(JobResult):
     latest_landed_session: str | None = None
     watermark: str | None = None
     stale: bool = True
+    silver_stale: bool = False
+    """A built silver interval's checkpoint is behind the latest landed session."""
     healthy: bool = False
     problems: list[str] = field(default_factory=list)
     bronze: dict[str, Any] = field(default_factory=dict)
@@ -282,6 +284,23 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         problems.append(
             f"{len(missing)} session(s) missing from the fetch log, e.g. {missing[0].isoformat()}"
         )
+    silver = _silver_summary(ctx)
+    # What silver should cover: the newest completed session bronze holds.
+    due = min(latest_landed, latest_completed) if latest_landed is not None else None
+    behind = [
+        (name, view["through"])
+        for name, view in silver.items()
+        if view["configured"]
+        and isinstance(view.get("through"), str)
+        and due is not None
+        and date.fromisoformat(view["through"]) < due
+    ]
+    if behind and due is not None:
+        oldest = min(through for _, through in behind)
+        problems.append(
+            f"silver {', '.join(name for name, _ in behind)} is only through {oldest} while "
+            f"bronze holds {due.isoformat()}: run condvest resample"
+        )
     runs = last_runs(ctx.storage)
     run_view: dict[str, Any] = {}
     for stage in STAGES:
@@ -367,6 +386,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         latest_landed_session=latest_landed.isoformat() if latest_landed else None,
         watermark=watermark.isoformat() if watermark else None,
         stale=stale,
+        silver_stale=bool(behind),
         healthy=not problems,
         problems=problems,
         bronze=to_jsonable(bronze),
@@ -375,7 +395,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             "since": min(sessions).isoformat() if sessions else None,
             "sessions": [d.isoformat() for d in missing[:MISSING_SHOWN]],
         },
-        silver=_silver_summary(ctx),
+        silver=silver,
         runs=run_view,
         locks=locks,
         quarantine=quarantine,
@@ -391,12 +411,13 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
 
 
 def check_failed(result: StatusResult) -> bool:
-    """``status --check``: the lake is stale, a stage's last run failed (or the last run of one
-    of its parts — a consolidate shard — with no whole run since), or the PostgreSQL cache (when
-    on) cannot be read or is behind the lake."""
+    """``status --check``: the lake (or a built silver interval) is stale, a stage's last run
+    failed (or the last run of one of its parts — a consolidate shard — with no whole run
+    since), or the PostgreSQL cache (when on) cannot be read or is behind the lake."""
     db = result.database
     return (
         result.stale
+        or result.silver_stale
         or any((view or {}).get("outcome") == "failed" for view in result.runs.values())
         or any((view or {}).get("failed_parts") for view in result.runs.values())
         or bool(db.get("enabled") and (db.get("error") or db.get("behind_lake")))
