@@ -6,9 +6,10 @@ Two ways to plan a run:
   proves that no symbol's rows on or before its ``through`` changed, only rows dated from the
   cutoff are read, the bars that can have changed are recomputed and merged into the months they
   start in (the rows of those months that start earlier are kept).
-* The full read, otherwise: the whole lake is read (one DuckDB scan on disk), the bars of every
-  interval computed in one vectorised pass (condvest.core.bars — about a second at seed scale),
-  and each month partition's content digest compared with the interval's checkpoint. The run
+* The full read, otherwise: the whole lake is read, in parts of whole symbols (resample_full:
+  one DuckDB scan per part on disk), the bars of every interval computed in vectorised passes
+  (condvest.core.bars), and each month partition's content digest compared with the interval's
+  checkpoint. The run
   then writes only the months whose bars changed (or whose file is missing or was changed by
   someone else), each as a complete file — the rows of every symbol in that month, so nothing
   already there is lost — and removes months no bar maps to any more.
