@@ -69,7 +69,7 @@ class DailyArrays:
         return len(self.day)
 
 
-def _numpy(column: pa.ChunkedArray, fill: float | int, dtype: type) -> np.ndarray:
+def filled_numpy(column: pa.ChunkedArray, fill: float | int, dtype: type) -> np.ndarray:
     """One numpy copy of ``column`` (nulls as ``fill``): fill_null only when there are nulls."""
     if column.null_count:
         column = pc.fill_null(column, fill)
@@ -90,7 +90,9 @@ def daily_arrays(table: pa.Table, symbols: tuple[str, ...], counts: np.ndarray) 
     columns["day"] = (table.column("date").cast(pa.int32()), 0, np.int32)
     columns["transactions"] = (tx, 0, np.int64)
     with ThreadPoolExecutor(2) as pool:
-        got = dict(zip(columns, pool.map(lambda c: _numpy(*c), columns.values()), strict=True))
+        got = dict(
+            zip(columns, pool.map(lambda c: filled_numpy(*c), columns.values()), strict=True)
+        )
     volume, vwap = got["volume"], got.pop("vwap")
     priced = ~np.isnan(vwap)
     has_tx = (

@@ -120,21 +120,19 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     with ThreadPoolExecutor(2) as pool:
         plans = list(pool.map(plan_one, intervals))
     release_freed_memory()  # the parts' combining and hashing temporaries
-    n_symbols, input_rows, files_read = len(got.symbols), got.input_rows, got.files_read
-    off_calendar, state = got.off_calendar_rows, got.state
     return ResamplePlan(
         dry_run=options.dry_run,
         alignment=alignment,
         through=through,
         include_partial=options.include_partial,
         since=options.since,
-        symbols=n_symbols,
-        input_rows=input_rows,
-        files_read=files_read,
-        off_calendar_rows=off_calendar if alignment is BarAlignment.CALENDAR else 0,
+        symbols=len(got.symbols),
+        input_rows=got.input_rows,
+        files_read=got.files_read,
+        off_calendar_rows=got.off_calendar_rows if alignment is BarAlignment.CALENDAR else 0,
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
-        bronze_state=state,
+        bronze_state=got.state,
         read_parts=got.parts,
     )
 
@@ -147,7 +145,7 @@ def _known_rows(ctx: JobContext) -> dict[str, int]:
     except CondvestError as exc:
         log.warning("sizing the read without the consolidation manifest: %s", exc)
         return {}
-    return {name: row.row_count for name, row in manifest.items() if row.row_count is not None}
+    return {name: row.row_count for name, row in manifest.items()}
 
 
 def _plan_interval(

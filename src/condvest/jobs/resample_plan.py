@@ -52,26 +52,20 @@ class IntervalPlan:
 
     def month_rows(self, label: str) -> pa.Table:
         """The bars of month ``label`` ("YYYYMM"), sorted by (symbol, start_date)."""
-        a, b = self.month_slices.get(label, (0, 0))
-        if self.month_order is None:
-            return self.table.slice(a, b - a)
-        return self.table.take(pa.array(self.month_order[a:b]))
+        return self.months_table((label,))[0]
 
     def months_table(self, labels: tuple[str, ...]) -> tuple[pa.Table, dict[str, tuple[int, int]]]:
         """The bars of the months ``labels``, month after month (each in (symbol, start_date)
-        order), and where each month lies in that table: rows [a, b)."""
+        order; one take), and where each month lies in that table: rows [a, b)."""
         spans = [self.month_slices.get(label, (0, 0)) for label in labels]
-        sizes = [b - a for a, b in spans]
-        ends = np.cumsum(sizes).tolist()
-        where = {label: (e - n, e) for label, n, e in zip(labels, sizes, ends, strict=True)}
-        if self.month_order is None:
-            if spans and all(a == b0 for (a, _), (_, b0) in zip(spans[1:], spans, strict=False)):
-                return self.table.slice(spans[0][0], ends[-1] if ends else 0), where
-            order = np.concatenate([np.arange(a, b) for a, b in spans] or [np.zeros(0, np.int64)])
-        else:
-            order = np.concatenate(
-                [self.month_order[a:b] for a, b in spans] or [np.zeros(0, np.int64)]
-            )
+        rows = [
+            np.arange(a, b) if self.month_order is None else self.month_order[a:b] for a, b in spans
+        ]
+        ends = np.cumsum([len(r) for r in rows]).tolist()
+        where = {
+            label: (end - len(r), end) for label, r, end in zip(labels, rows, ends, strict=True)
+        }
+        order = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         return self.table.take(pa.array(order)), where
 
     def describe(self) -> dict[str, Any]:

@@ -51,10 +51,7 @@ def bronze_state(
         return {}
     if days is None:
         days = np.asarray(src.table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int64)
-    fetched_col = src.table.column("fetched")
-    if fetched_col.null_count:
-        fetched_col = pc.fill_null(fetched_col, 0)
-    fetched = np.asarray(fetched_col.to_numpy(), np.int64)
+    fetched = bars.filled_numpy(src.table.column("fetched"), 0, np.int64)
     old = days <= upto
     starts = np.concatenate([[0], np.cumsum(src.counts)[:-1]])
     count = np.add.reduceat(old, starts, dtype=np.int64)

@@ -168,16 +168,16 @@ def _silver_summary(ctx: JobContext) -> dict[str, Any]:
 
 
 def _lock_names(ctx: JobContext) -> list[str]:
-    """Every stage's lock, and the locks of stages run in parts (consolidate-shard-3-of-8)."""
-    found = [
+    """The locks present, stages first (in STAGES order), then the locks of stages run in parts
+    (consolidate-shard-3-of-8): one listing, and no read of a lock that is not there."""
+    found = {
         name
         for obj in ctx.storage.list_objects(layout.LOCKS_PREFIX)
         if not layout.is_temp_key(obj.key)
         and obj.key.endswith(".json")
-        and (name := obj.key[len(layout.LOCKS_PREFIX) : -len(".json")]) not in STAGES
-        and "/" not in name
-    ]
-    return [*STAGES, *sorted(found)]
+        and "/" not in (name := obj.key[len(layout.LOCKS_PREFIX) : -len(".json")])
+    }
+    return [s for s in STAGES if s in found] + sorted(found - set(STAGES))
 
 
 def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
@@ -325,6 +325,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         if record and record.outcome == "failed":
             problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
         parts = scoped_runs(ctx.storage, stage)
+        failed = failed_parts(record, parts)
         if parts:
             run_view[stage]["parts"] = {
                 p.scope: {
@@ -336,8 +337,6 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
                 }
                 for p in parts
             }
-        failed = failed_parts(record, parts)
-        if parts:
             run_view[stage]["failed_parts"] = [p.scope for p in failed]
         for part in failed:
             if record is not None and part.run_id == record.run_id:
@@ -349,11 +348,10 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
     for name in _lock_names(ctx):
         info = read_lock(ctx.storage, name)
         if info is not None:
-            stage = name
             expired = info.expires <= ctx.now()
             locks.append(
                 {
-                    "stage": stage,
+                    "stage": name,
                     "run_id": info.run_id,
                     "host": info.host,
                     "since": info.acquired_at,
@@ -363,8 +361,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             )
             if expired:
                 problems.append(
-                    f"a stale {stage} lock of run {info.run_id} remains "
-                    "(the next run takes it over)"
+                    f"a stale {name} lock of run {info.run_id} remains (the next run takes it over)"
                 )
     temps = bronze["temp_files"] + bronze["temp_files_elsewhere"]
     if temps:
