@@ -62,6 +62,14 @@ class PolygonSettings(_Section):
     backoff_max_s: float = Field(60.0, ge=0, description="Longest single retry delay")
     adjusted: bool = Field(True, description="Ask for split-adjusted aggregates")
     include_otc: bool = Field(False, description="Include OTC securities in grouped daily")
+    max_pages: int = Field(
+        10000, ge=1, description="Most next_url pages followed for one paginated request"
+    )
+    max_response_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Largest response body accepted, measured after decompression (bytes)",
+    )
 
 
 class FetchSettings(_Section):

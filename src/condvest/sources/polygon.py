@@ -1,9 +1,16 @@
 """Polygon.io / Massive REST client (DESIGN §5): aiohttp, bearer key, client-side pacing,
 bounded concurrency, retries with exponential backoff + jitter honouring ``Retry-After``.
 
-The key travels only in the ``Authorization`` header. ``next_url`` pagination links are rebased
-onto the configured ``base_url`` (the key is never sent to a host we were not configured with)
-and stripped of any ``apiKey`` parameter; every logged URL also goes through ``redact``."""
+The key travels only in the ``Authorization`` header. A ``next_url`` pagination link is
+followed only when its scheme, host and port equal the configured ``base_url``'s (anything else,
+including scheme-less or user-info links, is a :class:`SourceError`: the key is never sent to a
+host we were not configured with); it is stripped of any ``apiKey`` parameter, and every logged
+URL also goes through ``redact``.
+
+Responses are bounded: a body is read in chunks and refused past ``max_response_bytes``
+(decompressed), a paginated request stops with an error after ``max_pages`` pages or when a
+``next_url`` repeats, and an undecodable or unparseable body is retried, then reported as the
+endpoint's :class:`SourceError`."""
 
 from __future__ import annotations
 
@@ -29,6 +36,21 @@ log = logging.getLogger("condvest.sources.polygon")
 SOURCE = "polygon"
 T = TypeVar("T")
 _PAGE_LIMIT = 1000  # the reference endpoints' maximum page size
+_CHUNK = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an absolute http(s) URL without user info; None otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    return scheme, parts.hostname.lower(), port if port is not None else _DEFAULT_PORTS[scheme]
 
 
 class RateLimiter:
@@ -97,9 +119,28 @@ class PolygonClient:
             self._session = None
 
     # -- transport ---------------------------------------------------------------------------
-    def _rebase(self, url: str) -> str:
-        parts = urlsplit(_strip_key(url))
-        return f"{self.base_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    def _follow(self, endpoint: str, next_url: str) -> str:
+        """``next_url`` (without its api key) when it points at the configured origin."""
+        origin = _origin(next_url)
+        if origin is None or origin != _origin(self.base_url):
+            raise SourceError(
+                f"{endpoint}: refusing next_url {redact(_strip_key(next_url))[:200]!r}: "
+                f"not on the configured base_url {self.base_url}",
+                hint="the API key is only sent to polygon.base_url",
+            )
+        return _strip_key(next_url)
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        """The (decompressed) body, or None once it passes ``max_response_bytes``."""
+        cap = self.settings.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         cap = self.settings.backoff_max_s
@@ -126,13 +167,25 @@ class PolygonClient:
                     )
                 if status == 429 or status >= 500:
                     return None, f"HTTP {status}", retry_after_s(resp.headers.get("Retry-After"))
-                text = await resp.text()
+                raw = await self._read(resp)
+                if raw is None:
+                    raise SourceError(
+                        f"HTTP {status}: response larger than polygon.max_response_bytes "
+                        f"({self.settings.max_response_bytes} bytes after decompression)"
+                    )
                 if status >= 400:
-                    raise SourceError(f"HTTP {status}: {redact(text[:200])}")
+                    shown = raw[:200].decode("utf-8", "replace")
+                    raise SourceError(f"HTTP {status}: {redact(shown)}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "undecodable body (invalid UTF-8)", None
         try:
             data = json.loads(text)
         except ValueError:
             return None, "malformed JSON", None
+        except RecursionError:
+            return None, "malformed JSON (nested too deeply)", None
         if not isinstance(data, dict):
             return None, "malformed JSON (not an object)", None
         return data, "", None
@@ -141,7 +194,10 @@ class PolygonClient:
         self, endpoint: str, path_or_url: str, params: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """GET one JSON object, retrying 429/5xx/timeouts/connection errors/malformed JSON."""
-        url = self._rebase(path_or_url) if "://" in path_or_url else self.base_url + path_or_url
+        if path_or_url.startswith("/") and not path_or_url.startswith("//"):
+            url = self.base_url + path_or_url
+        else:
+            url = self._follow(endpoint, path_or_url)
         shown = redact(url)
         for attempt in range(1, self.settings.max_retries + 2):
             await self._limiter.wait()
@@ -154,6 +210,8 @@ class PolygonClient:
                 raise SourceError(f"{endpoint} ({shown}) failed: {exc.message}") from None
             except TimeoutError:
                 data, problem = None, f"timeout after {self.settings.timeout_s:g}s"
+            except aiohttp.ClientPayloadError as exc:
+                data, problem = None, f"undecodable body ({type(exc).__name__})"
             except aiohttp.ClientError as exc:
                 data, problem = None, f"connection error ({type(exc).__name__})"
             if data is not None:
@@ -183,6 +241,7 @@ class PolygonClient:
         out: list[Any] = []
         body = await self.get(endpoint, path, params)
         pages = 1
+        followed: set[str] = set()
         while True:
             results = body.get("results") or []
             if not isinstance(results, list):
@@ -191,9 +250,23 @@ class PolygonClient:
             next_url = body.get("next_url")
             if not next_url:
                 return out
+            if not isinstance(next_url, str):
+                raise SourceError(f"{endpoint}: 'next_url' is not a string")
+            url = self._follow(endpoint, next_url)
+            if url in followed:
+                raise SourceError(
+                    f"{endpoint}: next_url repeats after {pages} page(s) "
+                    f"({redact(url)[:200]}); the source's pagination loops"
+                )
+            if pages >= self.settings.max_pages:
+                raise SourceError(
+                    f"{endpoint}: more than polygon.max_pages ({self.settings.max_pages}) pages",
+                    hint="raise polygon.max_pages if the answer is really that long",
+                )
+            followed.add(url)
             pages += 1
-            log.debug("%s: page %d (%s)", endpoint, pages, redact(_strip_key(next_url)))
-            body = await self.get(f"{endpoint} page {pages}", next_url)
+            log.debug("%s: page %d (%s)", endpoint, pages, redact(url))
+            body = await self.get(f"{endpoint} page {pages}", url)
 
     # -- endpoints ---------------------------------------------------------------------------
     def _agg_params(self) -> dict[str, str]:
