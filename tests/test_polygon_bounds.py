@@ -1,0 +1,55 @@
+"""Issue 13 items 7 and 9: next_url only followed on the configured origin; page/cursor bounds."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from condvest.errors import SourceError
+from condvest.settings import load_settings
+from condvest.sources.polygon import PolygonSource
+from conftest import polygon_overrides
+from polygon_server import KEY, FakePolygon, Scripted
+
+SPLITS = "/v3/reference/splits"
+
+
+def _client(polygon: FakePolygon, **kw: object) -> PolygonSource:
+    settings = load_settings(env={}, overrides=polygon_overrides(polygon.url, **kw))
+    return PolygonSource(settings.polygon, KEY)
+
+
+@pytest.mark.parametrize(
+    "form", ["0/v2/x", ".evil.example/v2/x", "@evil.example/v2/x", "//evil.example/v2/x", "OTHER"]
+)
+def test_next_url_off_origin_is_refused(polygon: FakePolygon, form: str) -> None:
+    other = FakePolygon().start()
+    try:
+        if form == "OTHER":
+            next_url = f"{other.url}{SPLITS}?cursor=1"
+        else:
+            next_url = polygon.url.split("//", 1)[1].rsplit(":", 1)[-1] + form if form[0] == "0" else form
+        polygon.fail(SPLITS, Scripted(200, json.dumps({"results": [], "next_url": next_url})))
+        client = _client(polygon)
+        try:
+            with pytest.raises(SourceError, match="splits: refusing next_url"):
+                client.splits(date(2025, 1, 1), date(2025, 1, 2))
+        finally:
+            client.close()
+        assert other.seen == []
+        assert len(polygon.requests_to(SPLITS)) == 1
+    finally:
+        other.stop()
+
+
+def test_repeated_cursor_and_page_cap(polygon: FakePolygon) -> None:
+    loop = json.dumps({"results": [], "next_url": f"{polygon.url}{SPLITS}?cursor=1"})
+    polygon.fail(SPLITS, *[Scripted(200, loop)] * 3)
+    client = _client(polygon)
+    try:
+        with pytest.raises(SourceError, match="next_url repeats"):
+            client.splits(date(2025, 1, 1), date(2025, 1, 2))
+    finally:
+        client.close()
