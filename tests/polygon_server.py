@@ -50,6 +50,8 @@ class Scripted:
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     sleep_s: float = 0.0
+    raw: bytes | None = None
+    """bytes served as-is (invalid UTF-8, a gzip body with its Content-Encoding header)."""
 
 
 @dataclass
@@ -114,6 +116,8 @@ class FakePolygon:
                 step = queue.pop(0)
                 if step.sleep_s:
                     await asyncio.sleep(step.sleep_s)
+                if step.raw is not None:
+                    return web.Response(status=step.status, body=step.raw, headers=step.headers)
                 return web.Response(status=step.status, text=step.body or "", headers=step.headers)
         if auth != f"Bearer {KEY}":
             body = {"status": "ERROR", "request_id": "x", "error": "Unknown API Key"}

@@ -53,3 +53,32 @@ def test_repeated_cursor_and_page_cap(polygon: FakePolygon) -> None:
             client.splits(date(2025, 1, 1), date(2025, 1, 2))
     finally:
         client.close()
+
+
+GROUPED = "/v2/aggs/grouped/locale/us/market/stocks/2025-03-14"
+
+
+def test_invalid_utf8_and_deep_json_retried_then_source_error(polygon: FakePolygon) -> None:
+    client = _client(polygon, max_retries=1)
+    try:
+        polygon.fail(GROUPED, *[Scripted(raw=b'{"results": ["\xff\xfe"]}')] * 2)
+        with pytest.raises(SourceError, match="grouped daily .*undecodable"):
+            client.grouped_daily(date(2025, 3, 14))
+        polygon.fail(GROUPED, *[Scripted(200, "[" * 100000 + "]" * 100000)] * 2)
+        with pytest.raises(SourceError, match="grouped daily .*malformed JSON"):
+            client.grouped_daily(date(2025, 3, 14))
+    finally:
+        client.close()
+
+
+def test_gzip_bomb_stops_at_the_cap(polygon: FakePolygon) -> None:
+    import gzip
+
+    bomb = gzip.compress(b'{"results": [' + b" " * (4 * 1024 * 1024) + b"]}")
+    polygon.fail(GROUPED, Scripted(raw=bomb, headers={"Content-Encoding": "gzip"}))
+    client = _client(polygon, max_response_bytes=64 * 1024)
+    try:
+        with pytest.raises(SourceError, match="max_response_bytes"):
+            client.grouped_daily(date(2025, 3, 14))
+    finally:
+        client.close()
