@@ -30,7 +30,8 @@ def test_next_url_off_origin_is_refused(polygon: FakePolygon, form: str) -> None
         if form == "OTHER":
             next_url = f"{other.url}{SPLITS}?cursor=1"
         else:
-            next_url = polygon.url.split("//", 1)[1].rsplit(":", 1)[-1] + form if form[0] == "0" else form
+            port = polygon.url.rsplit(":", 1)[-1]
+            next_url = port + form if form[0] == "0" else form
         polygon.fail(SPLITS, Scripted(200, json.dumps({"results": [], "next_url": next_url})))
         client = _client(polygon)
         try:
@@ -62,10 +63,10 @@ def test_invalid_utf8_and_deep_json_retried_then_source_error(polygon: FakePolyg
     client = _client(polygon, max_retries=1)
     try:
         polygon.fail(GROUPED, *[Scripted(raw=b'{"results": ["\xff\xfe"]}')] * 2)
-        with pytest.raises(SourceError, match="grouped daily .*undecodable"):
+        with pytest.raises(SourceError, match=r"grouped daily .*undecodable"):
             client.grouped_daily(date(2025, 3, 14))
         polygon.fail(GROUPED, *[Scripted(200, "[" * 100000 + "]" * 100000)] * 2)
-        with pytest.raises(SourceError, match="grouped daily .*malformed JSON"):
+        with pytest.raises(SourceError, match=r"grouped daily .*malformed JSON"):
             client.grouped_daily(date(2025, 3, 14))
     finally:
         client.close()
