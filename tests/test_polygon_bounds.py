@@ -27,10 +27,8 @@ def _client(polygon: FakePolygon, **kw: object) -> PolygonSource:
 def test_next_url_off_origin_is_refused(polygon: FakePolygon, form: str) -> None:
     other = FakePolygon().start()
     try:
-        if form == "OTHER":
-            next_url = f"{other.url}{SPLITS}?cursor=1"
-        else:
-            next_url = form  # "0/v2/x" glued onto base_url was another port
+        # "0/v2/x" glued onto base_url was another port
+        next_url = f"{other.url}{SPLITS}?cursor=1" if form == "OTHER" else form
         polygon.fail(SPLITS, Scripted(200, json.dumps({"results": [], "next_url": next_url})))
         client = _client(polygon)
         try:
