@@ -53,6 +53,20 @@ def test_repeated_cursor_and_page_cap(polygon: FakePolygon) -> None:
         client.close()
 
 
+def test_page_cap_stops_a_chain_of_distinct_cursors(polygon: FakePolygon) -> None:
+    pages = [
+        Scripted(200, json.dumps({"results": [], "next_url": f"{polygon.url}{SPLITS}?cursor={n}"}))
+        for n in range(1, 6)
+    ]
+    polygon.fail(SPLITS, *pages)
+    client = _client(polygon, max_pages=3)
+    try:
+        with pytest.raises(SourceError, match=r"more than polygon.max_pages \(3\)"):
+            client.splits(date(2025, 1, 1), date(2025, 1, 2))
+    finally:
+        client.close()
+
+
 GROUPED = "/v2/aggs/grouped/locale/us/market/stocks/2025-03-14"
 
 
@@ -62,7 +76,7 @@ def test_invalid_utf8_and_deep_json_retried_then_source_error(polygon: FakePolyg
         polygon.fail(GROUPED, *[Scripted(raw=b'{"results": ["\xff\xfe"]}')] * 2)
         with pytest.raises(SourceError, match=r"grouped daily .*undecodable"):
             client.grouped_daily(date(2025, 3, 14))
-        polygon.fail(GROUPED, *[Scripted(200, "[" * 100000 + "]" * 100000)] * 2)
+        polygon.fail(GROUPED, *[Scripted(200, "[" * 20000 + "]" * 20000)] * 2)
         with pytest.raises(SourceError, match=r"grouped daily .*malformed JSON"):
             client.grouped_daily(date(2025, 3, 14))
     finally:
