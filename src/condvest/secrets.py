@@ -32,6 +32,14 @@ def read_secret_string(
     import botocore.exceptions
     import botocore.session
 
+    if not arn.startswith("arn:") or len(arn.split(":")) < 7:
+        # Never echo it: a key pasted into the ARN setting is the usual cause.
+        raise error(
+            f"the {what} secret ARN is not a Secrets Manager ARN "
+            "(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME); value not shown",
+            hint=f"{hint}; a plain key belongs in the key setting, not the ARN setting",
+        )
+
     session = botocore.session.get_session()
     region = region_of(arn) or region or session.get_config_variable("region")
     try:

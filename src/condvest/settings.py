@@ -7,7 +7,9 @@ Precedence: CLI flag > environment > TOML file > defaults. Environment names are
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
@@ -17,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from condvest.errors import ConfigError
+from condvest.logging import redact
 
 ENV_PREFIX = "CONDVEST_"
 DEFAULT_CONFIG_FILE = "condvest.toml"
@@ -338,6 +341,52 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SECRET_KEYS = {"api_key", "dsn"}
+_SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|DSN", re.IGNORECASE)
+_SECRET_PREFIX = re.compile(r"^(pk|sk|rk)[-_]", re.IGNORECASE)
+
+
+def _from_secret_source(source: str | None) -> bool:
+    """An environment variable whose name says it holds a secret (…_API_KEY, …_PASSWORD)."""
+    if not source or not source.startswith("environment variable "):
+        return False
+    name = source.removeprefix("environment variable ")
+    return bool(_SECRET_NAME.search(name)) and not name.upper().endswith("_ARN")
+
+
+def looks_secret(value: Any) -> bool:
+    """A value shaped like a key or a password: a long token of letters and digits without
+    spaces, a vendor key prefix (``pk-``), or a DSN carrying a password. Such values are never
+    echoed in an error, whichever setting they were put in."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if _SECRET_PREFIX.match(text) or redact(text) != text:
+        return True
+    if len(text) < 16 or any(c.isspace() for c in text) or "/" in text or ":" in text:
+        return False
+    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
+def _warn_if_exposed(path: Path, toml: Mapping[str, Any]) -> None:
+    """A config file holding a secret must not be readable or writable by others."""
+    holds = any(
+        isinstance(values, Mapping) and any(values.get(k) for k in _SECRET_KEYS)
+        for values in toml.values()
+    )
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if holds and mode & 0o077:
+        logging.getLogger("condvest.settings").warning(
+            "config file %s holds a secret and is readable or writable by others (mode %o); "
+            "chmod 600 it",
+            path,
+            mode & 0o777,
+        )
+
+
 def _format_validation_error(exc: ValidationError, origin: Mapping[tuple[str, str], str]) -> str:
     parts = []
     for err in exc.errors():
@@ -345,7 +394,8 @@ def _format_validation_error(exc: ValidationError, origin: Mapping[tuple[str, st
         where = ".".join(loc)
         source = origin.get((loc[0], loc[1])) if len(loc) >= 2 else None
         value = err.get("input")
-        shown = "***" if len(loc) >= 2 and loc[1] in {"api_key", "dsn"} else repr(value)
+        secret = len(loc) >= 2 and (loc[1] in _SECRET_KEYS or _from_secret_source(source))
+        shown = "***" if secret or looks_secret(value) else redact(repr(value))
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown setting {where}" + (f" in {source}" if source else ""))
         else:
@@ -378,6 +428,7 @@ def load_settings(
         path = Path(DEFAULT_CONFIG_FILE)
     if path is not None:
         toml = read_toml(path)
+        _warn_if_exposed(path, toml)
         for section, values in toml.items():
             if section not in SECTIONS:
                 raise ConfigError(
