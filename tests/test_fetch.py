@@ -72,18 +72,19 @@ def test_daily_session_lands_validated_rows(lake: Lake, polygon: FakePolygon) ->
 def test_empty_session_is_reported_not_silently_done(lake: Lake, polygon: FakePolygon) -> None:
     result = fetch(lake, polygon)
     assert not result.ok and result.empty_sessions == [FRI] and result.exit_code == 1
-    assert any("closures_file" in m and "--force" in m for m in result.messages)
-    entry = read_session(lake.storage, FRI)
-    assert entry is not None and entry.status == "empty"
-    # Not retried forever: the next run has nothing to do...
+    assert any("closures_file" in m and "asks again" in m for m in result.messages)
+    assert read_session(lake.storage, FRI) is None  # never recorded: the watermark stays
+    assert read_watermark(lake.storage) is None
+    # Every run asks again until the vendor publishes it...
     again = fetch(lake, polygon)
-    assert again.ok and again.sessions_planned == 0
-    assert len(polygon.requests_to("/v2/aggs/grouped/")) == 1
-    # ...and --force lands it once data exists.
+    assert not again.ok and again.sessions_planned == 1
+    assert len(polygon.requests_to("/v2/aggs/grouped/")) == 2
+    # ...and the first run after it is published lands it, without --force.
     polygon.grouped[FRI] = [agg("AAPL", FRI)]
-    forced = fetch(lake, polygon, day=FRI, force=True)
-    assert forced.ok and forced.rows == 1
+    landed = fetch(lake, polygon)
+    assert landed.ok and landed.rows == 1
     assert read_session(lake.storage, FRI).status == "landed"  # type: ignore[union-attr]
+    assert read_watermark(lake.storage) == FRI
 
 
 def test_gap_over_max_backfill_is_reported_and_filled(lake: Lake, polygon: FakePolygon) -> None:

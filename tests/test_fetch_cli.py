@@ -240,7 +240,7 @@ def test_synthetic_split_is_restated(tmp_path: Path) -> None:
 
     cal = get_calendar()
     source = SyntheticSource(cal, symbols=50, seed=42)
-    split = next(iter(source.splits(date(2005, 1, 1), date(2025, 12, 31))))
+    split = next(iter(source.splits(date(2005, 1, 1), date(2025, 12, 31)).splits))
     before = cal.sessions_between(date(2000, 1, 1), split.execution_date)[-3:-1]
     lake = make_local_lake(tmp_path / "lake")
     first = cli(

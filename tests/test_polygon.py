@@ -150,7 +150,9 @@ def test_401_is_one_clear_error_without_retry(polygon: FakePolygon) -> None:
 def test_splits_tickers_and_details(polygon: FakePolygon, client: PolygonSource) -> None:
     polygon.page_size = 4
     polygon.splits = load_mock("v3_reference_splits.json")["results"]
-    splits = client.splits(date(2022, 6, 1), date(2022, 7, 18))
+    answer = client.splits(date(2022, 6, 1), date(2022, 7, 18))
+    splits = answer.splits
+    assert answer.rejected.num_rows == 0
     assert {s.symbol for s in splits} == {"GOOGL", "GOOG", "CTO", "SHOP", "DXCM", "AMZN"}
     assert next(s for s in splits if s.symbol == "AMZN").ratio == 20.0
     polygon.tickers = load_mock("v3_reference_tickers.json")["results"] * 3

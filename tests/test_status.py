@@ -155,6 +155,7 @@ def test_status_with_data(lake: Lake, capsys: pytest.CaptureFixture[str]) -> Non
         "count": 1,
         "since": "2026-11-18",
         "sessions": ["2026-11-20"],
+        "reasons": {},
     }
     assert body["runs"]["fetch"]["outcome"] == "success"
     assert body["runs"]["consolidate"]["outcome"] == "failed"

@@ -87,6 +87,26 @@ class FetchSettings(_Section):
     write_concurrency: int = Field(
         32, ge=1, description="Parallel file writes while landing a session"
     )
+    min_session_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A session whose accepted rows fall below this fraction of the median of "
+        "the last session_lookback landed sessions fails (is not recorded, is retried); a "
+        "session with no accepted row always fails",
+    )
+    session_lookback: int = Field(
+        10, ge=1, description="Landed sessions the min_session_fraction median is taken over"
+    )
+    unpublished_wait_s: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds a run may wait for a session the source has not published yet "
+        "(an empty answer), re-asking every unpublished_retry_s, within the run's time budget",
+    )
+    unpublished_retry_s: float = Field(
+        60.0, gt=0, description="Pause between re-asks for a not yet published session"
+    )
     synthetic_symbols: int = Field(50, ge=1, description="Universe size of the synthetic source")
     synthetic_seed: int = Field(42, description="Seed of the synthetic source")
 

@@ -8,14 +8,14 @@ Decisions an operator should know (also in docs/commands/fetch.md):
   keeps flowing), the older ones are reported with the exact ``condvest fetch --start A --end B``
   that fills them, and the run exits 1. The watermark stays below the gap, so every later run
   reports it again until it is filled — nothing is ever skipped silently.
-* A session that comes back empty is recorded in the fetch log with status ``empty`` (so it is
-  not re-requested forever), reported as a possible unscheduled closure, and the run exits 1.
-  If the exchange really was closed, add the date to ``calendar.closures_file``; if data shows
-  up later, ``condvest fetch --date D --force`` lands it.
+* A session that comes back empty (not published yet, or an unscheduled closure) or that lands
+  no accepted row / far fewer than the recent sessions is a *failed* session: not recorded, so
+  the watermark stays below it, status lists it missing with the reason, and every run asks
+  again (``calendar.closures_file`` marks a real closure).
 * ``--symbols`` restricts what is written; such a partial landing is not recorded in the fetch
   log and does not move the watermark (the session is not complete for the universe).
-* The first failing session stops the run (the source is likely down); later sessions are
-  left for the next run, which plans them again.
+* Sessions are independent: a failed one does not block the later ones; three failures in a row
+  stop the run (the source is likely down) and leave the rest for the next run.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 from condvest.core import layout
 from condvest.errors import CondvestError, UsageError
 from condvest.jobs.base import JobContext, JobResult, to_jsonable
-from condvest.state.fetchlog import landed_sessions, read_watermark
+from condvest.state.fetchlog import landed_sessions, read_failures, read_watermark
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
 from condvest.state.runs import STAGES, failed_parts, last_runs, scoped_runs
@@ -269,8 +269,10 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
     if bronze["last_date"] and (latest_landed is None or bronze["last_date"] > latest_landed):
         latest_landed = bronze["last_date"]
     missing: list[date] = []
-    if sessions:
-        window = ctx.calendar.sessions_between(min(sessions), latest_completed)
+    failures = read_failures(ctx.storage)
+    known = sessions | {d for d in failures if d <= latest_completed}
+    if known:
+        window = ctx.calendar.sessions_between(min(known), latest_completed)
         missing = [d for d in window if d not in sessions]
     stale = latest_landed is None or latest_landed < latest_completed
     if latest_landed is None:
@@ -281,8 +283,10 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             f"session {latest_completed.isoformat()}"
         )
     if missing:
+        first = missing[0]
+        why = f" ({failures[first]})" if failures.get(first) else ""
         problems.append(
-            f"{len(missing)} session(s) missing from the fetch log, e.g. {missing[0].isoformat()}"
+            f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}{why}"
         )
     silver = _silver_summary(ctx)
     # What silver should cover: the newest completed session bronze holds.
@@ -389,8 +393,11 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         bronze=to_jsonable(bronze),
         missing_sessions={
             "count": len(missing),
-            "since": min(sessions).isoformat() if sessions else None,
+            "since": min(known).isoformat() if known else None,
             "sessions": [d.isoformat() for d in missing[:MISSING_SHOWN]],
+            "reasons": {
+                d.isoformat(): failures[d] for d in missing[:MISSING_SHOWN] if d in failures
+            },
         },
         silver=silver,
         runs=run_view,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from condvest.core.layout import is_valid_symbol
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.core.validate import QUARANTINE_SCHEMA, rejected_table
 from condvest.errors import CondvestError
@@ -50,6 +51,53 @@ class Split:
         return self.split_to / self.split_from
 
 
+@dataclass(frozen=True)
+class SplitBatch:
+    """Splits a source delivered: the valid ones, and the rows refused (with the reason)."""
+
+    splits: list[Split]
+    rejected: pa.Table
+    """:data:`condvest.core.validate.QUARANTINE_SCHEMA` rows."""
+
+
+def _split_problem(row: Any) -> tuple[str | None, date | None, str | None, Split | None]:
+    """(symbol, execution date, reason, split) of one vendor row; reason None when valid."""
+    if not isinstance(row, Mapping):
+        return None, None, "not an object", None
+    symbol = row.get("ticker")
+    symbol = symbol if isinstance(symbol, str) else None
+    try:
+        day = date.fromisoformat(str(row.get("execution_date")))
+    except ValueError:
+        return symbol, None, "execution_date missing or not a date", None
+    if symbol is None or not is_valid_symbol(symbol):
+        return symbol, day, "malformed symbol", None
+    ratio: list[float] = []
+    for name in ("split_from", "split_to"):
+        value = row.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return symbol, day, f"{name} missing or not a number", None
+        if not math.isfinite(value) or value <= 0 or value > 1e9:
+            return symbol, day, f"{name} {value!r} is not a positive share count", None
+        ratio.append(float(value))
+    return symbol, day, None, Split(symbol, day, ratio[0], ratio[1])
+
+
+def split_batch(rows: Iterable[Any], *, source: str) -> SplitBatch:
+    """Vendor split rows → :class:`SplitBatch` (a bad row is refused, the others kept)."""
+    good: list[Split] = []
+    bad: list[tuple[str | None, Any, str, dict[str, Any]]] = []
+    for row in rows:
+        symbol, day, reason, split = _split_problem(row)
+        if split is not None:
+            good.append(split)
+        else:
+            raw = dict(row) if isinstance(row, Mapping) else {"row": row}
+            bad.append((symbol, day, f"split: {reason}", raw))
+    rejected = rejected_table(bad, source=source, fetched_at=datetime.now(UTC))
+    return SplitBatch(good, rejected)
+
+
 class Source(Protocol):
     """A market-data source. Counters feed the fetch result."""
 
@@ -76,8 +124,8 @@ class Source(Protocol):
         (an AuthError is raised: no other symbol can succeed either)."""
         ...
 
-    def splits(self, start: date, end: date) -> list[Split]:
-        """Splits executed from ``start`` to ``end`` (inclusive)."""
+    def splits(self, start: date, end: date) -> SplitBatch:
+        """Splits executed from ``start`` to ``end`` (inclusive); bad rows in ``rejected``."""
         ...
 
     def tickers(self) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ import aiohttp
 from condvest.errors import AuthError, CondvestError, SourceError
 from condvest.logging import redact
 from condvest.settings import PolygonSettings
-from condvest.sources.base import Batch, Split, aggregates_to_batch
+from condvest.sources.base import Batch, SplitBatch, aggregates_to_batch, split_batch
 
 log = logging.getLogger("condvest.sources.polygon")
 SOURCE = "polygon"
@@ -291,26 +291,14 @@ class PolygonClient:
             results, source=SOURCE, fetched_at=datetime.now(UTC), symbol=symbol
         )
 
-    async def splits(self, start: date, end: date) -> list[Split]:
+    async def splits(self, start: date, end: date) -> SplitBatch:
         params = {
             "execution_date.gte": start.isoformat(),
             "execution_date.lte": end.isoformat(),
             "limit": str(_PAGE_LIMIT),
         }
-        out = []
-        for row in await self.get_pages("splits", "/v3/reference/splits", params):
-            try:
-                out.append(
-                    Split(
-                        str(row["ticker"]),
-                        date.fromisoformat(str(row["execution_date"])),
-                        float(row["split_from"]),
-                        float(row["split_to"]),
-                    )
-                )
-            except (KeyError, TypeError, ValueError):
-                log.warning("splits: skipping malformed row %s", redact(str(row))[:200])
-        return out
+        rows = await self.get_pages("splits", "/v3/reference/splits", params)
+        return split_batch(rows, source=SOURCE)
 
     async def tickers(self) -> list[dict[str, Any]]:
         params = {"market": "stocks", "active": "true", "limit": str(_PAGE_LIMIT)}
@@ -370,7 +358,7 @@ class PolygonSource:
     ) -> dict[str, Batch | CondvestError]:
         return self._each(symbols, lambda s: self._client.ticker_range(s, start, end))
 
-    def splits(self, start: date, end: date) -> list[Split]:
+    def splits(self, start: date, end: date) -> SplitBatch:
         return self._run(self._client.splits(start, end))
 
     def tickers(self) -> list[dict[str, Any]]:

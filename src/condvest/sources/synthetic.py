@@ -20,7 +20,7 @@ import pyarrow as pa
 from condvest.core.calendar import TradingCalendar
 from condvest.core.validate import QUARANTINE_SCHEMA
 from condvest.errors import CondvestError
-from condvest.sources.base import RAW_SCHEMA, Batch, Split
+from condvest.sources.base import RAW_SCHEMA, Batch, Split, SplitBatch
 
 SOURCE = "synthetic"
 ORIGIN = date(2000, 1, 3)
@@ -133,7 +133,7 @@ class SyntheticSource:
             out[symbol] = Batch(self._rows(pairs, as_of), QUARANTINE_SCHEMA.empty_table())
         return out
 
-    def splits(self, start: date, end: date) -> list[Split]:
+    def splits(self, start: date, end: date) -> SplitBatch:
         self.requests += 1
         out = []
         for symbol in self.universe:
@@ -141,7 +141,7 @@ class SyntheticSource:
                 day = self.sessions[at]
                 if start <= day <= end:
                     out.append(Split(symbol, day, 1.0, ratio))
-        return out
+        return SplitBatch(out, QUARANTINE_SCHEMA.empty_table())
 
     def tickers(self) -> list[dict[str, Any]]:
         self.requests += 1

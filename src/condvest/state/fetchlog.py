@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from condvest.core import layout
-from condvest.errors import CorruptFileError, StorageError
+from condvest.errors import CorruptFileError, NotFoundError, StorageError
 from condvest.storage.base import Storage, json_bytes
 
 SessionStatus = Literal["landed", "empty"]
@@ -123,3 +123,42 @@ def advance_watermark(
         if storage.replace(key, json_bytes(body), version):
             return day
     raise StorageError(f"could not advance watermark {name}: too many concurrent updates")
+
+
+def read_failures(storage: Storage) -> dict[date, str]:
+    """Sessions a fetch could not land (session → reason); {} when none or unreadable (the
+    file only explains; the fetch log and the calendar decide what is missing)."""
+    try:
+        body = storage.read_json(layout.FETCH_FAILURES)
+    except (CorruptFileError, StorageError):
+        return {}
+    out: dict[date, str] = {}
+    if isinstance(body, dict):
+        for key, value in (body.get("sessions") or {}).items():
+            try:
+                out[date.fromisoformat(str(key))] = str(value.get("reason", ""))
+            except (AttributeError, ValueError):
+                continue
+    return out
+
+
+def update_failures(
+    storage: Storage, failed: dict[date, str], landed: set[date], *, run_id: str
+) -> None:
+    """Add this run's failed sessions, drop the ones now in the fetch log. One PUT, only when
+    something changed (fetch holds its stage lock: no concurrent writer)."""
+    try:
+        body = storage.read_json(layout.FETCH_FAILURES)
+    except (CorruptFileError, NotFoundError):
+        body = None
+    sessions: dict[str, Any] = {}
+    if isinstance(body, dict) and isinstance(body.get("sessions"), dict):
+        sessions = dict(body["sessions"])
+    before = dict(sessions)
+    for day in landed:
+        sessions.pop(day.isoformat(), None)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for day, reason in failed.items():
+        sessions[day.isoformat()] = {"reason": reason, "run_id": run_id, "at": now}
+    if sessions != before:
+        storage.write_json(layout.FETCH_FAILURES, {"sessions": dict(sorted(sessions.items()))})
