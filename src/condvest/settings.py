@@ -107,6 +107,15 @@ class FetchSettings(_Section):
     unpublished_retry_s: float = Field(
         60.0, gt=0, description="Pause between re-asks for a not yet published session"
     )
+    max_price: float = Field(
+        1e7, gt=0, description="A price or vwap above this is a vendor error (row quarantined)"
+    )
+    max_volume: float = Field(
+        1e13, gt=0, description="A volume above this is a vendor error (row quarantined)"
+    )
+    max_transactions: float = Field(
+        1e10, gt=0, description="A transaction count above this is a vendor error (quarantined)"
+    )
     synthetic_symbols: int = Field(50, ge=1, description="Universe size of the synthetic source")
     synthetic_seed: int = Field(42, description="Seed of the synthetic source")
 
@@ -119,6 +128,13 @@ class MetaSettings(_Section):
     )
     exchanges: list[str] = Field(
         default_factory=list, description="Primary exchanges kept (MIC codes; empty = all)"
+    )
+    min_list_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A ticker list with fewer active symbols than this fraction of the previous "
+        "snapshot's is refused (nothing is marked inactive)",
     )
 
 

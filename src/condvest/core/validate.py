@@ -2,12 +2,15 @@
 
 A bad row never stops the batch: it goes to quarantine with its reason and raw values, the rest
 lands. Checks: prices > 0, high >= max(open, close), low <= min(open, close), volume >= 0, a
-well-formed symbol, one row per (symbol, date)."""
+vwap (when given) > 0, sanity ceilings on prices, vwap, volume and transactions
+(:class:`Bounds`, configurable), a well-formed symbol, one row per (symbol, date) — an exact
+copy of a row is kept once, conflicting copies are all refused."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -59,18 +62,40 @@ def _np(table: pa.Table, name: str) -> np.ndarray:
     return values
 
 
-def _reasons(table: pa.Table) -> list[str | None]:
+@dataclass(frozen=True)
+class Bounds:
+    """Sanity ceilings: a value above one is a vendor error, never a real bar (the highest US
+    share price is in the hundreds of thousands; 1e300 would become infinity in silver)."""
+
+    max_price: float = 1e7
+    max_volume: float = 1e13
+    max_transactions: float = 1e10
+
+
+def _reasons(table: pa.Table, bounds: Bounds) -> list[str | None]:
     """The first failing check of each row (None = the row is good)."""
-    o, h, lo, c, v = (_np(table, n) for n in (*_PRICES, "volume"))
-    checks: list[tuple[np.ndarray, str]] = [
-        (np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c), "missing price"),
-        (np.isnan(v), "missing volume"),
-        (~((o > 0) & (h > 0) & (lo > 0) & (c > 0)), "price not > 0"),
-        (~np.isfinite(o + h + lo + c + v), "non-finite value"),
-        (h < np.maximum(o, c), "high below max(open, close)"),
-        (lo > np.minimum(o, c), "low above min(open, close)"),
-        (v < 0, "volume below 0"),
-    ]
+    o, h, lo, c, v, vw, n = (
+        _np(table, name) for name in (*_PRICES, "volume", "vwap", "transactions")
+    )
+    with np.errstate(invalid="ignore", over="ignore"):
+        checks: list[tuple[np.ndarray, str]] = [
+            (np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c), "missing price"),
+            (np.isnan(v), "missing volume"),
+            (~((o > 0) & (h > 0) & (lo > 0) & (c > 0)), "price not > 0"),
+            (~np.isfinite(o + h + lo + c + v), "non-finite value"),
+            (h < np.maximum(o, c), "high below max(open, close)"),
+            (lo > np.minimum(o, c), "low above min(open, close)"),
+            (v < 0, "volume below 0"),
+            (np.isinf(vw) | (vw <= 0), "vwap not > 0"),
+            (n < 0, "transactions below 0"),
+            (h > bounds.max_price, f"price above fetch.max_price {bounds.max_price:g}"),
+            (vw > bounds.max_price, f"vwap above fetch.max_price {bounds.max_price:g}"),
+            (v > bounds.max_volume, f"volume above fetch.max_volume {bounds.max_volume:g}"),
+            (
+                n > bounds.max_transactions,
+                f"transactions above fetch.max_transactions {bounds.max_transactions:g}",
+            ),
+        ]
     reasons: list[str | None] = [None] * table.num_rows
     for mask, reason in reversed(checks):  # reversed: the first check's reason wins
         for hit in np.flatnonzero(mask).tolist():
@@ -82,21 +107,33 @@ def _reasons(table: pa.Table) -> list[str | None]:
             reasons[i] = "malformed symbol"
         elif days[i] is None:
             reasons[i] = "missing date"
-    # Conflicting copies of one (symbol, date) are all refused: which one is right is unknowable.
+    # An exact copy of a row is kept once; conflicting copies of one (symbol, date) are all
+    # refused: which one is right is unknowable.
     keys = list(zip(symbols, days, strict=True))
     counts = Counter(k for k, r in zip(keys, reasons, strict=True) if r is None)
-    for i, key in enumerate(keys):
-        if reasons[i] is None and counts[key] > 1:
-            reasons[i] = f"duplicate (symbol, date): {counts[key]} rows"
+    if any(count > 1 for count in counts.values()):
+        values = table.select([*_PRICES, "volume", "vwap", "transactions"]).to_pylist()
+        versions: dict[Any, set[tuple[Any, ...]]] = {}
+        for i, key in enumerate(keys):
+            if reasons[i] is None and counts[key] > 1:
+                versions.setdefault(key, set()).add(tuple(values[i].values()))
+        seen: set[Any] = set()
+        for i, key in enumerate(keys):
+            if reasons[i] is None and counts[key] > 1:
+                if len(versions[key]) > 1:
+                    reasons[i] = f"duplicate (symbol, date): {counts[key]} differing rows"
+                elif key in seen:
+                    reasons[i] = "exact copy of another row of the answer (kept once)"
+                seen.add(key)
     return reasons
 
 
-def validate_rows(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+def validate_rows(table: pa.Table, bounds: Bounds | None = None) -> tuple[pa.Table, pa.Table]:
     """Split ``table`` (bronze columns, possibly nullable) into (good rows in the canonical
     schema, rejected rows in :data:`QUARANTINE_SCHEMA`)."""
     if table.num_rows == 0:
         return BRONZE_SCHEMA.empty_table(), QUARANTINE_SCHEMA.empty_table()
-    reasons = _reasons(table)
+    reasons = _reasons(table, bounds or Bounds())
     good_mask = pa.array([r is None for r in reasons])
     good = table.filter(good_mask).select(list(BRONZE_SCHEMA.names)).cast(BRONZE_SCHEMA)
     bad_idx = [i for i, r in enumerate(reasons) if r is not None]

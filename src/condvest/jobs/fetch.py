@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from condvest.core.calendar import TradingCalendar
+from condvest.core.validate import Bounds
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext, JobResult, run_stage, to_jsonable
 from condvest.settings import SourceKind
@@ -297,6 +298,12 @@ def years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years)
     except ValueError:  # 29 February
         return day.replace(year=day.year - years) - timedelta(days=1)
+
+
+def row_bounds(ctx: JobContext) -> Bounds:
+    """The configured sanity ceilings of row validation."""
+    f = ctx.settings.fetch
+    return Bounds(f.max_price, f.max_volume, f.max_transactions)
 
 
 def fetched_at_iso() -> str:

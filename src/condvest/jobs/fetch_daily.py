@@ -28,6 +28,7 @@ from condvest.jobs.fetch import (
     FetchResult,
     fetched_at_iso,
     finish_watermark,
+    row_bounds,
 )
 from condvest.jobs.fetch_write import (
     lake_symbols,
@@ -203,7 +204,7 @@ def _land(
             f"add {session} to calendar.closures_file"
         )
         return
-    good, bad = validate_rows(batch.rows)
+    good, bad = validate_rows(batch.rows, row_bounds(ctx))
     good = restrict(good, plan.symbols)
     rejected = [restrict(batch.rejected, plan.symbols), restrict(bad, plan.symbols)]
     _check_size(ctx, session, good, rejected, t, restricted=restricted)

@@ -10,9 +10,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from condvest.core import layout
-from condvest.core.validate import validate_rows
+from condvest.core.validate import rejected_table, validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
 from condvest.jobs.compaction import merge_into_data_file, read_bronze
@@ -23,6 +24,7 @@ from condvest.jobs.fetch import (
     FetchPlan,
     FetchResult,
     _estimate_s,
+    row_bounds,
     today_ny,
     years_before,
 )
@@ -65,16 +67,43 @@ def plan_history(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> F
     )
 
 
-def _merge_history(
-    ctx: JobContext, symbol: str, rows: pa.Table, rejected: list[pa.Table]
-) -> tuple[int, int]:
-    """Validate + merge one symbol's history. Returns (rows merged, bytes written)."""
-    good, bad = validate_rows(rows)
+def checked_history(
+    ctx: JobContext, rows: pa.Table, start: date, end: date, rejected: list[pa.Table]
+) -> pa.Table:
+    """Validated rows of a history answer that are sessions in ``[start, end]``; the others
+    (weekends, holidays, dates outside the range asked for) go to ``rejected`` with the reason."""
+    good, bad = validate_rows(rows, row_bounds(ctx))
     rejected.append(bad)
     if good.num_rows == 0:
-        raise CondvestError(f"{symbol}: the source returned no valid rows for the range")
+        return good
+    sessions = pa.array(ctx.calendar.sessions_between(start, end), pa.date32())
+    inside = pc.is_in(good.column("date"), sessions)
+    outside = good.filter(pc.invert(inside))
+    if outside.num_rows:
+        reasons = [
+            (
+                row["symbol"],
+                row["date"],
+                f"not a {ctx.calendar.exchange} session in the requested {start}..{end}",
+                {k: row[k] for k in ("open", "high", "low", "close", "volume")},
+            )
+            for row in outside.to_pylist()
+        ]
+        source = str(outside.column("source")[0])
+        fetched = outside.column("fetched_at")[0].as_py()
+        rejected.append(rejected_table(reasons, source=source, fetched_at=fetched))
+    return good.filter(inside)
+
+
+def _merge_history(
+    ctx: JobContext, symbol: str, rows: pa.Table, span: tuple[date, date], rejected: list[pa.Table]
+) -> tuple[pa.Table, int]:
+    """Validate + merge one symbol's history. Returns (rows merged, bytes written)."""
+    good = checked_history(ctx, rows, span[0], span[1], rejected)
+    if good.num_rows == 0:
+        raise CondvestError(f"{symbol}: the source returned no valid rows for {span[0]}..{span[1]}")
     report = merge_into_data_file(ctx.storage, symbol, good)
-    return good.num_rows, report.bytes_written
+    return good, report.bytes_written
 
 
 def land_histories(
@@ -101,17 +130,17 @@ def land_histories(
                     continue
                 rejected.append(got.rejected)
                 try:
-                    n, b = _merge_history(ctx, symbol, got.rows, rejected)
+                    good, b = _merge_history(ctx, symbol, got.rows, (start, end), rejected)
                 except AuthError:
                     raise
                 except CondvestError as exc:
                     failures[symbol] = str(exc)
                     continue
-                rows += n
+                rows += good.num_rows
                 size += b
                 if sink is not None:
                     try:
-                        sink.upsert_rows(validate_rows(got.rows)[0])
+                        sink.upsert_rows(good)
                     except CondvestError as exc:
                         failures[f"{symbol} (postgres)"] = str(exc)
     finally:
@@ -173,8 +202,7 @@ def _restate_one(
     if isinstance(got, CondvestError):
         raise got
     rejected.append(got.rejected)
-    good, bad = validate_rows(got.rows)
-    rejected.append(bad)
+    good = checked_history(ctx, got.rows, start, end, rejected)
     merge_into_data_file(ctx.storage, symbol, good)  # re-fetched rows are newer: they win
     covered = set(good.column("date").to_pylist())
     stale = [d for d in date_files if d < split.execution_date]

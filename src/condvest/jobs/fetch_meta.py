@@ -7,6 +7,7 @@ symbols are not kept 'active' forever)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 
 from condvest.core import layout
 from condvest.core.schema import META_SCHEMA
-from condvest.errors import AuthError, CondvestError
+from condvest.errors import AuthError, CondvestError, SourceError
 from condvest.jobs.base import JobContext
 
 if TYPE_CHECKING:
@@ -58,21 +59,35 @@ def _parse_ts(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
+def _typed(name: str, value: Any) -> Any:
+    """``value`` as META_SCHEMA's type for ``name``; None when it cannot be (a vendor field of
+    the wrong type loses that field, never the snapshot)."""
+    kind = META_SCHEMA.field(name).type
+    if value is None:
+        return None
+    if kind == pa.bool_():
+        return value if isinstance(value, bool) else None
+    if kind == pa.float64():
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok and math.isfinite(value) and abs(value) < 1e18 else None
+    if kind == pa.date32():
+        return value if isinstance(value, date) else _parse_day(value)
+    if pa.types.is_timestamp(kind):
+        return _parse_ts(value)
+    if name in ("cik", "sic_code") and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value[:10_000] if isinstance(value, str) else None
+
+
 def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = dict(base or {})
     for key, value in raw.items():
         name = _RENAMES.get(key, key)
         if name in META_SCHEMA.names and value is not None:
-            out[name] = value
-    out["list_date"] = _parse_day(out.get("list_date"))
-    out["delisted_utc"] = _parse_ts(out.get("delisted_utc"))
-    out["updated_at"] = _parse_ts(out.get("updated_at"))
-    cap = out.get("market_cap")
-    out["market_cap"] = float(cap) if isinstance(cap, int | float) else None
-    for key in ("cik", "sic_code"):
-        if out.get(key) is not None:
-            out[key] = str(out[key])
-    return {name: out.get(name) for name in META_SCHEMA.names}
+            typed = _typed(name, value)
+            if typed is not None:
+                out[name] = typed
+    return {name: _typed(name, out.get(name)) for name in META_SCHEMA.names}
 
 
 def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
@@ -108,6 +123,15 @@ def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
 
     previous = latest_snapshot(ctx)
     listed = {t["ticker"]: t for t in source.tickers() if isinstance(t.get("ticker"), str)}
+    active = sum(1 for r in previous.values() if r.get("active"))
+    floor = ctx.settings.meta.min_list_fraction * active
+    if active and (not listed or len(listed) < floor):
+        raise SourceError(
+            f"the ticker list has {len(listed)} symbol(s) against {active} active in the "
+            f"previous snapshot (below meta.min_list_fraction "
+            f"{ctx.settings.meta.min_list_fraction:g}): refused, no symbol is marked inactive",
+            hint="a truncated or empty answer; the next run asks again",
+        )
     kept = {s: t for s, t in listed.items() if _keep(ctx, t) and layout.is_valid_symbol(s)}
     cutoff = ctx.now() - timedelta(days=ctx.settings.meta.refresh_days)
     due = [

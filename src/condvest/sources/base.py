@@ -150,6 +150,18 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+_MAX_MS = 4_102_444_800_000
+"""2100-01-01 in Unix ms: a larger (or negative) ``t`` is not a millisecond time."""
+_MAX_COUNT = 2**53
+"""The largest transaction count taken (exact as a float; far above any real session's)."""
+
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value == int(value) and 0 <= value <= _MAX_COUNT
+
+
 def _parse_agg(
     raw: Mapping[str, Any], symbol: str | None, expect: date | None
 ) -> tuple[dict[str, Any] | None, str | None, date | None, str]:
@@ -159,13 +171,19 @@ def _parse_agg(
     missing = [k for k in _REQUIRED if _number(raw.get(k)) is None]
     if sym is None:
         missing.insert(0, "T")
+    if "t" not in missing and not 0 <= float(raw["t"]) <= _MAX_MS:
+        return None, sym, None, f"t {raw['t']!r} is not a Unix millisecond time (1970-2100)"
     day = ny_date(float(raw["t"])) if "t" not in missing else None
     if missing:
         return None, sym, day, "missing or non-numeric required field(s): " + ",".join(missing)
     if expect is not None and day != expect:
         return None, sym, day, f"t is on {day}, not the requested session {expect}"
     vwap = _number(raw.get("vw"))
+    if raw.get("vw") is not None and vwap is None:
+        return None, sym, day, f"vw {raw.get('vw')!r} is not a finite number"
     n = raw.get("n")
+    if n is not None and not _is_count(n):
+        return None, sym, day, f"n {n!r} is not a transaction count (a whole number >= 0)"
     row = {
         "symbol": sym,
         "date": day,
@@ -175,7 +193,7 @@ def _parse_agg(
         "close": float(raw["c"]),
         "volume": float(raw["v"]),
         "vwap": vwap,
-        "transactions": int(n) if isinstance(n, int | float) and not isinstance(n, bool) else None,
+        "transactions": int(n) if n is not None else None,
     }
     return row, sym, day, ""
 
