@@ -21,20 +21,19 @@ from condvest import faults
 from condvest.core import layout
 from condvest.state.lock import read_lock
 from conftest import Lake, make_local_lake, make_s3_lake
-from test_crash_suite import _fetch, _sessions, view
+from test_crash_suite import SIZE, _fetch, _sessions, view
 
 pytestmark = pytest.mark.slow
 
-ENV = {
-    "CONDVEST_FETCH__SOURCE": "synthetic",
-    "CONDVEST_FETCH__SYNTHETIC_SYMBOLS": "6",
-    "CONDVEST_LOCK__TTL_SECONDS": "10",
-}
+ENV = {"CONDVEST_FETCH__SOURCE": "synthetic", "CONDVEST_LOCK__TTL_SECONDS": "10"}
 
 
 def _env(lake: Lake, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
-    return env | lake.env() | ENV | (extra or {})
+    # The universe _seed landed: a run that saw far fewer symbols would rightly fail its
+    # sessions (fetch.min_session_fraction).
+    size = {"CONDVEST_FETCH__SYNTHETIC_SYMBOLS": str(SIZE[lake.kind][0])}
+    return env | lake.env() | ENV | size | (extra or {})
 
 
 def run_cli(lake: Lake, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
