@@ -37,7 +37,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)
-    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_SIZE", raising=False)
 
 
 @pytest.fixture(scope="session")

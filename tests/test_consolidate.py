@@ -308,13 +308,43 @@ def test_shard_parsing_and_environment() -> None:
     for bad in ("4/4", "x/2", "1", "-1/3", "0/0"):
         with pytest.raises(UsageError):
             parse_shard(bad)
-    assert resolve_shard(None, {}) is None
-    env = {"AWS_BATCH_JOB_ARRAY_INDEX": "2", "AWS_BATCH_JOB_ARRAY_SIZE": "3"}
-    assert resolve_shard(None, env) == (2, 3)
-    assert resolve_shard((0, 5), env) == (0, 5)
-    with pytest.raises(UsageError, match="AWS_BATCH_JOB_ARRAY_SIZE"):
-        resolve_shard(None, {"AWS_BATCH_JOB_ARRAY_INDEX": "1"})
+    assert resolve_shard(None, None, {}) is None
+    child = {"AWS_BATCH_JOB_ARRAY_INDEX": "2"}
+    assert resolve_shard(None, 3, child) == (2, 3)
+    assert resolve_shard((0, 5), None, child) == (0, 5)
+    assert resolve_shard((1, 3), 3, child) == (1, 3)
+    # a plain job (no array index) with the array's count consolidates everything
+    assert resolve_shard(None, 4, {}) is None
+    # the reserved size variable is never read, whatever it says
+    assert resolve_shard(None, None, {"AWS_BATCH_JOB_ARRAY_SIZE": "3"}) is None
+    assert resolve_shard(None, 3, {**child, "AWS_BATCH_JOB_ARRAY_SIZE": "9"}) == (2, 3)
+    with pytest.raises(UsageError, match="no shard count"):
+        resolve_shard(None, None, child)
+    with pytest.raises(UsageError, match="more children than shards"):
+        resolve_shard(None, 2, child)
+    with pytest.raises(UsageError, match="not a shard number"):
+        resolve_shard(None, 4, {"AWS_BATCH_JOB_ARRAY_INDEX": "x"})
+    with pytest.raises(UsageError, match="between 0 and 3"):
+        resolve_shard(None, 4, {"AWS_BATCH_JOB_ARRAY_INDEX": "-1"})
+    with pytest.raises(UsageError, match="disagree"):
+        resolve_shard((0, 4), 3, {})
+    with pytest.raises(UsageError, match="at least 1"):
+        resolve_shard(None, 0, child)
     assert len({shard_of(f"SYM{i}", 4) for i in range(100)}) == 4
+
+
+def test_shard_count_from_the_setting(local_lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """consolidate.shards (CONDVEST_CONSOLIDATE__SHARDS) gives the count, the array index the
+    shard; without an index the run is whole; an explicit --shard beats the setting."""
+    ctx = local_lake.context(now=NOW, consolidate={"shards": 2})
+    assert plan_consolidate(ctx, ConsolidateOptions()).shard is None
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "1")
+    assert plan_consolidate(ctx, ConsolidateOptions()).shard == (1, 2)
+    assert plan_consolidate(ctx, ConsolidateOptions(shard=(0, 3))).shard == (0, 3)
+    assert plan_consolidate(ctx, ConsolidateOptions(shards=4)).shard == (1, 4)
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "2")
+    with pytest.raises(UsageError, match=r"consolidate\.shards 2"):
+        plan_consolidate(ctx, ConsolidateOptions())
 
 
 def test_out_of_time_stops_cleanly(lake: Lake) -> None:

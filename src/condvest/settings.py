@@ -165,6 +165,12 @@ class ConsolidateSettings(_Section):
         30, ge=0, description="Keep date= files this many days after merging"
     )
     skip_cleanup: bool = Field(False, description="Do not delete merged date= files")
+    shards: int | None = Field(
+        None,
+        ge=1,
+        description="Shard count of an AWS Batch array job (its size): each child takes shard "
+        "AWS_BATCH_JOB_ARRAY_INDEX; without an array index a run is whole (unset: unsharded)",
+    )
 
 
 class VacuumSettings(_Section):

@@ -45,7 +45,17 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--shard",
-                help="K/N: only shard K of N (default: AWS_BATCH_JOB_ARRAY_INDEX/SIZE).",
+                help="K/N: only shard K of N (default: K from AWS_BATCH_JOB_ARRAY_INDEX when "
+                "--shards is given).",
+            ),
+        ] = None,
+        shards: Annotated[
+            int | None,
+            typer.Option(
+                "--shards",
+                help="N: the shard count of an AWS Batch array job (its size); each child takes "
+                "shard AWS_BATCH_JOB_ARRAY_INDEX, a job without one takes every symbol "
+                "(consolidate.shards).",
             ),
         ] = None,
         dry_run: bool = dry_run_option(),
@@ -58,6 +68,7 @@ def register(app: typer.Typer) -> None:
             retention_days=retention_days,
             skip_cleanup=True if skip_cleanup else None,
             shard=parse_shard(shard) if shard is not None else None,
+            shards=shards,
             dry_run=dry_run,
         )
         job = state.context()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -51,7 +51,9 @@ log = logging.getLogger("condvest.consolidate")
 
 STAGE = "consolidate"
 SHARD_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
-SHARD_COUNT_ENV = "AWS_BATCH_JOB_ARRAY_SIZE"
+"""Set by AWS Batch in each child of an array job (0-based). The count never comes from the
+environment: Batch sets no size variable, and names starting AWS_BATCH are reserved (a job
+definition or override cannot set them), so it is condvest's own --shards / consolidate.shards."""
 _OUT_OF_TIME_MARGIN_S = 30.0
 _MANIFEST_BATCH = 500
 """Symbols merged between manifest updates: bounds the redo work after a crash."""
@@ -65,7 +67,9 @@ class ConsolidateOptions:
     retention_days: int | None = None
     skip_cleanup: bool | None = None
     shard: tuple[int, int] | None = None
-    """(K, N); None = from AWS_BATCH_JOB_ARRAY_INDEX/SIZE when set, else unsharded."""
+    """(K, N) from --shard K/N; None = K from AWS_BATCH_JOB_ARRAY_INDEX when a count is given."""
+    shards: int | None = None
+    """--shards N (None: consolidate.shards); with no array index the run is unsharded."""
     dry_run: bool = False
 
 
@@ -136,26 +140,57 @@ class ConsolidateResult(JobResult):
 
 # -- planning -------------------------------------------------------------------------------------
 def resolve_shard(
-    shard: tuple[int, int] | None, env: dict[str, str] | os._Environ[str] = os.environ
+    shard: tuple[int, int] | None,
+    count: int | None = None,
+    env: Mapping[str, str] = os.environ,
+    *,
+    count_from: str = "--shards",
 ) -> tuple[int, int] | None:
-    """The explicit shard, else AWS Batch's array index/size, else None (unsharded)."""
+    """Which shard this run is: ``--shard K/N`` as given; else, with a shard count (``--shards
+    N`` or ``consolidate.shards``), K from AWS Batch's array index; a run with no array index
+    (a plain job, a Lambda invocation, a shell) is unsharded and consolidates the whole lake.
+    ``count_from`` names where the count came from, for error messages."""
     if shard is not None:
+        if count is not None and count != shard[1]:
+            raise UsageError(
+                f"--shard {shard[0]}/{shard[1]} and {count_from} {count} disagree on the count",
+                hint="pass one of them",
+            )
         return check_shard(*shard, shown=f"--shard {shard[0]}/{shard[1]}")
-    index_text, count_text = env.get(SHARD_INDEX_ENV), env.get(SHARD_COUNT_ENV)
-    if index_text is None and count_text is None:
+    index_text = env.get(SHARD_INDEX_ENV)
+    if count is None:
+        if index_text is not None:
+            # An array child without a count would consolidate the whole lake N times over.
+            raise UsageError(
+                f"{SHARD_INDEX_ENV}={index_text} (an AWS Batch array job) but no shard count",
+                hint="put --shards N (the array size) in the job's command, "
+                "or set CONDVEST_CONSOLIDATE__SHARDS",
+            )
         return None
-    if index_text is None or count_text is None:
-        raise UsageError(
-            f"{SHARD_INDEX_ENV}={index_text} and {SHARD_COUNT_ENV}={count_text}: set both or none",
-            hint="or pass --shard K/N",
+    if count < 1:
+        raise UsageError(f"{count_from} {count}: the shard count must be at least 1")
+    if index_text is None:
+        log.info(
+            "%s %d but no %s: not an array job, consolidating every symbol",
+            count_from,
+            count,
+            SHARD_INDEX_ENV,
         )
+        return None
     try:
-        index, count = int(index_text), int(count_text)
+        index = int(index_text)
     except ValueError:
         raise UsageError(
-            f"{SHARD_INDEX_ENV}={index_text!r} / {SHARD_COUNT_ENV}={count_text!r} are not integers"
+            f"{SHARD_INDEX_ENV}={index_text!r} is not a shard number",
+            hint="AWS Batch sets it to the child's 0-based index; do not set it yourself",
         ) from None
-    return check_shard(index, count, shown=f"{SHARD_INDEX_ENV}={index}/{SHARD_COUNT_ENV}={count}")
+    if index >= count:
+        raise UsageError(
+            f"{SHARD_INDEX_ENV}={index} with {count_from} {count}: the array has more children "
+            "than shards",
+            hint=f"make {count_from} equal to the array size (arrayProperties.size)",
+        )
+    return check_shard(index, count, shown=f"{SHARD_INDEX_ENV}={index} of {count_from} {count}")
 
 
 def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> ConsolidatePlan:
@@ -168,7 +203,11 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
     retention = options.retention_days if options.retention_days is not None else cfg.retention_days
     if retention < 0:
         raise UsageError(f"--retention-days {retention} must be 0 or more")
-    shard = resolve_shard(options.shard)
+    count_from = "--shards" if options.shards is not None else "consolidate.shards"
+    # An explicit --shard K/N beats the setting (a flag beats configuration); only --shards
+    # given beside it must agree.
+    count = options.shards if options.shards is not None or options.shard else cfg.shards
+    shard = resolve_shard(options.shard, count, count_from=count_from)
     manifest, _ = read_manifest(ctx.storage)
     symbols, selection = candidates(ctx.storage, manifest, mode, options.symbols, workers)
     journals = read_journals(ctx.storage) if options.symbols is None else ()
