@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from condvest.core.calendar import TradingCalendar, get_calendar
-from condvest.errors import CondvestError
+from condvest.errors import CondvestError, UsageError
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
 from condvest.state.lock import StageLock
@@ -176,6 +176,30 @@ def _listed(total: int, items: list[str], shown: int = 3) -> str:
 R = TypeVar("R", bound=JobResult)
 
 
+def clock_skew(ctx: JobContext) -> str | None:
+    """The line saying the lake is ahead of the host clock (its watermark is a session that
+    has not completed yet by this clock), or None. One small read."""
+    from condvest.state.fetchlog import read_watermark
+
+    watermark = read_watermark(ctx.storage)
+    latest = ctx.latest_completed_session()
+    if watermark is None or watermark <= latest:
+        return None
+    return (
+        f"the lake holds sessions through {watermark}, after the latest completed session "
+        f"{latest} by this host's clock ({ctx.now().isoformat(timespec='seconds')}): the clock "
+        "is behind"
+    )
+
+
+def refuse_clock_skew(ctx: JobContext) -> None:
+    """Writing commands refuse to run on a lake that is ahead of the clock: with a clock in the
+    past, planners would take real sessions for future ones (resample dropped months)."""
+    problem = clock_skew(ctx)
+    if problem:
+        raise UsageError(problem, hint="fix the host clock (NTP); nothing was written")
+
+
 def run_stage(
     ctx: JobContext, stage: str, body: Callable[[StageLock], R], *, scope: str | None = None
 ) -> R:
@@ -184,6 +208,7 @@ def run_stage(
     ``scope`` names a part of the stage that runs on its own (a consolidate shard,
     "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
     its runs are recorded under the stage and under the part (see state.runs)."""
+    refuse_clock_skew(ctx)  # before the lock: a refused run writes nothing
     lock = StageLock(
         ctx.storage,
         f"{stage}-{scope}" if scope else stage,

@@ -11,7 +11,7 @@ from typing import Any
 
 from condvest.core import layout
 from condvest.errors import CondvestError, UsageError
-from condvest.jobs.base import JobContext, JobResult, to_jsonable
+from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
 from condvest.state.fetchlog import landed_sessions, read_failures, read_watermark
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
@@ -282,6 +282,9 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             f"latest landed session {latest_landed.isoformat()} is behind the latest completed "
             f"session {latest_completed.isoformat()}"
         )
+    skew = clock_skew(ctx)
+    if skew:
+        problems.append(skew + "; writing commands refuse to run until it is fixed")
     if missing:
         first = missing[0]
         why = f" ({failures[first]})" if failures.get(first) else ""
