@@ -174,6 +174,13 @@ def test_build_argv_rejects_bad_input() -> None:
         build_argv("  ")
     with pytest.raises(EventError, match=r"unknown argument 'output'"):
         build_argv("status", {"output": "text"})
+    # Options after the command are accepted by the CLI; the Lambda still always answers JSON.
+    for line in ("status -o text", "status --output=text", "status -qotext"):
+        with pytest.raises(EventError, match="sets --output"):
+            build_argv(line)
+    with pytest.raises(EventError, match=r"unknown argument 'global_lake'"):
+        build_argv("status", {"global_lake": "/tmp/x"})
+    assert build_argv("status -- -o")[1] == ["--output", "json", "status", "--", "-o"]
     with pytest.raises(EventError, match=r"args.check = 'yes': --check is a flag"):
         build_argv("status", {"check": "yes"})
     with pytest.raises(EventError, match=r"args.lake = True: expected a string"):
