@@ -41,6 +41,13 @@ def _is_nested(value: Any) -> bool:
     )
 
 
+def _is_empty_section(value: Any) -> bool:
+    """A section with nothing to show: ``{}``, or a dict whose every value is an empty dict (a
+    successful fetch's ``failed``). It prints nothing — not even its name — in text; JSON keeps
+    it."""
+    return isinstance(value, dict) and all(isinstance(v, dict) and not v for v in value.values())
+
+
 def render(
     result: dict[str, Any],
     fmt: OutputFormat,
@@ -72,7 +79,7 @@ def render(
             main.add_row(key, redact(_scalar(value)))
     console.print(main)
     for key, value in result.items():
-        if _is_nested(value):
+        if _is_nested(value) and not _is_empty_section(value):
             console.print()
             # The section name is a line of its own: as a table title it would be wrapped to
             # the width of a narrow table ("missing_sessi / ons").
