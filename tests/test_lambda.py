@@ -225,6 +225,10 @@ def test_legacy_fields_map_to_fetch_options() -> None:
     assert args == {"history": True}
     leap, _ = legacy_args({"historical_backfill": True, "years_back": 1}, date(2028, 2, 29))
     assert leap["start"] == "2027-02-28"
+    for years, start in ((4, "2024-02-29"), (5, "2023-02-28")):
+        event = {"historical_backfill": True, "years_back": years, "symbols": ["AAPL"]}
+        inv = parse_event(event, env={}, today=date(2028, 2, 29))
+        assert inv.argv[inv.argv.index("--start") + 1] == start
     args, notes = legacy_args({"years_back": 2}, today)
     assert args == {} and any("years_back ignored" in n for n in notes)
 

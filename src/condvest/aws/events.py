@@ -22,6 +22,7 @@ from datetime import date
 from functools import cache
 from typing import Any, Literal
 
+from condvest.core.calendar import years_before
 from condvest.errors import UsageError
 
 COMMAND_ENV = "CONDVEST_LAMBDA_COMMAND"
@@ -181,13 +182,6 @@ def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tupl
     return name, [*head, name, *extra, *tail, *positional]
 
 
-def _years_before(today: date, years: int) -> date:
-    try:
-        return today.replace(year=today.year - years)
-    except ValueError:  # 29 February → 28 February
-        return today.replace(year=today.year - years, day=28)
-
-
 def _expect(event: Mapping[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
     value = event.get(key)
     if value is None:
@@ -226,7 +220,7 @@ def legacy_args(event: Mapping[str, Any], today: date) -> tuple[dict[str, Any], 
         if years is not None:
             if years < 1:
                 raise EventError(f"event field years_back = {years}: must be at least 1")
-            args["start"] = _years_before(today, years).isoformat()
+            args["start"] = years_before(today, years).isoformat()
     elif years is not None:
         notes.append("years_back ignored: historical_backfill is not true")
     if _expect(event, "new_symbols_only", (bool,), "true or false"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from condvest.core.calendar import TradingCalendar
@@ -290,13 +290,6 @@ def today_ny(ctx: JobContext) -> date:
     from condvest.core.calendar import NEW_YORK
 
     return ctx.now().astimezone(NEW_YORK).date()
-
-
-def years_before(day: date, years: int) -> date:
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - years) - timedelta(days=1)
 
 
 def fetched_at_iso() -> str:

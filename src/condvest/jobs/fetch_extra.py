@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from condvest.core import layout
+from condvest.core.calendar import years_before
 from condvest.core.validate import validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
@@ -24,7 +25,6 @@ from condvest.jobs.fetch import (
     FetchResult,
     _estimate_s,
     today_ny,
-    years_before,
 )
 from condvest.jobs.fetch_meta import plan_meta, run_meta
 from condvest.jobs.fetch_write import write_quarantine
