@@ -300,3 +300,32 @@ def test_new_symbol_backfill_on_29_february(local_lake: Lake, polygon: FakePolyg
     assert result.ok, result.failed
     (seen,) = polygon.requests_to("/v2/aggs/ticker/NEWER/")
     assert "/range/1/day/2027-02-28/2028-02-29" in seen.path
+
+
+# -- --symbols the source never delivers (issue 14 item 3) -------------------------------------
+def test_requested_symbols_not_delivered_are_named(local_lake: Lake, polygon: FakePolygon) -> None:
+    polygon.grouped[FRI] = [agg("AAPL", FRI), agg("MSFT", FRI)]
+    result = fetch(local_lake, polygon, day=FRI, symbols=["AAPL", "BRKA", "NOPE"])
+    assert result.ok and result.files == 1  # a symbol may legitimately not trade on a day
+    assert result.symbols_missing == ["BRKA", "NOPE"]
+    (message,) = [m for m in result.messages if "requested symbol" in m]
+    assert message.startswith(f"2 of 3 requested symbol(s) got no bars from polygon for {FRI}")
+    assert "BRKA, NOPE" in message
+    everything = fetch(local_lake, polygon, day=FRI, symbols=["AAPL", "MSFT"], force=True)
+    assert everything.symbols_missing == [] and not any(
+        "requested" in m for m in everything.messages
+    )
+    unrestricted = fetch(local_lake, polygon, day=FRI, force=True)
+    assert unrestricted.symbols_missing == []
+
+
+def test_history_of_a_ticker_without_bars_says_so(local_lake: Lake, polygon: FakePolygon) -> None:
+    days = sessions(local_lake, date(2025, 3, 10), FRI)
+    polygon.ranges["AAPL"] = [agg(None, d, 100.0) for d in days]
+    result = fetch(
+        local_lake, polygon, history=True, symbols=["AAPL", "NOPE"], start=days[0], end=FRI
+    )
+    assert not result.ok and result.rows == len(days) and result.symbols == 1
+    assert result.symbols_missing == ["NOPE"]
+    assert result.failed["NOPE"].startswith(f"no bars from polygon for {days[0]}..{FRI}")
+    assert any(m.startswith("history NOPE: no bars from polygon") for m in result.messages)

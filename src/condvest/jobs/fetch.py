@@ -116,6 +116,8 @@ class FetchResult(JobResult):
     bytes: int = 0
     splits: int = 0
     restated: list[str] = field(default_factory=list)
+    symbols_missing: list[str] = field(default_factory=list)
+    """--symbols the source delivered no bar for (in any landed session / the history range)."""
     gap: Gap | None = None
     watermark: date | None = None
     sink_errors: list[str] = field(default_factory=list)
@@ -251,7 +253,7 @@ def run_fetch(ctx: JobContext, plan: FetchPlan) -> FetchResult:
 
 def _execute(ctx: JobContext, plan: FetchPlan) -> FetchResult:
     started = time.monotonic()
-    source = open_source(ctx.settings, ctx.calendar)
+    source = open_source(ctx.settings, ctx.calendar, symbols=plan.symbols)
     try:
         if plan.mode == "daily":
             from condvest.jobs.fetch_daily import run_daily

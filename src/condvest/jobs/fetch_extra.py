@@ -72,17 +72,21 @@ def _merge_history(
     good, bad = validate_rows(rows)
     rejected.append(bad)
     if good.num_rows == 0:
-        raise CondvestError(f"{symbol}: the source returned no valid rows for the range")
+        raise CondvestError(
+            "none of the rows the source returned for the range is valid (see bronze/quarantine)"
+        )
     report = merge_into_data_file(ctx.storage, symbol, good)
     return good.num_rows, report.bytes_written
 
 
 def land_histories(
     ctx: JobContext, source: Source, symbols: Sequence[str], start: date | None, end: date
-) -> tuple[dict[str, str], int, int, list[str]]:
-    """Fetch and merge histories. Returns (failures, rows, bytes, messages)."""
+) -> tuple[dict[str, str], int, int, list[str], list[str]]:
+    """Fetch and merge histories. Returns (failures, rows, bytes, messages, symbols without a
+    single bar in the range — failures too)."""
     start = start or years_before(end, ctx.settings.fetch.history_years)
     failures: dict[str, str] = {}
+    missing: list[str] = []
     messages: list[str] = []
     rejected: list[pa.Table] = []
     rows = size = 0
@@ -98,6 +102,13 @@ def land_histories(
             for symbol, got in source.histories(chunk, start, end).items():
                 if isinstance(got, CondvestError):
                     failures[symbol] = str(got)
+                    continue
+                if got.empty:
+                    missing.append(symbol)
+                    failures[symbol] = (
+                        f"no bars from {source.name} for {start}..{end} (check the ticker; "
+                        "a symbol not trading in that range has none)"
+                    )
                     continue
                 rejected.append(got.rejected)
                 try:
@@ -120,12 +131,16 @@ def land_histories(
         write_quarantine(ctx.storage, end, f"{ctx.run_id}-history", rejected)
     for symbol, error in failures.items():
         messages.append(f"history {symbol}: {error}")
-    return failures, rows, size, messages
+    if missing:
+        log.warning(
+            "no bars from %s for %s..%s: %s", source.name, start, end, ", ".join(missing[:20])
+        )
+    return failures, rows, size, messages, missing
 
 
 def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     assert plan.symbols and plan.history_start and plan.history_end
-    failures, rows, size, messages = land_histories(
+    failures, rows, size, messages, missing = land_histories(
         ctx, source, plan.symbols, plan.history_start, plan.history_end
     )
     return FetchResult(
@@ -140,6 +155,7 @@ def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult
         failed=failures,
         rows=rows,
         symbols=len(plan.symbols) - len(failures),
+        symbols_missing=missing,
         bytes=size,
         messages=messages,
     )
