@@ -370,3 +370,92 @@ def test_later_lake_wins_and_double_dash_ends_the_options(tmp_path: Path) -> Non
     assert out.returncode == 2
     assert "unexpected extra argument" in out.stderr
     assert out.stdout == ""
+
+
+# -- an unreachable configured database fails every run that writes to it (issue 14 item 5) ---
+PG_PASSWORD = "pw_UNREACHABLE_31337"
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unreachable_db_env() -> tuple[dict[str, str], int]:
+    port = unused_port()
+    dsn = f"postgresql://condvest:{PG_PASSWORD}@127.0.0.1:{port}/test"
+    return {"CONDVEST_POSTGRES__DSN": dsn, "CONDVEST_POSTGRES__CONNECT_TIMEOUT_S": "2"}, port
+
+
+def the_database_line(out: subprocess.CompletedProcess[str], port: int) -> str:
+    """stderr names the database once, in one ``error:`` line with host and port; the password
+    is nowhere."""
+    assert PG_PASSWORD not in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if "PostgreSQL" in line]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: cannot connect to PostgreSQL condvest@127.0.0.1:"), lines
+    assert f"127.0.0.1:{port}" in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fetch", "--source", "synthetic"],
+        ["consolidate"],
+        ["resample"],
+        ["vacuum"],
+        ["run", "--source", "synthetic"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_unreachable_database_fails_the_run(tmp_path: Path, args: list[str]) -> None:
+    env, port = unreachable_db_env()
+    out = run_cli("-q", "-o", "json", *args, cwd=tmp_path, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    the_database_line(out, port)
+    body = json.loads(out.stdout)
+    assert body["ok"] is False
+    assert f"127.0.0.1:{port}" in body["database_error"]
+
+
+def test_a_fetch_that_lands_nothing_still_fails_on_an_unreachable_database(
+    tmp_path: Path,
+) -> None:
+    env, port = unreachable_db_env()
+    # Every session already landed (without the database): nothing to fetch, nothing to upsert.
+    first = run_cli("-q", "--lake", "lake", "fetch", "--source", "synthetic", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = run_cli(
+        "-q",
+        "--lake",
+        "lake",
+        "fetch",
+        "--source",
+        "synthetic",
+        "-o",
+        "json",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 1
+    body = json.loads(out.stdout)
+    assert body["sessions_planned"] == 0 and body["rows"] == 0
+    the_database_line(out, port)
+
+
+def test_status_reports_an_unreachable_database(tmp_path: Path) -> None:
+    env, port = unreachable_db_env()
+    out = run_cli("-q", "-o", "json", "status", cwd=tmp_path, env=env)
+    assert out.returncode == 0  # the view itself works
+    assert PG_PASSWORD not in out.stdout + out.stderr
+    body = json.loads(out.stdout)
+    assert not body["healthy"]
+    (problem,) = [p for p in body["problems"] if "PostgreSQL" in p]
+    assert problem.startswith("the PostgreSQL cache cannot be read: cannot connect to PostgreSQL")
+    assert f"127.0.0.1:{port}" in problem
+    check = run_cli("-q", "status", "--check", cwd=tmp_path, env=env)
+    assert check.returncode == 1
+    assert PG_PASSWORD not in check.stdout + check.stderr
