@@ -380,3 +380,33 @@ def test_cache_dir_setting(tmp_path: Path, fresh_schedules: None) -> None:
     )
     JobContext.from_settings(off)
     assert len(list(folder.glob("*"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("day", "years", "expected"),
+    [
+        ("2028-02-29", 1, "2027-02-28"),  # no 29 February in 2027: the day before, never March
+        ("2028-02-29", 4, "2024-02-29"),
+        ("2028-02-29", 5, "2023-02-28"),
+        ("2027-02-28", 1, "2026-02-28"),
+        ("2026-11-25", 3, "2023-11-25"),
+        ("2024-03-01", 1, "2023-03-01"),
+    ],
+)
+def test_years_before(day: str, years: int, expected: str) -> None:
+    from condvest.core.calendar import years_before
+
+    assert years_before(d(day), years) == d(expected)
+
+
+def test_one_years_before_for_fetch_and_lambda() -> None:
+    """History, new-symbol backfill and Lambda events share the calendar's function (a second
+    copy in jobs/fetch raised on 29 February)."""
+    import condvest.aws.events as events
+    import condvest.jobs.fetch as fetch
+    import condvest.jobs.fetch_extra as fetch_extra
+    from condvest.core import calendar
+
+    assert events.years_before is calendar.years_before
+    assert fetch_extra.years_before is calendar.years_before
+    assert not hasattr(fetch, "years_before")

@@ -282,3 +282,180 @@ def test_quiet_and_log_format(tmp_path: Path) -> None:
     assert "INFO" in text_logs.stderr
     assert not text_logs.stderr.lstrip().startswith("{")
     json.loads(text_logs.stdout)
+
+
+# -- global options before or after the command (issue 14 item 1) -----------------------------
+def command_args(command: str) -> list[str]:
+    """A run of ``command`` that changes nothing and needs no network: status, or a dry run."""
+    return [command] if command == "status" else [command, "--dry-run"]
+
+
+def placed(where: str, options: list[str], command: str) -> list[str]:
+    return (
+        [*options, *command_args(command)]
+        if where == "before"
+        else [
+            *command_args(command),
+            *options,
+        ]
+    )
+
+
+def stable(body: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in body.items() if k not in ("run_id", "duration_s", "generated_at")}
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_global_options_in_either_position(tmp_path: Path, command: str, where: str) -> None:
+    lake = tmp_path / "elsewhere"
+    out = run_cli(*placed(where, ["--lake", str(lake), "-o", "json", "-q"], command), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # -q: nothing below a warning
+    body = json.loads(out.stdout)
+    reference = run_cli(
+        *placed("before", ["--lake", str(lake), "-o", "json"], command), cwd=tmp_path
+    )
+    assert stable(body) == stable(json.loads(reference.stdout))
+    # --lake reaches the command: a bad URI is refused whichever side it is on.
+    out = run_cli(*placed(where, ["--lake=ftp://host/lake"], command), cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out).startswith("lake URI scheme 'ftp' in 'ftp://host/lake'")
+    # --config reaches it too; -v shows the traceback.
+    (tmp_path / "bad.toml").write_text("[consolidate]\nwrokers = 3\n")
+    out = run_cli(*placed(where, ["--config", "bad.toml"], command), cwd=tmp_path)
+    assert out.returncode == 2
+    assert one_error_line(out) == "unknown setting consolidate.wrokers in bad.toml"
+    out = run_cli(*placed(where, ["-v", "--config", "bad.toml"], command), cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("Traceback (most recent call last):")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help_lists_the_global_options(tmp_path: Path, command: str) -> None:
+    out = run_cli(command, "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for option in ("--config", "--lake", "-o, --output", "-v, --verbose", "-q, --quiet"):
+        assert option in out.stdout, option
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-o", "text", "status", "-o", "json"], "json"),  # after the command: later wins
+        (["-o", "json", "status", "-o", "text"], "text"),
+        (["status", "-ojson"], "json"),
+        (["status", "--output=json"], "json"),
+        (["status", "-qo", "json"], "json"),
+        (["status", "-o", "json", "--output", "text"], "text"),
+    ],
+)
+def test_global_option_precedence_and_forms(tmp_path: Path, args: list[str], expected: str) -> None:
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    if expected == "json":
+        json.loads(out.stdout)
+    else:
+        assert out.stdout.startswith("condvest status\n")
+
+
+def test_later_lake_wins_and_double_dash_ends_the_options(tmp_path: Path) -> None:
+    out = run_cli("--lake", "ftp://x/y", "-o", "json", "status", "--lake", "good", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["lake"] == str(tmp_path / "good")
+    out = run_cli("--lake", "good", "status", "--lake", "ftp://x/y", cwd=tmp_path)
+    assert out.returncode == 2
+    # After "--" nothing is an option: "-o json" is an unexpected argument, not a format.
+    out = run_cli("status", "--", "-o", "json", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "unexpected extra argument" in out.stderr
+    assert out.stdout == ""
+
+
+# -- an unreachable configured database fails every run that writes to it (issue 14 item 5) ---
+PG_PASSWORD = "pw_UNREACHABLE_31337"
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unreachable_db_env() -> tuple[dict[str, str], int]:
+    port = unused_port()
+    dsn = f"postgresql://condvest:{PG_PASSWORD}@127.0.0.1:{port}/test"
+    return {"CONDVEST_POSTGRES__DSN": dsn, "CONDVEST_POSTGRES__CONNECT_TIMEOUT_S": "2"}, port
+
+
+def the_database_line(out: subprocess.CompletedProcess[str], port: int) -> str:
+    """stderr names the database once, in one ``error:`` line with host and port; the password
+    is nowhere."""
+    assert PG_PASSWORD not in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if "PostgreSQL" in line]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: cannot connect to PostgreSQL condvest@127.0.0.1:"), lines
+    assert f"127.0.0.1:{port}" in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fetch", "--source", "synthetic"],
+        ["consolidate"],
+        ["resample"],
+        ["vacuum"],
+        ["run", "--source", "synthetic"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_unreachable_database_fails_the_run(tmp_path: Path, args: list[str]) -> None:
+    env, port = unreachable_db_env()
+    out = run_cli("-q", "-o", "json", *args, cwd=tmp_path, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    the_database_line(out, port)
+    body = json.loads(out.stdout)
+    assert body["ok"] is False
+    assert f"127.0.0.1:{port}" in body["database_error"]
+
+
+def test_a_fetch_that_lands_nothing_still_fails_on_an_unreachable_database(
+    tmp_path: Path,
+) -> None:
+    env, port = unreachable_db_env()
+    # Every session already landed (without the database): nothing to fetch, nothing to upsert.
+    first = run_cli("-q", "--lake", "lake", "fetch", "--source", "synthetic", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = run_cli(
+        "-q",
+        "--lake",
+        "lake",
+        "fetch",
+        "--source",
+        "synthetic",
+        "-o",
+        "json",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.returncode == 1
+    body = json.loads(out.stdout)
+    assert body["sessions_planned"] == 0 and body["rows"] == 0
+    the_database_line(out, port)
+
+
+def test_status_reports_an_unreachable_database(tmp_path: Path) -> None:
+    env, port = unreachable_db_env()
+    out = run_cli("-q", "-o", "json", "status", cwd=tmp_path, env=env)
+    assert out.returncode == 0  # the view itself works
+    assert PG_PASSWORD not in out.stdout + out.stderr
+    body = json.loads(out.stdout)
+    assert not body["healthy"]
+    (problem,) = [p for p in body["problems"] if "PostgreSQL" in p]
+    assert problem.startswith("the PostgreSQL cache cannot be read: cannot connect to PostgreSQL")
+    assert f"127.0.0.1:{port}" in problem
+    check = run_cli("-q", "status", "--check", cwd=tmp_path, env=env)
+    assert check.returncode == 1
+    assert PG_PASSWORD not in check.stdout + check.stderr

@@ -146,23 +146,35 @@ def test_run_stage_records_the_run_in_job_runs(
     assert runs["consolidate"]["error"] == "upstream broke"
 
 
-def test_database_failure_never_hides_the_job_outcome(local_lake: Lake) -> None:
+def test_an_unwritable_database_fails_the_run_but_keeps_its_work(local_lake: Lake) -> None:
+    """A configured database that cannot be reached fails the run (issue 14 item 5) — also one
+    whose job did nothing — while the job's body still ran and its lake record says why."""
     password = "pw-not-shown-42"
     ctx = local_lake.context(
         now=NOW, postgres={"dsn": f"postgresql://postgres:{password}@127.0.0.1:1/test"}
     )
-    result = run_stage(
-        ctx,
-        "fetch",
-        lambda _lock: JobResult(
-            stage="fetch", run_id=ctx.run_id, dry_run=False, ok=True, duration_s=0.0
-        ),
-    )
-    assert result.ok
+    ran: list[bool] = []
+
+    def body(_lock: object) -> JobResult:
+        ran.append(True)
+        return JobResult(stage="fetch", run_id=ctx.run_id, dry_run=False, ok=True, duration_s=0.0)
+
+    result = run_stage(ctx, "fetch", body)
+    assert ran == [True]
+    assert not result.ok and result.exit_code == 1
+    assert result.database_error is not None
+    assert result.database_error.startswith("cannot connect to PostgreSQL postgres@127.0.0.1:1/")
+    assert result.to_dict()["database_error"] == result.database_error
     record = last_runs(local_lake.storage)["fetch"]
-    assert record is not None and record.outcome == "success"
+    assert record is not None and record.outcome == "failed"
+    assert record.error is not None and record.error.startswith("PostgreSQL: cannot connect")
     assert "refused" in record.counts["database_error"]
-    assert password not in json.dumps(record.counts)
+    assert password not in json.dumps(record.counts) + record.error
+    # Without PostgreSQL, the key is absent from the result.
+    plain = local_lake.context(now=NOW)
+    assert "database_error" not in run_stage(plain, "fetch", lambda _l: JobResult(
+        stage="fetch", run_id=plain.run_id, dry_run=False, ok=True, duration_s=0.0
+    )).to_dict()  # fmt: skip
 
 
 def test_status_shows_the_database_beside_the_lake(local_lake: Lake, sink: PostgresSink) -> None:

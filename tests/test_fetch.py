@@ -263,3 +263,70 @@ def test_deadline_stops_cleanly_between_sessions(lake: Lake, polygon: FakePolygo
     assert result.partial and result.sessions == [] and polygon.requests_to("/v2/") == []
     assert any("time limit" in m for m in result.messages)
     assert read_session(lake.storage, FRI) is None
+
+
+# -- 29 February (issue 14 item 4): the fixed clock, not faketime ------------------------------
+LEAP_NOW = at("2028-02-29T22:00:00Z")  # after the close of Tuesday 29 February 2028
+LEAP = date(2028, 2, 29)
+
+
+def test_history_on_29_february_starts_on_28_february(
+    local_lake: Lake, polygon: FakePolygon
+) -> None:
+    polygon.ranges["AAPL"] = [agg(None, date(2028, 2, 28), 100.0), agg(None, LEAP, 101.0)]
+    result = fetch(local_lake, polygon, now=LEAP_NOW, history=True, symbols=["AAPL"])
+    assert result.ok, result.failed
+    assert result.rows == 2
+    (seen,) = polygon.requests_to("/v2/aggs/ticker/AAPL/")
+    assert "/range/1/day/2023-02-28/2028-02-29" in seen.path  # history_years = 5
+
+
+def test_new_symbol_backfill_on_29_february(local_lake: Lake, polygon: FakePolygon) -> None:
+    mon = date(2028, 2, 28)
+    polygon.grouped[mon] = [agg("AAPL", mon)]
+    polygon.grouped[LEAP] = [agg("AAPL", LEAP), agg("NEWCO", LEAP, 30.0)]
+    polygon.ranges["NEWCO"] = [agg(None, mon, 29.0), agg(None, LEAP, 30.0)]
+    assert fetch(local_lake, polygon, now=LEAP_NOW, day=mon).ok
+    on = {"fetch": {"backfill_new_symbols": True, "history_years": 4}}
+    result = fetch(local_lake, polygon, now=LEAP_NOW, settings=on, day=LEAP)
+    assert result.ok and result.new_symbols == 1, result.messages
+    data = read_bronze(local_lake.storage, layout.data_file("NEWCO"))
+    assert data.column("date").to_pylist() == [mon, LEAP]
+    (seen,) = polygon.requests_to("/v2/aggs/ticker/NEWCO/")
+    assert "/range/1/day/2024-02-29/2028-02-29" in seen.path  # a leap year back: unchanged
+    again = {"fetch": {"backfill_new_symbols": True, "history_years": 1}}
+    polygon.grouped[LEAP].append(agg("NEWER", LEAP, 5.0))
+    polygon.ranges["NEWER"] = [agg(None, LEAP, 5.0)]
+    result = fetch(local_lake, polygon, now=LEAP_NOW, settings=again, day=LEAP, force=True)
+    assert result.ok, result.failed
+    (seen,) = polygon.requests_to("/v2/aggs/ticker/NEWER/")
+    assert "/range/1/day/2027-02-28/2028-02-29" in seen.path
+
+
+# -- --symbols the source never delivers (issue 14 item 3) -------------------------------------
+def test_requested_symbols_not_delivered_are_named(local_lake: Lake, polygon: FakePolygon) -> None:
+    polygon.grouped[FRI] = [agg("AAPL", FRI), agg("MSFT", FRI)]
+    result = fetch(local_lake, polygon, day=FRI, symbols=["AAPL", "BRKA", "NOPE"])
+    assert result.ok and result.files == 1  # a symbol may legitimately not trade on a day
+    assert result.symbols_missing == ["BRKA", "NOPE"]
+    (message,) = [m for m in result.messages if "requested symbol" in m]
+    assert message.startswith(f"2 of 3 requested symbol(s) got no bars from polygon for {FRI}")
+    assert "BRKA, NOPE" in message
+    everything = fetch(local_lake, polygon, day=FRI, symbols=["AAPL", "MSFT"], force=True)
+    assert everything.symbols_missing == [] and not any(
+        "requested" in m for m in everything.messages
+    )
+    unrestricted = fetch(local_lake, polygon, day=FRI, force=True)
+    assert unrestricted.symbols_missing == []
+
+
+def test_history_of_a_ticker_without_bars_says_so(local_lake: Lake, polygon: FakePolygon) -> None:
+    days = sessions(local_lake, date(2025, 3, 10), FRI)
+    polygon.ranges["AAPL"] = [agg(None, d, 100.0) for d in days]
+    result = fetch(
+        local_lake, polygon, history=True, symbols=["AAPL", "NOPE"], start=days[0], end=FRI
+    )
+    assert not result.ok and result.rows == len(days) and result.symbols == 1
+    assert result.symbols_missing == ["NOPE"]
+    assert result.failed["NOPE"].startswith(f"no bars from polygon for {days[0]}..{FRI}")
+    assert any(m.startswith("history NOPE: no bars from polygon") for m in result.messages)

@@ -315,3 +315,40 @@ def test_validation_rules() -> None:
         "H": "missing price",
     }
     assert json.loads(bad.to_pylist()[0]["raw"])["open"] == 0.0
+
+
+# -- the synthetic source serves any requested symbol (issue 14 item 3) ------------------------
+def test_synthetic_serves_requested_symbols(tmp_path: Path) -> None:
+    lake = make_local_lake(tmp_path / "lake")
+    day = "2025-01-02"
+    out = cli(lake, None, "fetch", "--source", "synthetic", "--symbols", "AAPL,MSFT", "--date", day)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.splitlines()
+    assert "failed" not in [line.strip() for line in text]  # no lone heading (item 2)
+    assert any(line.split()[:2] == ["rows", "2"] for line in text), out.stdout
+    first = read_bronze(lake.storage, layout.date_file("AAPL", DAY))
+    assert first.column("source").to_pylist() == ["synthetic"]
+    # Deterministic: seeded from the name, whatever else is asked for alongside.
+    other = make_local_lake(tmp_path / "other")
+    out = cli(other, None, "-o", "json", "fetch", "--source", "synthetic", "--symbols", "AAPL",
+              "--date", day)  # fmt: skip
+    assert json.loads(out.stdout)["symbols_missing"] == []
+    again = read_bronze(other.storage, layout.date_file("AAPL", DAY))
+    assert again.drop_columns(["fetched_at"]).equals(first.drop_columns(["fetched_at"]))
+    history = cli(lake, None, "-o", "json", "fetch", "--source", "synthetic", "--history",
+                  "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", day)  # fmt: skip
+    assert history.returncode == 0, history.stderr
+    body = json.loads(history.stdout)
+    assert body["symbols"] == 2 and body["symbols_missing"] == [] and body["rows"] > 40
+
+
+def test_synthetic_default_universe_is_unchanged_by_requested_symbols() -> None:
+    from condvest.core.calendar import get_calendar
+    from condvest.sources.synthetic import SyntheticSource, synthetic_universe
+
+    cal = get_calendar()
+    plain = SyntheticSource(cal, symbols=50, seed=42).grouped_daily(DAY).rows
+    asked = SyntheticSource(cal, symbols=50, seed=42, requested=["AAPL", "../x"]).grouped_daily(DAY)
+    assert set(asked.rows.column("symbol").to_pylist()) == {*synthetic_universe(50, 42), "AAPL"}
+    own = asked.rows.filter(pa.compute.not_equal(asked.rows.column("symbol"), "AAPL"))
+    assert own.drop_columns(["fetched_at"]).equals(plain.drop_columns(["fetched_at"]))

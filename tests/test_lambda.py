@@ -174,6 +174,13 @@ def test_build_argv_rejects_bad_input() -> None:
         build_argv("  ")
     with pytest.raises(EventError, match=r"unknown argument 'output'"):
         build_argv("status", {"output": "text"})
+    # Options after the command are accepted by the CLI; the Lambda still always answers JSON.
+    for line in ("status -o text", "status --output=text", "status -qotext"):
+        with pytest.raises(EventError, match="sets --output"):
+            build_argv(line)
+    with pytest.raises(EventError, match=r"unknown argument 'global_lake'"):
+        build_argv("status", {"global_lake": "/tmp/x"})
+    assert build_argv("status -- -o")[1] == ["--output", "json", "status", "--", "-o"]
     with pytest.raises(EventError, match=r"args.check = 'yes': --check is a flag"):
         build_argv("status", {"check": "yes"})
     with pytest.raises(EventError, match=r"args.lake = True: expected a string"):
@@ -218,6 +225,10 @@ def test_legacy_fields_map_to_fetch_options() -> None:
     assert args == {"history": True}
     leap, _ = legacy_args({"historical_backfill": True, "years_back": 1}, date(2028, 2, 29))
     assert leap["start"] == "2027-02-28"
+    for years, start in ((4, "2024-02-29"), (5, "2023-02-28")):
+        event = {"historical_backfill": True, "years_back": years, "symbols": ["AAPL"]}
+        inv = parse_event(event, env={}, today=date(2028, 2, 29))
+        assert inv.argv[inv.argv.index("--start") + 1] == start
     args, notes = legacy_args({"years_back": 2}, today)
     assert args == {} and any("years_back ignored" in n for n in notes)
 

@@ -14,6 +14,7 @@ run stops early (``"continue": true``).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from datetime import date
 from functools import cache
 from typing import Any, Literal
 
+from condvest.core.calendar import years_before
 from condvest.errors import UsageError
 
 COMMAND_ENV = "CONDVEST_LAMBDA_COMMAND"
@@ -118,7 +120,25 @@ def _param_argv(param: Any, key: str, value: Any) -> list[str]:
 
 
 def _params_by_name(params: Sequence[Any]) -> dict[str, Any]:
-    return {p.name: p for p in params if p.name and p.name not in ("help", "version", "output")}
+    # A command's copies of the global options (global_lake, …; cli/global_options) are
+    # reached through the root's names ("lake"), never their own.
+    return {
+        p.name: p
+        for p in params
+        if p.name
+        and p.name not in ("help", "version", "output")
+        and not p.name.startswith("global_")
+    }
+
+
+def _sets_output(tokens: Sequence[str]) -> bool:
+    """Whether the command line's own tokens choose --output (before any "--")."""
+    for token in tokens:
+        if token == "--":
+            return False
+        if token.startswith("--output") or re.fullmatch(r"-[hqv]*o.*", token):
+            return True
+    return False
 
 
 def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
@@ -134,6 +154,11 @@ def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tupl
         raise EventError(
             f"unknown command {name!r} in the event",
             hint=f"one of {', '.join(command_names())}",
+        )
+    if _sets_output(extra):
+        raise EventError(
+            f"the event's command line {command_line!r} sets --output",
+            hint="the Lambda always answers in JSON; drop --output/-o",
         )
     own = _params_by_name(command.params)
     globals_ = {k: v for k, v in _params_by_name(root.params).items() if k in GLOBAL_ARGS}
@@ -155,13 +180,6 @@ def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tupl
                 hint=f"known: {', '.join(known)}",
             )
     return name, [*head, name, *extra, *tail, *positional]
-
-
-def _years_before(today: date, years: int) -> date:
-    try:
-        return today.replace(year=today.year - years)
-    except ValueError:  # 29 February → 28 February
-        return today.replace(year=today.year - years, day=28)
 
 
 def _expect(event: Mapping[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -202,7 +220,7 @@ def legacy_args(event: Mapping[str, Any], today: date) -> tuple[dict[str, Any], 
         if years is not None:
             if years < 1:
                 raise EventError(f"event field years_back = {years}: must be at least 1")
-            args["start"] = _years_before(today, years).isoformat()
+            args["start"] = years_before(today, years).isoformat()
     elif years is not None:
         notes.append("years_back ignored: historical_backfill is not true")
     if _expect(event, "new_symbols_only", (bool,), "true or false"):

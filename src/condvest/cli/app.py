@@ -14,6 +14,14 @@ from typer._click import exceptions as click_exc  # typer 0.29 vendors click
 
 from condvest import __version__
 from condvest.cli.common import CliState
+from condvest.cli.global_options import (
+    CONFIG_HELP,
+    LAKE_HELP,
+    OUTPUT_HELP,
+    QUIET_HELP,
+    VERBOSE_HELP,
+    GlobalOptionsGroup,
+)
 from condvest.cli.output import OutputFormat
 from condvest.errors import CondvestError
 from condvest.logging import configure as configure_logging
@@ -21,6 +29,7 @@ from condvest.logging import redact
 
 app = typer.Typer(
     name="condvest",
+    cls=GlobalOptionsGroup,
     help="Keep a stock-market OHLCV data lake: fetch daily bars, compact them, derive N-day bars.",
     no_args_is_help=True,
     add_completion=False,
@@ -41,23 +50,17 @@ def _global(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config", envvar="CONDVEST_CONFIG", help="TOML config file (default ./condvest.toml)."
-        ),
+        typer.Option("--config", envvar="CONDVEST_CONFIG", help=CONFIG_HELP),
     ] = None,
     lake: Annotated[
         str | None,
-        typer.Option("--lake", help="Lake URI: a local path, file:///path or s3://bucket/prefix."),
+        typer.Option("--lake", help=LAKE_HELP),
     ] = None,
     output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Result format on stdout: text or json.")
+        OutputFormat, typer.Option("--output", "-o", help=OUTPUT_HELP)
     ] = OutputFormat.TEXT,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More logging; tracebacks on errors.")
-    ] = 0,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
-    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -65,7 +68,7 @@ def _global(
         ),
     ] = False,
 ) -> None:
-    """Global options apply to every command."""
+    """Global options apply to every command; they may also follow it (cli/global_options)."""
     ctx.obj = CliState(config=config, lake=lake, output=output, verbose=verbose, quiet=quiet)
     configure_logging(verbose=verbose, quiet=quiet)
 
@@ -83,8 +86,10 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 success, 1 failure, 2 usage/config error."""
     args = sys.argv[1:] if argv is None else argv
-    # Decided before parsing, so that a parse-time error can show its traceback too.
-    verbose = any(a == "--verbose" or re.fullmatch(r"-[a-z]*v[a-z]*", a) for a in args)
+    # Decided before parsing, so that a parse-time error can show its traceback too; -v may
+    # come before or after the command, but not after "--".
+    options = args[: args.index("--")] if "--" in args else args
+    verbose = any(a == "--verbose" or re.fullmatch(r"-[a-z]*v[a-z]*", a) for a in options)
     command = typer.main.get_command(app)
     try:
         # With standalone_mode off, click returns typer.Exit's code instead of raising it.

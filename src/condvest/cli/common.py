@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import typer
 from condvest.cli.output import OutputFormat, render
 from condvest.jobs.base import JobContext, JobResult
 from condvest.logging import configure as configure_logging
-from condvest.logging import register_secret
+from condvest.logging import redact, register_secret
 from condvest.settings import Settings, load_settings
 
 
@@ -55,8 +56,11 @@ def emit(state: CliState, data: dict[str, Any], *, title: str) -> None:
 def finish(
     state: CliState, result: JobResult, *, title: str, text_hidden: frozenset[str] = frozenset()
 ) -> NoReturn:
-    """Render ``result`` and exit with its code (1 when any part failed)."""
+    """Render ``result`` and exit with its code (1 when any part failed). A database that could
+    not be written is also the run's one ``error:`` line on stderr (the Lambda reports it)."""
     render(result.to_dict(), state.output, title=title, text_hidden=text_hidden)
+    if result.database_error:
+        sys.stderr.write(f"error: {redact(result.database_error)}\n")
     raise typer.Exit(result.exit_code)
 
 

@@ -32,6 +32,14 @@ def _scalar(value: Any) -> str:
         sep = "\n" if any(isinstance(v, str) and " " in v for v in value) else ", "
         shown = sep.join(_scalar(v) for v in value[:12])
         return shown + (f"{sep}… (+{len(value) - 12})" if len(value) > 12 else "")
+    if isinstance(value, dict):
+        # A mapping inside a section (status's missing_sessions.reasons): one "key: value" per
+        # line, never Python's repr.
+        if not value:
+            return "-"
+        lines = [f"{k}: {_scalar(v)}" for k, v in list(value.items())[:12]]
+        more = f"\n… (+{len(value) - 12})" if len(value) > 12 else ""
+        return "\n".join(lines) + more
     return str(value)
 
 
@@ -39,6 +47,13 @@ def _is_nested(value: Any) -> bool:
     return isinstance(value, dict) or (
         isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
     )
+
+
+def _is_empty_section(value: Any) -> bool:
+    """A section with nothing to show: ``{}``, or a dict whose every value is an empty dict (a
+    successful fetch's ``failed``). It prints nothing — not even its name — in text; JSON keeps
+    it."""
+    return isinstance(value, dict) and all(isinstance(v, dict) and not v for v in value.values())
 
 
 def render(
@@ -72,7 +87,7 @@ def render(
             main.add_row(key, redact(_scalar(value)))
     console.print(main)
     for key, value in result.items():
-        if _is_nested(value):
+        if _is_nested(value) and not _is_empty_section(value):
             console.print()
             # The section name is a line of its own: as a table title it would be wrapped to
             # the width of a narrow table ("missing_sessi / ons").

@@ -254,6 +254,15 @@ def read_closures_file(path: str | Path) -> list[date]:
     return out
 
 
+def years_before(day: date, years: int) -> date:
+    """The same calendar day ``years`` earlier (a history's start); 29 February in a year that
+    has none becomes 28 February, so the range is never shorter than asked."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February → a common year
+        return day.replace(year=day.year - years, day=28)
+
+
 def parse_date(text: str, *, option: str = "date") -> date:
     """Parse a user-given ``YYYY-MM-DD`` (one clear error line otherwise)."""
     try:

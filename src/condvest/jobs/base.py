@@ -127,9 +127,15 @@ class JobResult:
     dry_run: bool
     ok: bool
     duration_s: float
+    database_error: str | None = field(default=None, kw_only=True)
+    """The configured PostgreSQL database could not be written (the run's job-run row): the run
+    failed, whatever its lake work did (one line naming user@host:port/db, never the password).
+    Left out of :meth:`to_dict` when None."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_jsonable(self)
+        if out.get("database_error") is None:
+            out.pop("database_error", None)
         return out
 
     @property
@@ -156,6 +162,9 @@ class JobResult:
         error = data.get("error")  # run: the stage that stopped it
         if isinstance(error, str) and error:
             parts.append(error)
+        database = data.get("database_error")
+        if isinstance(database, str) and database:
+            parts.append(f"PostgreSQL: {database}")
         text = "; ".join(parts) or "failed (see the run's counts)"
         return text if len(text) <= 500 else text[:497] + "..."
 
@@ -220,7 +229,7 @@ def run_stage(
     record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat(), scope=scope)
     try:
         write_run_record(ctx.storage, record)
-        _record_in_db(ctx, record)
+        db_error = _record_in_db(ctx, record)
         result = body(lock)
     except CondvestError as exc:
         _finish(ctx, record, "failed", {}, str(exc))
@@ -230,37 +239,50 @@ def run_stage(
         _finish(ctx, record, "failed", {}, f"{type(exc).__name__}: {exc}")
         lock.release()
         raise
+    if db_error is not None:
+        # A configured database that cannot be written fails the run (exit 1), even one that
+        # landed nothing; the lake work stands and the next run heals the database from it.
+        result = dataclasses.replace(result, ok=False, database_error=db_error)
     outcome = "success" if result.ok else "failed"
     if result.ok and result.to_dict().get("partial"):
         outcome = "partial"
-    _finish(ctx, record, outcome, result.counts(), None if result.ok else result.failure_summary())
+    error = None if result.ok else result.failure_summary()
+    db_error = _finish(ctx, record, outcome, result.counts(), error) or db_error
+    if db_error is not None and result.database_error is None:
+        result = dataclasses.replace(result, ok=False, database_error=db_error)
     lock.release()
     return result
 
 
 def _record_in_db(ctx: JobContext, record: RunRecord) -> str | None:
     """Mirror ``record`` into the database's job-run table when PostgreSQL is on. A database
-    failure is logged and returned, never raised: it must not hide the job's own outcome."""
+    failure is returned (run_stage fails the run with it, the CLI prints it as its one error
+    line), never raised: it must not hide what the job itself did."""
     try:
         sink = ctx.sink()
         if sink is not None:
             sink.record_run(record)
     except Exception as exc:
         message = str(exc) if isinstance(exc, CondvestError) else f"{type(exc).__name__}: {exc}"
-        log.error("could not record the %s run in PostgreSQL: %s", record.stage, message)
+        log.debug("could not record the %s run in PostgreSQL: %s", record.stage, message)
         return message
     return None
 
 
 def _finish(
     ctx: JobContext, record: RunRecord, outcome: Any, counts: dict[str, Any], error: str | None
-) -> None:
+) -> str | None:
+    """Write the run's final record (database, then lake); returns the database failure."""
     done = record.finished(outcome, ctx.now(), counts, error)
     db_error = _record_in_db(ctx, done)
     if db_error is not None:
-        # Reported where status looks: the lake's run record keeps the database failure.
+        # Reported where status looks: the lake's run record keeps the database failure, and a
+        # run that was fine apart from it is a failed run.
+        if outcome != "failed":
+            outcome, error = "failed", f"PostgreSQL: {db_error}"
         done = record.finished(outcome, ctx.now(), {**counts, "database_error": db_error}, error)
     try:
         write_run_record(ctx.storage, done)
     except CondvestError as exc:  # the job's own outcome matters more than its record
         log.error("could not write the run record of %s: %s", record.stage, exc)
+    return db_error

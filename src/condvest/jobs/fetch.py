@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from condvest.core.calendar import TradingCalendar
@@ -117,6 +117,8 @@ class FetchResult(JobResult):
     bytes: int = 0
     splits: int = 0
     restated: list[str] = field(default_factory=list)
+    symbols_missing: list[str] = field(default_factory=list)
+    """--symbols the source delivered no bar for (in any landed session / the history range)."""
     gap: Gap | None = None
     watermark: date | None = None
     sink_errors: list[str] = field(default_factory=list)
@@ -252,7 +254,7 @@ def run_fetch(ctx: JobContext, plan: FetchPlan) -> FetchResult:
 
 def _execute(ctx: JobContext, plan: FetchPlan) -> FetchResult:
     started = time.monotonic()
-    source = open_source(ctx.settings, ctx.calendar)
+    source = open_source(ctx.settings, ctx.calendar, symbols=plan.symbols)
     try:
         if plan.mode == "daily":
             from condvest.jobs.fetch_daily import run_daily
@@ -291,13 +293,6 @@ def today_ny(ctx: JobContext) -> date:
     from condvest.core.calendar import NEW_YORK
 
     return ctx.now().astimezone(NEW_YORK).date()
-
-
-def years_before(day: date, years: int) -> date:
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year - years) - timedelta(days=1)
 
 
 def row_bounds(ctx: JobContext) -> Bounds:

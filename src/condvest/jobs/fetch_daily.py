@@ -313,6 +313,7 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
             f"{plan.gap.sessions} missing session(s) {plan.gap.start}..{plan.gap.end} were not "
             f"fetched (over max_backfill_days); fill them with: {plan.gap.command}"
         )
+    missing = _missing_symbols(plan, source, t)
     ok = not (t.failed or t.empty or plan.gap or t.sink_errors or t.reasons)
     return FetchResult(
         stage=STAGE,
@@ -335,11 +336,31 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
         bytes=t.bytes,
         splits=splits,
         restated=restated,
+        symbols_missing=missing,
         gap=plan.gap,
         watermark=watermark,
         sink_errors=t.sink_errors,
         messages=t.messages,
     )
+
+
+def _missing_symbols(plan: FetchPlan, source: Source, t: _Tally) -> list[str]:
+    """--symbols the source delivered no bar for in any session landed this run, named in the
+    result and a warning (a typo, a ticker spelled otherwise — Polygon writes BRK.A — or one
+    not trading then); it does not fail the run."""
+    if plan.symbols is None or not t.landed:
+        return []
+    missing = sorted(set(plan.symbols) - t.symbols)
+    if missing:
+        span = f"{min(t.landed)}" + (f"..{max(t.landed)}" if len(t.landed) > 1 else "")
+        message = (
+            f"{len(missing)} of {len(plan.symbols)} requested symbol(s) got no bars from "
+            f"{source.name} for {span}: {', '.join(missing[:20])}"
+            f"{', …' if len(missing) > 20 else ''} (check the tickers)"
+        )
+        log.warning("%s", message)
+        t.messages.append(message)
+    return missing
 
 
 def _splits_and_restatement(
@@ -401,7 +422,7 @@ def _report_new_symbols(
         return
     from condvest.jobs.fetch_extra import land_histories
 
-    failures, rows, size, messages = land_histories(ctx, source, new, None, max(t.landed))
+    failures, rows, size, messages, _ = land_histories(ctx, source, new, None, max(t.landed))
     t.failed.update(failures)
     t.bytes += size
     t.messages.extend(messages)

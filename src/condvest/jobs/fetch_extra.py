@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from condvest.core import layout
+from condvest.core.calendar import years_before
 from condvest.core.validate import rejected_table, validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
@@ -26,7 +27,6 @@ from condvest.jobs.fetch import (
     _estimate_s,
     row_bounds,
     today_ny,
-    years_before,
 )
 from condvest.jobs.fetch_meta import plan_meta, run_meta
 from condvest.jobs.fetch_write import write_quarantine
@@ -101,17 +101,22 @@ def _merge_history(
     """Validate + merge one symbol's history. Returns (rows merged, bytes written)."""
     good = checked_history(ctx, rows, span[0], span[1], rejected)
     if good.num_rows == 0:
-        raise CondvestError(f"{symbol}: the source returned no valid rows for {span[0]}..{span[1]}")
+        raise CondvestError(
+            f"none of the rows the source returned for {span[0]}..{span[1]} is a valid session "
+            "(see bronze/quarantine)"
+        )
     report = merge_into_data_file(ctx.storage, symbol, good)
     return good, report.bytes_written
 
 
 def land_histories(
     ctx: JobContext, source: Source, symbols: Sequence[str], start: date | None, end: date
-) -> tuple[dict[str, str], int, int, list[str]]:
-    """Fetch and merge histories. Returns (failures, rows, bytes, messages)."""
+) -> tuple[dict[str, str], int, int, list[str], list[str]]:
+    """Fetch and merge histories. Returns (failures, rows, bytes, messages, symbols without a
+    single bar in the range — failures too)."""
     start = start or years_before(end, ctx.settings.fetch.history_years)
     failures: dict[str, str] = {}
+    missing: list[str] = []
     messages: list[str] = []
     rejected: list[pa.Table] = []
     rows = size = 0
@@ -127,6 +132,13 @@ def land_histories(
             for symbol, got in source.histories(chunk, start, end).items():
                 if isinstance(got, CondvestError):
                     failures[symbol] = str(got)
+                    continue
+                if got.empty:
+                    missing.append(symbol)
+                    failures[symbol] = (
+                        f"no bars from {source.name} for {start}..{end} (check the ticker; "
+                        "a symbol not trading in that range has none)"
+                    )
                     continue
                 rejected.append(got.rejected)
                 try:
@@ -149,12 +161,16 @@ def land_histories(
         write_quarantine(ctx.storage, end, f"{ctx.run_id}-history", rejected)
     for symbol, error in failures.items():
         messages.append(f"history {symbol}: {error}")
-    return failures, rows, size, messages
+    if missing:
+        log.warning(
+            "no bars from %s for %s..%s: %s", source.name, start, end, ", ".join(missing[:20])
+        )
+    return failures, rows, size, messages, missing
 
 
 def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     assert plan.symbols and plan.history_start and plan.history_end
-    failures, rows, size, messages = land_histories(
+    failures, rows, size, messages, missing = land_histories(
         ctx, source, plan.symbols, plan.history_start, plan.history_end
     )
     return FetchResult(
@@ -169,6 +185,7 @@ def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult
         failed=failures,
         rows=rows,
         symbols=len(plan.symbols) - len(failures),
+        symbols_missing=missing,
         bytes=size,
         messages=messages,
     )

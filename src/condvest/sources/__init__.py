@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from condvest.errors import ConfigError
@@ -12,13 +13,19 @@ if TYPE_CHECKING:
     from condvest.sources.base import Source
 
 
-def open_source(settings: Settings, calendar: TradingCalendar) -> Source:
-    """The source named by ``fetch.source``. Polygon needs ``polygon.api_key``."""
+def open_source(
+    settings: Settings, calendar: TradingCalendar, *, symbols: Sequence[str] | None = None
+) -> Source:
+    """The source named by ``fetch.source``. Polygon needs ``polygon.api_key``. ``symbols``
+    (``--symbols``) are the ones asked for: the synthetic source then trades them too."""
     if settings.fetch.source is SourceKind.SYNTHETIC:
         from condvest.sources.synthetic import SyntheticSource
 
         return SyntheticSource(
-            calendar, symbols=settings.fetch.synthetic_symbols, seed=settings.fetch.synthetic_seed
+            calendar,
+            symbols=settings.fetch.synthetic_symbols,
+            seed=settings.fetch.synthetic_seed,
+            requested=symbols,
         )
     key = settings.polygon.api_key
     value = key.get_secret_value() if key is not None else ""

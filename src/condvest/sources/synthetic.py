@@ -5,7 +5,11 @@ Each symbol's bars are a random walk over the exchange calendar from a fixed ori
 depends only on (seed, symbol, date), never on the range asked for. About one symbol in eight
 has a split; like Polygon's ``adjusted=true``, a session's grouped bars are on the scale of that
 day, while a history is adjusted for every split up to its end date — so the restatement path
-sees exactly what it would see live."""
+sees exactly what it would see live.
+
+Besides its own ``fetch.synthetic_symbols`` random tickers, it serves any valid symbol asked for
+(``fetch --symbols AAPL,MSFT``, ``--history``): a requested symbol joins the day's grouped bars,
+seeded from its name like every other, so the default universe's bars never change."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from condvest.core.calendar import TradingCalendar
+from condvest.core.layout import is_valid_symbol
 from condvest.core.validate import QUARANTINE_SCHEMA
 from condvest.errors import CondvestError
 from condvest.sources.base import RAW_SCHEMA, Batch, Split, SplitBatch
@@ -81,8 +86,17 @@ class SyntheticSource:
 
     name = SOURCE
 
-    def __init__(self, calendar: TradingCalendar, *, symbols: int, seed: int) -> None:
-        self.universe = synthetic_universe(symbols, seed)
+    def __init__(
+        self,
+        calendar: TradingCalendar,
+        *,
+        symbols: int,
+        seed: int,
+        requested: Sequence[str] | None = None,
+    ) -> None:
+        extra = {s for s in requested or () if is_valid_symbol(s)}
+        self.universe = sorted(set(synthetic_universe(symbols, seed)) | extra)
+        """The symbols this market trades: its own random tickers plus the requested ones."""
         self.seed = seed
         self.sessions = calendar.sessions_between(ORIGIN, calendar.last_known_session)
         self._index = {d: i for i, d in enumerate(self.sessions)}
@@ -129,7 +143,7 @@ class SyntheticSource:
         as_of = max(days) if days else 0
         for symbol in symbols:
             self.requests += 1
-            pairs = [(symbol, i) for i in days] if symbol in self.universe else []
+            pairs = [(symbol, i) for i in days] if is_valid_symbol(symbol) else []
             out[symbol] = Batch(self._rows(pairs, as_of), QUARANTINE_SCHEMA.empty_table())
         return out
 
