@@ -22,6 +22,7 @@ from condvest.errors import CondvestError
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
 from condvest.state.lock import StageLock
+from condvest.state.marker import adopt_lake, mark_new_lake
 from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
 
@@ -184,6 +185,8 @@ def run_stage(
     ``scope`` names a part of the stage that runs on its own (a consolidate shard,
     "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
     its runs are recorded under the stage and under the part (see state.runs)."""
+    # condvest creates a lake here (before the lock's own write makes the location non-empty)
+    mark_new_lake(ctx.storage, ctx.now())
     lock = StageLock(
         ctx.storage,
         f"{stage}-{scope}" if scope else stage,
@@ -209,8 +212,18 @@ def run_stage(
     if result.ok and result.to_dict().get("partial"):
         outcome = "partial"
     _finish(ctx, record, outcome, result.counts(), None if result.ok else result.failure_summary())
+    if result.ok:
+        _adopt(ctx)
     lock.release()
     return result
+
+
+def _adopt(ctx: JobContext) -> None:
+    """An existing lake without a marker gets one on its first successful run."""
+    try:
+        adopt_lake(ctx.storage, ctx.now())
+    except CondvestError as exc:  # the run succeeded; the next one tries again
+        log.warning("could not mark %s as a condvest lake: %s", ctx.storage.uri, exc)
 
 
 def _record_in_db(ctx: JobContext, record: RunRecord) -> str | None:
