@@ -291,7 +291,7 @@ def test_temp_files_outside_bronze_ohlcv_are_reported(local_lake: Lake) -> None:
 
     storage = local_lake.storage
     for key in (layout.silver_file(3, 2026, 11), layout.fetch_log_entry(date(2026, 11, 25))):
-        storage.write_bytes(layout.temp_key(key, "dead0001"), b"half a write")
+        storage.write_bytes(layout.temp_key(key, "dead0001beef"), b"half a write")
     status = run_status(local_lake.context(now=at("2026-11-26T12:00")))
     assert status.bronze["temp_files"] == 0 and status.bronze["temp_files_elsewhere"] == 2
     assert any("2 temporary file(s)" in p for p in status.problems)

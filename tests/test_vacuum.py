@@ -139,7 +139,7 @@ def test_retention_floor_needs_force(lake: Lake) -> None:
 
 def test_stale_temp_files_go_fresh_ones_stay(lake: Lake) -> None:
     land(lake.storage, "T", NEW)
-    stale = layout.temp_key(layout.data_file("T"), "deadbeef")
+    stale = layout.temp_key(layout.data_file("T"), "deadbeef0123")
     lake.storage.write_bytes(stale, b"half a write")
     grace = lake.settings.vacuum.temp_grace_hours
     early = vacuum(lake, retention_days=30, now=at("2000-01-01T00:00:00"), dry_run=True)

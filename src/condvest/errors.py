@@ -68,3 +68,17 @@ class VerificationError(CondvestError):
 
 class DatabaseError(CondvestError):
     """PostgreSQL could not be reached or refused a write."""
+
+
+class DeleteFailedError(StorageError):
+    """Some keys of a batch delete could not be deleted; every other key was still tried.
+
+    ``failed`` maps each key not deleted to the reason; ``kept`` lists the keys a conditional
+    delete kept because they changed (as :meth:`Storage.delete_unchanged` returns them)."""
+
+    def __init__(self, failed: dict[str, str], kept: list[str] | None = None) -> None:
+        first, reason = next(iter(failed.items()))
+        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        super().__init__(f"could not delete {first}: {reason}{more}")
+        self.failed = failed
+        self.kept = kept or []

@@ -17,10 +17,17 @@ When it starts waiting it creates ``<path>.paused``, so the test knows the lake 
 ``<key part>``: ``after-temp-write`` (storage: the new bytes are written under a temporary name,
 not yet swapped; on S3, where a write is one PUT, just before it), ``after-swap`` (a
 data.parquet was swapped in), ``after-manifest`` (a manifest batch was recorded),
-``mid-cleanup`` (one symbol's date files were deleted, others remain)."""
+``mid-cleanup`` (one symbol's date files were deleted, others remain).
+
+Two hooks make an operation fail instead of killing (the test suite runs as root, where chmod
+blocks nothing): ``CONDVEST_TEST_FAIL_DELETE=<key part>`` — deleting a key containing
+``<key part>`` fails with "permission denied" (:func:`delete_fault`, local disk and S3);
+``CONDVEST_TEST_UNREADABLE=<path part>`` — listing or reading a local path containing
+``<path part>`` fails as on a ``chmod 000`` directory (:func:`read_fault`)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -29,6 +36,8 @@ import time
 KILL_ENV = "CONDVEST_TEST_KILL_AT"
 WRITES_ENV = "CONDVEST_TEST_KILL_AFTER_WRITES"
 PAUSE_ENV = "CONDVEST_TEST_PAUSE_AT_WRITE"
+FAIL_DELETE_ENV = "CONDVEST_TEST_FAIL_DELETE"
+UNREADABLE_ENV = "CONDVEST_TEST_UNREADABLE"
 
 _lock = threading.Lock()
 _writes = 0
@@ -61,6 +70,20 @@ def count_write() -> None:
                 pass
             while not os.path.exists(path):
                 time.sleep(0.05)
+
+
+def delete_fault(key: str) -> None:
+    """Raise PermissionError when the hook names part of ``key`` (a delete about to happen)."""
+    needle = os.environ.get(FAIL_DELETE_ENV)
+    if needle and needle in key:
+        raise PermissionError(errno.EACCES, "Permission denied (test fault)", key)
+
+
+def read_fault(path: str) -> None:
+    """Raise PermissionError when the hook names part of ``path`` (a list or read on disk)."""
+    needle = os.environ.get(UNREADABLE_ENV)
+    if needle and needle in path:
+        raise PermissionError(errno.EACCES, "Permission denied (test fault)", path)
 
 
 def writes() -> int:

@@ -16,7 +16,16 @@ METADATA = "processing_metadata"
 
 DATA_FILE = "data.parquet"
 TEMP_MARKER = ".tmp-"
-"""Temporary objects of in-flight writes contain this marker; vacuum removes stale ones."""
+"""Temporary objects of in-flight writes contain this marker (readers skip them); vacuum removes
+only stale ones of condvest's exact shape (:func:`is_condvest_temp`)."""
+
+LAKE_MARKER = "condvest-lake.json"
+"""At the lake root: written when condvest creates a lake (or adopts one it recognises by its
+layout), so the commands that delete never work on a directory that is not a lake."""
+LAKE_FORMAT = "condvest-lake"
+LAKE_FORMAT_VERSION = 1
+LAKE_DIRS = (BRONZE_OHLCV.split("/", 1)[0], SILVER, METADATA)
+"""The top-level directories condvest writes; nothing is ever deleted outside them."""
 
 MAX_SYMBOL_LENGTH = 32
 # Polygon tickers: upper/lower-case letters (KIMpL), digits, '.', '-', and a few class markers.
@@ -198,7 +207,33 @@ def temp_key(key: str, token: str) -> str:
 
 
 def is_temp_key(key: str) -> bool:
+    """Any name carrying the marker: readers skip it (never data). Not a licence to delete it."""
     return TEMP_MARKER in key.rsplit("/", 1)[-1]
+
+
+# ".tmp-" + a 12-hex token (storage.base.new_token; "del" + token for a grave) + "-" + the name
+# of the file being written, which is always a .parquet or .json name condvest builds here.
+_CONDVEST_TEMP_RE = re.compile(r"^\.tmp-(?:del)?[0-9a-f]{12}-([^/]+\.(?:parquet|json))$")
+
+
+def is_condvest_temp(key: str) -> bool:
+    """A temporary name condvest itself writes, in a place it writes: under one of the lake's
+    directories (:data:`LAKE_DIRS`), or the marker's own at the root. vacuum deletes (and
+    restores graves of) only these: a user's ``notes.tmp-1.txt`` does not match."""
+    head, _, name = key.rpartition("/")
+    match = _CONDVEST_TEMP_RE.match(name)
+    if match is None:
+        return False
+    if not head:
+        return match.group(1) == LAKE_MARKER
+    return head.split("/", 1)[0] in LAKE_DIRS
+
+
+def is_lake_entry(name: str) -> bool:
+    """Whether a top-level entry (a directory name ends in '/') is one condvest writes."""
+    if name.endswith("/"):
+        return name[:-1] in LAKE_DIRS
+    return name == LAKE_MARKER or is_condvest_temp(name)
 
 
 GRAVE_TOKEN = "del"
@@ -211,7 +246,9 @@ def grave_key(key: str, token: str) -> str:
 
 
 def grave_origin(key: str) -> str | None:
-    """The key a grave was moved from, or None when ``key`` is not a grave."""
+    """The key a grave was moved from, or None when ``key`` is not a grave condvest made."""
+    if not is_condvest_temp(key):
+        return None
     head, _, name = key.rpartition("/")
     rest = name.removeprefix(TEMP_MARKER + GRAVE_TOKEN)
     if rest == name or "-" not in rest:

@@ -22,6 +22,7 @@ from condvest.errors import CondvestError, UsageError
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
 from condvest.state.lock import StageLock
+from condvest.state.marker import adopt_lake, mark_new_lake
 from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
 
@@ -218,6 +219,8 @@ def run_stage(
     "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
     its runs are recorded under the stage and under the part (see state.runs)."""
     refuse_clock_skew(ctx)  # before the lock: a refused run writes nothing
+    # condvest creates a lake here (before the lock's own write makes the location non-empty)
+    mark_new_lake(ctx.storage, ctx.now())
     lock = StageLock(
         ctx.storage,
         f"{stage}-{scope}" if scope else stage,
@@ -248,10 +251,20 @@ def run_stage(
         outcome = "partial"
     error = None if result.ok else result.failure_summary()
     db_error = _finish(ctx, record, outcome, result.counts(), error) or db_error
+    if result.ok:
+        _adopt(ctx)
     if db_error is not None and result.database_error is None:
         result = dataclasses.replace(result, ok=False, database_error=db_error)
     lock.release()
     return result
+
+
+def _adopt(ctx: JobContext) -> None:
+    """An existing lake without a marker gets one on its first successful run."""
+    try:
+        adopt_lake(ctx.storage, ctx.now())
+    except CondvestError as exc:  # the run succeeded; the next one tries again
+        log.warning("could not mark %s as a condvest lake: %s", ctx.storage.uri, exc)
 
 
 def _record_in_db(ctx: JobContext, record: RunRecord) -> str | None:

@@ -45,6 +45,7 @@ from condvest.jobs.selection import (
 )
 from condvest.settings import ConsolidateMode
 from condvest.state.manifest import ManifestRow, read_manifest, update_manifest
+from condvest.state.marker import require_lake
 from condvest.storage.base import Storage
 
 log = logging.getLogger("condvest.consolidate")
@@ -208,6 +209,7 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
     # given beside it must agree.
     count = options.shards if options.shards is not None or options.shard else cfg.shards
     shard = resolve_shard(options.shard, count, count_from=count_from)
+    require_lake(ctx.storage, "consolidate")  # its cleanup deletes date files
     manifest, _ = read_manifest(ctx.storage)
     symbols, selection = candidates(ctx.storage, manifest, mode, options.symbols, workers)
     journals = read_journals(ctx.storage) if options.symbols is None else ()

@@ -45,6 +45,7 @@ from condvest.jobs.resample_plan import IntervalPlan, ResampleOptions, ResampleP
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.lock import StageLock
 from condvest.state.manifest import read_manifest
+from condvest.state.marker import require_lake
 from condvest.storage.base import ObjectInfo
 
 __all__ = [
@@ -69,6 +70,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     alignment = options.alignment or BarAlignment(str(settings.alignment.value))
     full = options.full or settings.force_full
     through = ctx.latest_completed_session()
+    require_lake(ctx.storage, "resample")  # it deletes silver months that no longer exist
     listing = list_bronze(ctx.storage)
     local = ctx.storage.local_path("") is not None
     options_key = {

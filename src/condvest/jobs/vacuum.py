@@ -2,7 +2,12 @@
 rows are verified inside the symbol's ``data.parquet`` (a date file whose row differs from, or is
 newer than, the consolidated row is pending, not superseded, and stays), and temporary files of
 crashed writes older than ``vacuum.temp_grace_hours``. Keeps cumulative totals in
-``processing_metadata/cleanup_manifest.json`` (compare-and-swap; not in a dry run)."""
+``processing_metadata/cleanup_manifest.json`` (compare-and-swap; not in a dry run).
+
+Only in a condvest lake (state.marker), only under the lake's own directories, and only names
+condvest writes (date files, and temp files of its exact shape: layout.is_condvest_temp). A
+file that cannot be deleted does not stop the others: the result counts what really went and
+names each failure (exit 1)."""
 
 from __future__ import annotations
 
@@ -16,9 +21,16 @@ from typing import Any
 
 from condvest.core import layout
 from condvest.core.retention import retention_cutoff
-from condvest.errors import CondvestError, NotFoundError, StorageError, UsageError
+from condvest.errors import (
+    CondvestError,
+    DeleteFailedError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+)
 from condvest.jobs.base import JobContext, JobResult, run_stage
 from condvest.jobs.selection import DateFile, superseded_files
+from condvest.state.marker import require_lake
 from condvest.storage.base import ObjectInfo, Storage, json_bytes
 
 log = logging.getLogger("condvest.vacuum")
@@ -77,6 +89,8 @@ class VacuumResult(JobResult):
     files: list[str] = field(default_factory=list)
     """--dry-run only: the keys that would be deleted."""
     failures: list[dict[str, str]] = field(default_factory=list)
+    delete_failures: int = 0
+    """Files that were to go but could not be deleted (each also in ``failures``)."""
     db_retention_days: int | None = None
     db_rows_deleted: int | None = None
     """PostgreSQL raw_ohlcv rows deleted (dry run: that would be); None when not asked."""
@@ -98,13 +112,21 @@ def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
             "(vacuum.min_retention_days); pass --force to override"
         )
     symbols = [layout.validate_symbol(s) for s in options.symbols] if options.symbols else None
-    prefixes = [layout.symbol_prefix(s) for s in symbols] if symbols else [""]
+    require_lake(ctx.storage, "vacuum")
+    # the lake's own directories only (and the marker's temp files at the root)
+    prefixes = (
+        [layout.symbol_prefix(s) for s in symbols]
+        if symbols
+        else [*(d + "/" for d in layout.LAKE_DIRS), layout.TEMP_MARKER]
+    )
     workers = ctx.settings.consolidate.workers
     with ThreadPoolExecutor(max_workers=workers) as pool:
         objects = [o for listing in pool.map(ctx.storage.list_objects, prefixes) for o in listing]
         now = ctx.now()
         temp_before = now - timedelta(hours=ctx.settings.vacuum.temp_grace_hours)
-        temps = tuple(o for o in objects if layout.is_temp_key(o.key) and o.mtime < temp_before)
+        temps = tuple(
+            o for o in objects if layout.is_condvest_temp(o.key) and o.mtime < temp_before
+        )
         cutoff = retention_cutoff(now.date(), retention)
         old = _old_date_files(objects, cutoff)
         checked = pool.map(lambda item: _verify(ctx.storage, *item), sorted(old.items()))
@@ -164,11 +186,15 @@ def run_vacuum(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
 def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
     started = time.monotonic()
     failures: list[dict[str, str]] = []
+    not_deleted: dict[str, str] = {}
     doomed = [f.info() for s in plan.symbols for f in s.delete]
     try:
         # Only while each file is still the version verified: one rewritten since (a late
         # correction landed over an old date) is pending again and stays.
-        changed = ctx.storage.delete_unchanged(doomed)
+        try:
+            changed = ctx.storage.delete_unchanged(doomed)
+        except DeleteFailedError as exc:
+            changed, not_deleted = exc.kept, dict(exc.failed)
         if changed:
             log.warning(
                 "vacuum: %d date file(s) changed after they were verified and were kept: %s",
@@ -176,30 +202,52 @@ def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
                 ", ".join(changed[:5]),
             )
             plan = _keep(plan, set(changed))
-        _restore_graves(ctx, plan)
-        ctx.storage.delete_many(o.key for o in plan.temp_files)
+        not_deleted.update(_restore_graves(ctx, plan))
+        try:
+            ctx.storage.delete_many(o.key for o in plan.temp_files if o.key not in not_deleted)
+        except DeleteFailedError as exc:
+            not_deleted.update(exc.failed)
     except StorageError as exc:
         # Deleting is idempotent: a re-run finishes the job. Totals below may overcount.
         log.error("vacuum: delete failed: %s", exc)
         failures.append({"symbol": "*", "reason": f"delete failed: {exc}"})
+    if not_deleted:
+        plan = _without(plan, not_deleted, failures)
     db_deleted = _trim_database(ctx, plan, failures)
-    result = _result(
-        ctx, plan, time.monotonic() - started, dry_run=False, extra=failures, db_deleted=db_deleted
-    )
-    try:
-        _update_cleanup_manifest(ctx, result)
-    except CondvestError as exc:
-        log.error("could not update %s: %s", layout.CLEANUP_MANIFEST, exc)
-        failures.append({"symbol": "*", "reason": f"cleanup manifest: {exc}"})
-        result = _result(
+
+    def result() -> VacuumResult:
+        return _result(
             ctx,
             plan,
             time.monotonic() - started,
             dry_run=False,
             extra=failures,
             db_deleted=db_deleted,
+            delete_failures=len(not_deleted),
         )
-    return result
+
+    try:
+        _update_cleanup_manifest(ctx, result())
+    except CondvestError as exc:
+        log.error("could not update %s: %s", layout.CLEANUP_MANIFEST, exc)
+        failures.append({"symbol": "*", "reason": f"cleanup manifest: {exc}"})
+    return result()
+
+
+def _without(
+    plan: VacuumPlan, failed: dict[str, str], failures: list[dict[str, str]]
+) -> VacuumPlan:
+    """``plan`` without the files that could not be deleted (they are still there, so neither
+    deleted nor freed), each reported in ``failures`` (and logged: exit 1 needs a word)."""
+    for key, reason in sorted(failed.items()):
+        log.error("vacuum: could not delete %s: %s", key, reason)
+        symbol = layout.parse_symbol_dir(key)
+        failures.append({"symbol": symbol or "*", "reason": f"could not delete {key}: {reason}"})
+    symbols = tuple(
+        replace(s, delete=tuple(f for f in s.delete if f.key not in failed)) for s in plan.symbols
+    )
+    temps = tuple(o for o in plan.temp_files if o.key not in failed)
+    return replace(plan, symbols=symbols, temp_files=temps)
 
 
 def _keep(plan: VacuumPlan, keys: set[str]) -> VacuumPlan:
@@ -215,20 +263,25 @@ def _keep(plan: VacuumPlan, keys: set[str]) -> VacuumPlan:
     return replace(plan, symbols=symbols)
 
 
-def _restore_graves(ctx: JobContext, plan: VacuumPlan) -> None:
+def _restore_graves(ctx: JobContext, plan: VacuumPlan) -> dict[str, str]:
     """A local conditional delete that crashed between its rename and its check leaves the file
     under a "grave" name: put it back where it was if nothing took its place (consolidate then
-    sees it as landed again; newest fetched_at still wins), then let it go as a temp file."""
+    sees it as landed again; newest fetched_at still wins), then let it go as a temp file.
+    Returns the graves that could not be restored (kept, with the reason)."""
+    failed: dict[str, str] = {}
     for obj in plan.temp_files:
         origin = layout.grave_origin(obj.key)
         if origin is None:
             continue
         try:
             data = ctx.storage.read_bytes(obj.key)
+            if ctx.storage.create(origin, data):
+                log.warning("vacuum: restored %s (left by an interrupted delete)", origin)
         except NotFoundError:
             continue
-        if ctx.storage.create(origin, data):
-            log.warning("vacuum: restored %s (left by an interrupted delete)", origin)
+        except StorageError as exc:  # the only copy may be this grave: it stays
+            failed[obj.key] = f"could not restore it to {origin}: {exc}"
+    return failed
 
 
 def _trim_database(ctx: JobContext, plan: VacuumPlan, failures: list[dict[str, str]]) -> int | None:
@@ -252,6 +305,7 @@ def _result(
     dry_run: bool,
     extra: list[dict[str, str]] | None = None,
     db_deleted: int | None = None,
+    delete_failures: int = 0,
 ) -> VacuumResult:
     per_symbol = {
         s.symbol: {
@@ -285,6 +339,7 @@ def _result(
         if dry_run
         else [],
         failures=failures,
+        delete_failures=delete_failures,
         db_retention_days=plan.db_retention_days,
         db_rows_deleted=plan.db_rows if dry_run else db_deleted,
     )
@@ -314,6 +369,8 @@ def _update_cleanup_manifest(ctx: JobContext, result: VacuumResult) -> None:
                     "bytes_freed": result.bytes_freed,
                     "temp_files_deleted": result.temp_files_deleted,
                     "files_kept_pending": result.files_kept_pending,
+                    "delete_failures": result.delete_failures,
+                    "failures": result.failures[:20],
                 },
             }
         )

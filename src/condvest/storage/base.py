@@ -52,6 +52,11 @@ class Storage(ABC):
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-"directories" of ``prefix`` (which should end in '/')."""
 
+    def top_level(self) -> list[str]:
+        """Names of the entries at the lake root, sorted; a directory's name ends in '/'."""
+        files = [o.key for o in self.list_objects("") if "/" not in o.key]
+        return sorted([d + "/" for d in self.list_dirs("")] + files)
+
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
         """Size, mtime and version of ``key``; None when absent."""
@@ -81,7 +86,9 @@ class Storage(ABC):
 
     @abstractmethod
     def delete_many(self, keys: Iterable[str]) -> int:
-        """Delete ``keys`` (absent keys are fine). Returns how many were asked for."""
+        """Delete ``keys`` (absent keys are fine). Returns how many were asked for. A key that
+        cannot be deleted does not stop the others: :class:`DeleteFailedError` at the end
+        names every key left in place."""
 
     def delete(self, key: str) -> None:
         self.delete_many([key])
@@ -91,7 +98,9 @@ class Storage(ABC):
         """Delete each object only while its version is still ``object.version`` (the one that
         was listed and verified): a file rewritten in the meantime (a late correction landed
         over an old date file) is kept. Returns the keys kept because they changed; an object
-        already gone counts as deleted. Objects without a version are deleted unconditionally."""
+        already gone counts as deleted. Objects without a version are deleted unconditionally.
+        As :meth:`delete_many`, a failure does not stop the others (:class:`DeleteFailedError`
+        with ``failed`` and ``kept``)."""
 
     # -- locations for engines that read files themselves (DuckDB) ---------------------------
     @abstractmethod

@@ -1,5 +1,10 @@
 """Local-disk storage: temp file + rename for atomic writes, link() for create-if-absent, and a
-directory flock() to make replace-if-unchanged a true compare-and-swap between processes."""
+directory flock() to make replace-if-unchanged a true compare-and-swap between processes.
+
+Nothing is followed out of the lake: a symbolic link below the lake root (a symlinked symbol
+directory, a data.parquet that is a link, dangling or not), a directory where a file belongs and
+any other irregular entry is an error naming it, never an absent object (its rows would
+silently drop out of silver) and never a way to read or delete files elsewhere."""
 
 from __future__ import annotations
 
@@ -7,18 +12,23 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat as stat_mode
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from condvest.core.layout import grave_key, temp_key
-from condvest.errors import NotFoundError, StorageError
-from condvest.faults import count_write, kill_point
+from condvest.errors import DeleteFailedError, NotFoundError, StorageError
+from condvest.faults import count_write, delete_fault, kill_point, read_fault
 from condvest.storage.base import ObjectInfo, Storage, new_token
 
 
 def _version(st: os.stat_result) -> str:
     return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+
+
+_FILE_SUFFIXES = (".parquet", ".json")
+"""Every file condvest writes ends so; a directory named like that is in a file's place."""
 
 
 class LocalStorage(Storage):
@@ -36,6 +46,37 @@ class LocalStorage(Storage):
         if any(part in ("..", ".") for part in key.split("/")):
             raise StorageError(f"refusing key with a relative segment: {key!r}")
         return self.root / key
+
+    def _checked(self, key: str) -> Path:
+        """The path of ``key``, refused when a directory on the way is a symbolic link."""
+        path = self._path(key)
+        self._no_links(key.lstrip("/").split("/")[:-1])
+        return path
+
+    def _no_links(self, parts: list[str]) -> None:
+        """Refuse a symbolic link among the directories ``parts`` below the root (checked
+        as far as they exist: the rest is created as real directories by a write)."""
+        current = str(self.root)
+        for part in parts:
+            if not part:
+                continue
+            current = os.path.join(current, part)
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            except OSError as exc:
+                raise self._fail("read", current[len(str(self.root)) + 1 :], exc) from None
+            if stat_mode.S_ISLNK(mode):
+                raise self._irregular(current, "is a symbolic link")
+            if not stat_mode.S_ISDIR(mode):
+                return  # a file where a directory belongs: the operation says "absent"
+
+    def _irregular(self, path: str | Path, what: str) -> StorageError:
+        return StorageError(
+            f"{path} {what}: condvest reads and deletes only regular files inside the lake",
+            hint="move it out of the lake, or put back the file condvest wrote there",
+        )
 
     def _fail(self, action: str, key: str, exc: OSError) -> StorageError:
         reason = exc.strerror or str(exc)
@@ -61,7 +102,7 @@ class LocalStorage(Storage):
     def _write_temp(self, key: str, data: bytes) -> Path:
         """``data`` under a new temporary name beside ``key``, durable (fdatasync) before the
         caller renames or links it into place."""
-        path = self._path(key)
+        path = self._checked(key)
         tmp = self._path(temp_key(key, new_token()))
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -95,70 +136,134 @@ class LocalStorage(Storage):
         # (and "a/b/" does not). Walk from the deepest directory the prefix names, pruning
         # the top-level siblings that cannot match. scandir + one stat per file (no os.walk
         # and path re-joining): consolidate lists ~120,000 date files per run at seed scale.
+        # A symbolic link or an irregular entry inside the listed part of the lake is an
+        # error (see the module docstring), as is a directory that cannot be read.
         prefix = prefix.lstrip("/")
         base = self._path(prefix)
         if prefix == "" or prefix.endswith("/"):
             start, stem = base, ""
+            self._no_links(prefix.split("/"))
         else:
             start, stem = base.parent, base.name
+            self._no_links(prefix.split("/")[:-1])
         out: list[ObjectInfo] = []
         root_len = len(str(self.root)) + 1
         pending = [(str(start), stem)]
         while pending:
             directory, only = pending.pop()
             try:
+                read_fault(directory)
                 entries = os.scandir(directory)
-            except OSError:  # gone, not a directory, unreadable: as os.walk, nothing listed
+            except (FileNotFoundError, NotADirectoryError):  # gone, or a file: nothing here
                 continue
+            except OSError as exc:
+                raise self._fail("list", directory[root_len:], exc) from None
             with entries:
                 for entry in entries:
+                    if not entry.name.startswith(only):
+                        continue  # outside the prefix (only at its first level)
                     try:
-                        if entry.is_dir():
-                            # like os.walk: a symlinked directory is not followed
-                            if entry.name.startswith(only) and not entry.is_symlink():
-                                pending.append((entry.path, ""))
-                            continue
-                        key = entry.path[root_len:].replace(os.sep, "/")
-                        if not key.startswith(prefix):
-                            continue
-                        st = entry.stat()
+                        found = self._listed(entry, root_len)
                     except FileNotFoundError:  # deleted while listing
                         continue
-                    mtime = datetime.fromtimestamp(st.st_mtime, UTC)
-                    out.append(ObjectInfo(key, st.st_size, mtime, _version(st)))
+                    if found is None:
+                        pending.append((entry.path, ""))
+                    else:
+                        out.append(found)
         out.sort(key=lambda o: o.key)
         return out
 
+    def _listed(self, entry: os.DirEntry[str], root_len: int) -> ObjectInfo | None:
+        """A regular file's ObjectInfo; None for a directory to descend into; an error for
+        anything else (nothing is followed)."""
+        if entry.is_symlink():
+            raise self._irregular(entry.path, "is a symbolic link")
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name.endswith(_FILE_SUFFIXES):
+                raise self._irregular(entry.path, "is a directory, not a file")
+            return None
+        if not entry.is_file(follow_symlinks=False):
+            raise self._irregular(entry.path, "is not a regular file")
+        st = entry.stat(follow_symlinks=False)
+        key = entry.path[root_len:].replace(os.sep, "/")
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), _version(st))
+
     def list_dirs(self, prefix: str) -> list[str]:
         base = self._path(prefix)
+        self._no_links(prefix.split("/"))
+        names: list[str] = []
         try:
+            read_fault(str(base))
             with os.scandir(base) as entries:
-                return sorted(e.name for e in entries if e.is_dir())
-        except FileNotFoundError:
+                for entry in entries:
+                    if entry.is_symlink():
+                        raise self._irregular(entry.path, "is a symbolic link")
+                    if entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
             raise self._fail("list", prefix, exc) from None
+        return sorted(names)
+
+    def top_level(self) -> list[str]:
+        names: list[str] = []
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    # a symlinked directory is not one of the lake's: listed as a plain name
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    names.append(entry.name + "/" if is_dir else entry.name)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._fail("list", "", exc) from None
+        return sorted(names)
 
     def stat(self, key: str) -> ObjectInfo | None:
+        path = self._checked(key)
         try:
-            st = os.stat(self._path(key))
+            st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             # "a/b" under a file "a" is absent, as on S3 (and as read_versioned says)
             return None
         except OSError as exc:
             raise self._fail("stat", key, exc) from None
-        if not os.path.isfile(self._path(key)):
+        if not self._check_regular(path, st.st_mode):
             return None
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), _version(st))
 
+    def _check_regular(self, path: Path, mode: int) -> bool:
+        """True for a regular file; False for a plain directory (not an object, as on S3);
+        an error for a link, a directory named like a file, or anything else."""
+        if stat_mode.S_ISREG(mode):
+            return True
+        if stat_mode.S_ISLNK(mode):
+            raise self._irregular(path, "is a symbolic link")
+        if stat_mode.S_ISDIR(mode):
+            if path.name.endswith(_FILE_SUFFIXES):
+                raise self._irregular(path, "is a directory, not a file")
+            return False
+        raise self._irregular(path, "is not a regular file")
+
     def read_versioned(self, key: str) -> tuple[bytes, str]:
-        path = self._path(key)
+        path = self._checked(key)
         try:
-            with open(path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                return handle.read(), _version(st)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            read_fault(str(path))
+            # O_NOFOLLOW: a link (dangling or not) is refused by the kernel, never followed
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"{path} does not exist") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._irregular(path, "is a symbolic link") from None
+            raise self._fail("read", key, exc) from None
+        try:
+            with open(fd, "rb", closefd=True) as handle:
+                st = os.fstat(fd)
+                if not self._check_regular(path, st.st_mode):
+                    raise NotFoundError(f"{path} does not exist")
+                return handle.read(), _version(st)
         except OSError as exc:
             raise self._fail("read", key, exc) from None
 
@@ -188,7 +293,7 @@ class LocalStorage(Storage):
         try:
             with self._dir_lock(path.parent):
                 try:
-                    current = _version(os.stat(path))
+                    current = _version(os.lstat(path))
                 except FileNotFoundError:
                     return False
                 if current != version:
@@ -205,13 +310,20 @@ class LocalStorage(Storage):
         paths = [(key, self._path(key)) for key in keys]
         if paths:
             count_write()
+        failed: dict[str, str] = {}
         for key, path in paths:
             try:
-                os.unlink(path)
-            except FileNotFoundError:
+                self._checked(key)
+                delete_fault(key)
+                os.unlink(path)  # never follows a link: a link found here is removed itself
+            except (FileNotFoundError, NotADirectoryError):
                 pass
+            except StorageError as exc:
+                failed[key] = str(exc)
             except OSError as exc:
-                raise self._fail("delete", key, exc) from None
+                failed[key] = str(self._fail("delete", key, exc))
+        if failed:
+            raise DeleteFailedError(failed)
         return len(paths)
 
     def delete_unchanged(self, objects: Sequence[ObjectInfo]) -> list[str]:
@@ -224,23 +336,39 @@ class LocalStorage(Storage):
         if checked:
             count_write()
         kept: list[str] = []
+        failed: dict[str, str] = {}
         for obj, path in checked:
-            grave = self._path(grave_key(obj.key, new_token()))
             try:
-                os.rename(path, grave)
-            except FileNotFoundError:
-                continue  # already gone
-            except OSError as exc:
-                raise self._fail("delete", obj.key, exc) from None
-            try:
-                if obj.version is not None and _version(os.stat(grave)) != obj.version:
+                if self._delete_one(obj, path):
                     kept.append(obj.key)
-                    with contextlib.suppress(FileExistsError):
-                        os.link(grave, path)
-                os.unlink(grave)
-            except OSError as exc:
-                raise self._fail("delete", obj.key, exc) from None
+            except StorageError as exc:  # the others still go (vacuum counts what went)
+                failed[obj.key] = str(exc)
+        if failed:
+            raise DeleteFailedError(failed, kept)
         return kept
+
+    def _delete_one(self, obj: ObjectInfo, path: Path) -> bool:
+        """delete_unchanged for one object: True when it was kept because it changed."""
+        self._checked(obj.key)
+        grave = self._path(grave_key(obj.key, new_token()))
+        try:
+            if not self._check_regular(path, os.lstat(path).st_mode):
+                return False  # a plain directory: no object here
+            delete_fault(obj.key)
+            os.rename(path, grave)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # already gone
+        except OSError as exc:
+            raise self._fail("delete", obj.key, exc) from None
+        try:
+            changed = obj.version is not None and _version(os.lstat(grave)) != obj.version
+            if changed:
+                with contextlib.suppress(FileExistsError):
+                    os.link(grave, path, follow_symlinks=False)
+            os.unlink(grave)
+        except OSError as exc:
+            raise self._fail("delete", obj.key, exc) from None
+        return changed
 
     def url(self, key: str) -> str:
         return str(self._path(key))

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from condvest.errors import ConfigError, NotFoundError, StorageError
-from condvest.faults import count_write, kill_point
+from condvest.errors import ConfigError, DeleteFailedError, NotFoundError, StorageError
+from condvest.faults import count_write, delete_fault, kill_point
 from condvest.storage.base import ObjectInfo, Storage
 
 _MAX_PUT = 5 * 2**30
@@ -168,6 +168,17 @@ class S3Storage(Storage):
             token = page.get("NextContinuationToken")
         return sorted(names)
 
+    def top_level(self) -> list[str]:
+        # One page is enough to tell a lake from anything else (condvest writes a handful of
+        # names at the root); a root of more than 1,000 names is not a lake anyway.
+        full = self.prefix + "/" if self.prefix else ""
+        page = self._call(
+            "list", "", "list_objects_v2", Bucket=self.bucket, Prefix=full, Delimiter="/"
+        )
+        dirs = [cp["Prefix"][len(full) :] for cp in page.get("CommonPrefixes", [])]
+        files = [item["Key"][len(full) :] for item in page.get("Contents", [])]
+        return sorted(dirs + files)
+
     def stat(self, key: str) -> ObjectInfo | None:
         try:
             head = self._call("stat", key, "head_object", Bucket=self.bucket, Key=self._key(key))
@@ -236,25 +247,39 @@ class S3Storage(Storage):
             self._key(key)  # refuse a bad key before any batch is sent
         if wanted:
             count_write()
+        failed: dict[str, str] = {}
         for start in range(0, len(wanted), _DELETE_BATCH):
-            self._delete_batch(wanted[start : start + _DELETE_BATCH])
+            failed.update(self._delete_batch(wanted[start : start + _DELETE_BATCH]))
+        if failed:
+            raise DeleteFailedError(failed)
         return len(wanted)
 
-    def _delete_batch(self, keys: list[str]) -> None:
-        resp = self._call(
-            "delete",
-            keys[0],
-            "delete_objects",
-            Bucket=self.bucket,
-            Delete={"Objects": [{"Key": self._key(k)} for k in keys], "Quiet": True},
-        )
-        errors = resp.get("Errors") or []
-        if errors:
-            first = errors[0]
-            raise StorageError(
-                f"could not delete {len(errors)} object(s), e.g. {first.get('Key')}: "
-                f"{first.get('Code')} {first.get('Message', '')}".strip()
+    def _delete_batch(self, keys: list[str]) -> dict[str, str]:
+        """Delete one batch; returns the keys not deleted with the reason (a failed request
+        fails its whole batch; the next batch is still sent)."""
+        failed: dict[str, str] = {}
+        for key in keys:
+            try:
+                delete_fault(key)
+            except PermissionError as exc:
+                failed[key] = f"cannot delete {self.url(key)}: {exc.strerror}"
+        send = [k for k in keys if k not in failed]
+        if not send:
+            return failed
+        try:
+            resp = self._call(
+                "delete",
+                send[0],
+                "delete_objects",
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": self._key(k)} for k in send], "Quiet": True},
             )
+        except StorageError as exc:
+            return failed | {k: str(exc) for k in send}
+        for error in resp.get("Errors") or []:
+            key = self._rel(str(error.get("Key", "")))
+            failed[key] = f"{error.get('Code')} {error.get('Message', '')}".strip()
+        return failed
 
     def delete_unchanged(self, objects: Sequence[ObjectInfo]) -> list[str]:
         # DeleteObject with If-Match: the ETag is compared by S3 itself, atomically (412 when
@@ -267,9 +292,12 @@ class S3Storage(Storage):
         if wanted:
             count_write()
 
+        failed: dict[str, str] = {}
+
         def one(obj: ObjectInfo) -> str | None:
             condition = {"IfMatch": obj.version} if obj.version else {}
             try:
+                delete_fault(obj.key)
                 self._call(
                     "delete",
                     obj.key,
@@ -282,10 +310,17 @@ class S3Storage(Storage):
                 return None  # already gone
             except _Precondition:
                 return obj.key
+            except PermissionError as exc:
+                failed[obj.key] = f"cannot delete {self.url(obj.key)}: {exc.strerror}"
+            except StorageError as exc:  # the others still go (vacuum counts what went)
+                failed[obj.key] = str(exc)
             return None
 
         with ThreadPoolExecutor(max_workers=16) as pool:
-            return [key for key in pool.map(one, wanted) if key is not None]
+            kept = [key for key in pool.map(one, wanted) if key is not None]
+        if failed:
+            raise DeleteFailedError(failed, kept)
+        return kept
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

@@ -1,0 +1,121 @@
+"""The lake marker (``condvest-lake.json`` at the root): what tells a condvest lake from any other
+directory or prefix before a command deletes anything there.
+
+condvest writes it when it creates a lake (the first run on an empty location), and adopts an
+existing lake of an older condvest on its first successful run when the root holds only
+condvest's own names (``bronze/``, ``silver/``, ``processing_metadata/``). The commands that
+delete (consolidate, resample, vacuum) refuse a location that has neither a marker nor that
+layout, or whose marker condvest did not write."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from condvest import __version__
+from condvest.core import layout
+from condvest.errors import ConfigError, CorruptFileError
+from condvest.storage.base import Storage, json_bytes
+
+log = logging.getLogger("condvest.lake")
+
+LakeKind = Literal["marked", "layout", "empty", "foreign"]
+
+
+@dataclass(frozen=True)
+class LakeCheck:
+    """What is at the lake location: ``marked`` (a valid marker), ``layout`` (condvest's
+    directories only, no marker yet), ``empty`` (nothing), ``foreign`` (anything else)."""
+
+    kind: LakeKind
+    foreign: tuple[str, ...] = ()
+    """Top-level names condvest did not write (``foreign`` only)."""
+    problem: str | None = None
+    """Why the marker is not condvest's, when it is not."""
+
+
+def marker_body(now: datetime) -> dict[str, Any]:
+    return {
+        "format": layout.LAKE_FORMAT,
+        "format_version": layout.LAKE_FORMAT_VERSION,
+        "created_at": now.isoformat(),
+        "created_by": f"condvest {__version__}",
+    }
+
+
+def inspect_lake(storage: Storage) -> LakeCheck:
+    """Classify the location (reads the root listing and, when present, the marker)."""
+    names = storage.top_level()
+    if layout.LAKE_MARKER in names:
+        problem = _marker_problem(storage)
+        return LakeCheck("foreign" if problem else "marked", problem=problem)
+    return _unmarked(names)
+
+
+def _unmarked(names: list[str]) -> LakeCheck:
+    foreign = tuple(n for n in names if not layout.is_lake_entry(n))
+    if foreign:
+        return LakeCheck("foreign", foreign=foreign)
+    if any(n.endswith("/") for n in names):
+        return LakeCheck("layout")
+    return LakeCheck("empty")  # nothing, or only the temp file of an interrupted marker write
+
+
+def _marker_problem(storage: Storage) -> str | None:
+    where = storage.url(layout.LAKE_MARKER)
+    try:
+        body = storage.read_json(layout.LAKE_MARKER)
+    except CorruptFileError:
+        return f"{where} is not JSON condvest wrote"
+    if not isinstance(body, dict) or body.get("format") != layout.LAKE_FORMAT:
+        return f'{where} was not written by condvest (no "format": "{layout.LAKE_FORMAT}")'
+    version = body.get("format_version")
+    if not isinstance(version, int) or version > layout.LAKE_FORMAT_VERSION:
+        return (
+            f"{where} has format_version {version!r}; this condvest reads up to "
+            f"{layout.LAKE_FORMAT_VERSION} (upgrade condvest)"
+        )
+    return None
+
+
+def require_lake(storage: Storage, command: str) -> LakeCheck:
+    """Refuse (ConfigError, exit 2) to run ``command``, which deletes files, anywhere but in a
+    condvest lake. An empty location passes: there is nothing in it to delete."""
+    check = inspect_lake(storage)
+    if check.kind != "foreign":
+        return check
+    if check.problem:
+        raise ConfigError(
+            f"refusing to {command} {storage.uri}: {check.problem}",
+            hint="point --lake at a condvest lake",
+        )
+    shown = ", ".join(check.foreign[:3]) + (" …" if len(check.foreign) > 3 else "")
+    raise ConfigError(
+        f"refusing to {command} {storage.uri}: not a condvest lake (no {layout.LAKE_MARKER}, "
+        f"and it holds {shown}, which condvest did not write)",
+        hint="point --lake at a condvest lake, or move the other files out of it",
+    )
+
+
+def mark_new_lake(storage: Storage, now: datetime) -> bool:
+    """Before a run writes anything: an empty location becomes a lake, marked. True if the
+    marker was written now."""
+    names = storage.top_level()
+    if layout.LAKE_MARKER in names or _unmarked(names).kind != "empty":
+        return False
+    return storage.create(layout.LAKE_MARKER, json_bytes(marker_body(now)))
+
+
+def adopt_lake(storage: Storage, now: datetime) -> bool:
+    """After a successful run: an unmarked lake laid out as condvest lays it out gets its
+    marker. A location holding anything else stays unmarked (the deleting commands keep
+    refusing it). True if the marker was written now."""
+    names = storage.top_level()
+    if layout.LAKE_MARKER in names or _unmarked(names).kind != "layout":
+        return False
+    created = storage.create(layout.LAKE_MARKER, json_bytes(marker_body(now)))
+    if created:
+        log.info("marked %s as a condvest lake (%s)", storage.uri, layout.LAKE_MARKER)
+    return created
