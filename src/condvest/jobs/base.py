@@ -21,7 +21,7 @@ from condvest.core.calendar import TradingCalendar, get_calendar
 from condvest.errors import CondvestError, UsageError
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
-from condvest.state.lock import StageLock
+from condvest.state.lock import StageLock, exclude_other_parts
 from condvest.state.marker import adopt_lake, mark_new_lake
 from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
@@ -211,13 +211,20 @@ def refuse_clock_skew(ctx: JobContext) -> None:
 
 
 def run_stage(
-    ctx: JobContext, stage: str, body: Callable[[StageLock], R], *, scope: str | None = None
+    ctx: JobContext,
+    stage: str,
+    body: Callable[[StageLock], R],
+    *,
+    scope: str | None = None,
+    parts: bool = False,
 ) -> R:
     """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake.
 
     ``scope`` names a part of the stage that runs on its own (a consolidate shard,
     "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
-    its runs are recorded under the stage and under the part (see state.runs)."""
+    its runs are recorded under the stage and under the part (see state.runs). ``parts``: the
+    stage can run in parts, so a whole run and a part run exclude each other (a full and a
+    sharded consolidate at once failed spuriously)."""
     refuse_clock_skew(ctx)  # before the lock: a refused run writes nothing
     # condvest creates a lake here (before the lock's own write makes the location non-empty)
     mark_new_lake(ctx.storage, ctx.now())
@@ -228,6 +235,12 @@ def run_stage(
         ttl_s=ctx.settings.lock.ttl_seconds,
     )
     lock.acquire()
+    if parts:
+        try:
+            exclude_other_parts(ctx.storage, stage, scope, ctx.now())
+        except BaseException:
+            lock.release()
+            raise
     started = ctx.now()
     record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat(), scope=scope)
     try:

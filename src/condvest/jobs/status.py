@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from condvest.core import layout
-from condvest.errors import CondvestError, UsageError
+from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
 from condvest.state.fetchlog import landed_sessions, read_failures, read_watermark
 from condvest.state.lock import read_lock
@@ -45,7 +45,11 @@ class StatusResult(JobResult):
 
 def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
     objects = ctx.storage.list_objects(layout.BRONZE_OHLCV + "/")
-    manifest, _ = read_manifest(ctx.storage)
+    manifest_error = None
+    try:
+        manifest, _ = read_manifest(ctx.storage)
+    except CorruptFileError as exc:  # a problem to show, not a reason to show nothing
+        manifest, manifest_error = {}, str(exc)
     per_symbol: dict[str, list[ObjectInfo]] = defaultdict(list)
     temp_files = 0
     for obj in objects:
@@ -94,7 +98,7 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
                 rows += 1
                 first = day if first is None or day < first else first
                 last = day if last is None or day > last else last
-    summary = {
+    summary: dict[str, Any] = {
         "symbols": len(per_symbol),
         "consolidated_symbols": sum(1 for s in per_symbol if s in manifest),
         "rows": rows,
@@ -108,6 +112,8 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
         "temp_files_elsewhere": _temp_files_elsewhere(ctx),
         "bytes": sum(o.size for o in objects),
     }
+    if manifest_error:
+        summary["manifest_error"] = manifest_error
     return summary, latest_landed
 
 
@@ -282,6 +288,8 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             f"latest landed session {latest_landed.isoformat()} is behind the latest completed "
             f"session {latest_completed.isoformat()}"
         )
+    if bronze.get("manifest_error"):
+        problems.append(str(bronze["manifest_error"]))
     skew = clock_skew(ctx)
     if skew:
         problems.append(skew + "; writing commands refuse to run until it is fixed")

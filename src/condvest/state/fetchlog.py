@@ -47,8 +47,16 @@ def record_session(storage: Storage, entry: SessionEntry) -> None:
 
 
 def read_session(storage: Storage, day: date) -> SessionEntry | None:
-    seen = storage.read_json_versioned(layout.fetch_log_entry(day))
-    return SessionEntry.from_json(seen[0]) if seen else None
+    """The session's fetch-log entry; CorruptFileError naming the repair when unreadable."""
+    hint = f"re-land the session, which rewrites its entry: condvest fetch --date {day} --force"
+    try:
+        seen = storage.read_json_versioned(layout.fetch_log_entry(day))
+        return SessionEntry.from_json(seen[0]) if seen else None
+    except CorruptFileError as exc:
+        raise CorruptFileError(exc.message, hint=hint) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        where = storage.url(layout.fetch_log_entry(day))
+        raise CorruptFileError(f"{where} is not a fetch-log entry: {exc!r}", hint=hint) from None
 
 
 def landed_sessions(storage: Storage) -> set[date]:
