@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from condvest.cli.common import emit, state_of
 from condvest.cli.output import OutputFormat
 from condvest.jobs.status import check_failed, run_status
+from condvest.metrics import health_metrics, openmetrics_text
 
 HELP = (
     "One health view: freshness, missing sessions, pending files, silver coverage, last runs, "
@@ -37,6 +39,10 @@ def register(app: typer.Typer) -> None:
         state = state_of(ctx)
         result = run_status(state.context(), init_db=init_db)
         data = result.to_dict()
+        if state.output is OutputFormat.OPENMETRICS:
+            sys.stdout.write(openmetrics_text(result.lake, health_metrics(data)))
+            sys.stdout.flush()
+            raise typer.Exit(1 if check and check_failed(result) else 0)
         if state.output is OutputFormat.TEXT:
             data = _compact_parts(data)
         emit(state, data, title="condvest status")
