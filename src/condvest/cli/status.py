@@ -51,10 +51,15 @@ def register(app: typer.Typer) -> None:
 
 def _compact_parts(data: dict[str, Any]) -> dict[str, Any]:
     """For the terminal: each shard's last run as one line ("shard-0-of-2 failed (<run id>)")
-    instead of a nested dict in a table cell; JSON keeps the full records."""
+    instead of a nested dict in a table cell, and a stage's last success only when its last
+    run did not succeed; JSON keeps the full records."""
     runs = {}
     for stage, view in (data.get("runs") or {}).items():
-        parts = (view or {}).get("parts")
+        view = view or {}
+        if view.get("outcome") == "success" or not view.get("last_success_at"):
+            # says something only when the last run did not succeed (a column fewer)
+            view = {k: v for k, v in view.items() if k != "last_success_at"}
+        parts = view.get("parts")
         if isinstance(parts, dict):
             lines = [
                 f"{scope} {p.get('outcome')} ({p.get('run_id')})" for scope, p in parts.items()
