@@ -242,17 +242,19 @@ def run_stage(
             lock.release()
             raise
     started = ctx.now()
+    clock = time.monotonic()
     record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat(), scope=scope)
     try:
         write_run_record(ctx.storage, record)
         db_error = _record_in_db(ctx, record)
         result = body(lock)
     except CondvestError as exc:
-        _finish(ctx, record, "failed", {}, str(exc))
+        _finish(ctx, record, "failed", {}, str(exc), elapsed_s=time.monotonic() - clock)
         lock.release()
         raise
     except BaseException as exc:
-        _finish(ctx, record, "failed", {}, f"{type(exc).__name__}: {exc}")
+        message = f"{type(exc).__name__}: {exc}"
+        _finish(ctx, record, "failed", {}, message, elapsed_s=time.monotonic() - clock)
         lock.release()
         raise
     if db_error is not None:
@@ -263,7 +265,18 @@ def run_stage(
     if result.ok and result.to_dict().get("partial"):
         outcome = "partial"
     error = None if result.ok else result.failure_summary()
-    db_error = _finish(ctx, record, outcome, result.counts(), error) or db_error
+    db_error = (
+        _finish(
+            ctx,
+            record,
+            outcome,
+            result.counts(),
+            error,
+            elapsed_s=time.monotonic() - clock,
+            result=result.to_dict(),
+        )
+        or db_error
+    )
     if result.ok:
         _adopt(ctx)
     if db_error is not None and result.database_error is None:
@@ -296,9 +309,17 @@ def _record_in_db(ctx: JobContext, record: RunRecord) -> str | None:
 
 
 def _finish(
-    ctx: JobContext, record: RunRecord, outcome: Any, counts: dict[str, Any], error: str | None
+    ctx: JobContext,
+    record: RunRecord,
+    outcome: Any,
+    counts: dict[str, Any],
+    error: str | None,
+    *,
+    elapsed_s: float,
+    result: dict[str, Any] | None = None,
 ) -> str | None:
-    """Write the run's final record (database, then lake); returns the database failure."""
+    """Write the run's final record (database, then lake) and emit its metrics (EMF, when on);
+    returns the database failure. ``result`` is the job's ``to_dict()`` (None: it raised)."""
     done = record.finished(outcome, ctx.now(), counts, error)
     db_error = _record_in_db(ctx, done)
     if db_error is not None:
@@ -311,4 +332,23 @@ def _finish(
         write_run_record(ctx.storage, done)
     except CondvestError as exc:  # the job's own outcome matters more than its record
         log.error("could not write the run record of %s: %s", record.stage, exc)
+    _emit_run_metrics(ctx, done, elapsed_s, result)
     return db_error
+
+
+def _emit_run_metrics(
+    ctx: JobContext, done: RunRecord, elapsed_s: float, result: dict[str, Any] | None
+) -> None:
+    from condvest.metrics import emit_emf, stage_metrics
+
+    properties = {"RunId": done.run_id, "Outcome": done.outcome}
+    if done.scope:
+        properties["Scope"] = done.scope
+    emit_emf(
+        ctx.settings,
+        done.stage,
+        ctx.storage.uri,
+        stage_metrics(done.stage, done.outcome, elapsed_s, result),
+        when=ctx.now(),
+        properties=properties,
+    )

@@ -15,7 +15,7 @@ from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
 from condvest.state.fetchlog import landed_sessions, read_failures, read_watermark
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
-from condvest.state.runs import STAGES, failed_parts, last_runs, scoped_runs
+from condvest.state.runs import STAGES, failed_parts, last_runs, last_success, scoped_runs
 from condvest.storage.base import ObjectInfo
 
 MISSING_SHOWN = 100
@@ -28,6 +28,8 @@ class StatusResult(JobResult):
     generated_at: str = ""
     latest_completed_session: str | None = None
     latest_landed_session: str | None = None
+    sessions_behind: int | None = None
+    """Completed sessions after the latest landed one (None: nothing landed yet)."""
     watermark: str | None = None
     stale: bool = True
     silver_stale: bool = False
@@ -310,6 +312,13 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         and due is not None
         and date.fromisoformat(view["through"]) < due
     ]
+    for view in silver.values():
+        through = view.get("through")
+        view["lag_sessions"] = (
+            _sessions_after(ctx, date.fromisoformat(through), due)
+            if isinstance(through, str) and due is not None
+            else None
+        )
     if behind and due is not None:
         oldest = min(through for _, through in behind)
         problems.append(
@@ -337,6 +346,8 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
                 "error": None,
             }
         )
+        success = last_success(ctx.storage, stage, record) if record else None
+        run_view[stage]["last_success_at"] = success.ended_at if success else None
         if record and record.outcome == "failed":
             problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
         parts = scoped_runs(ctx.storage, stage)
@@ -396,6 +407,9 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         generated_at=ctx.now().isoformat(),
         latest_completed_session=latest_completed.isoformat(),
         latest_landed_session=latest_landed.isoformat() if latest_landed else None,
+        sessions_behind=(
+            _sessions_after(ctx, latest_landed, latest_completed) if latest_landed else None
+        ),
         watermark=watermark.isoformat() if watermark else None,
         stale=stale,
         silver_stale=bool(behind),
@@ -416,6 +430,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         quarantine=quarantine,
         database=database,
     )
+    _emit_metrics(ctx, result)
     log.info(
         "status of %s: %s",
         result.lake,
@@ -423,6 +438,30 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         extra={"lake": result.lake, "healthy": result.healthy, "stale": result.stale},
     )
     return result
+
+
+def _sessions_after(ctx: JobContext, after: date, through: date) -> int | None:
+    """Sessions with after < day <= through (0 when ``after`` is not before ``through``; None
+    when the calendar does not reach back to ``after``)."""
+    if after >= through:
+        return 0
+    try:
+        return sum(1 for d in ctx.calendar.sessions_between(after, through) if d > after)
+    except CondvestError:
+        return None
+
+
+def _emit_metrics(ctx: JobContext, result: StatusResult) -> None:
+    from condvest.metrics import emit_emf, health_metrics
+
+    emit_emf(
+        ctx.settings,
+        "status",
+        result.lake,
+        health_metrics(result.to_dict()),
+        when=ctx.now(),
+        properties={"RunId": result.run_id},
+    )
 
 
 def check_failed(result: StatusResult) -> bool:
