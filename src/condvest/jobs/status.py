@@ -12,7 +12,12 @@ from typing import Any
 from condvest.core import layout
 from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
-from condvest.state.fetchlog import landed_sessions, read_failures, read_watermark
+from condvest.state.fetchlog import (
+    empty_entries,
+    landed_sessions,
+    read_failures,
+    read_watermark,
+)
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
 from condvest.state.runs import STAGES, failed_parts, last_runs, last_success, scoped_runs
@@ -295,6 +300,15 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
     skew = clock_skew(ctx)
     if skew:
         problems.append(skew + "; writing commands refuse to run until it is fixed")
+    recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
+    if recorded_empty:
+        shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
+        problems.append(
+            f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
+            f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
+            f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
+            "(or add real closures to calendar.closures_file)"
+        )
     if missing:
         first = missing[0]
         why = f" ({failures[first]})" if failures.get(first) else ""

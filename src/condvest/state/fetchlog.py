@@ -69,6 +69,29 @@ def landed_sessions(storage: Storage) -> set[date]:
     return out
 
 
+_EMPTY_ENTRY_MAX_BYTES = 400
+"""An entry of status "empty" (no symbols) is smaller than this; landed entries of all but the
+smallest lakes list their symbols and are larger, so only the small ones need reading."""
+
+
+def empty_entries(storage: Storage) -> list[date]:
+    """Sessions recorded with status ``empty`` — by versions before 2026-12, which wrote one
+    for a session the source had not published and let the watermark pass it. Reads only the
+    entries small enough to be one."""
+    out = []
+    for obj in storage.list_objects(layout.FETCH_LOG_PREFIX):
+        day = layout.parse_fetch_log_entry(obj.key)
+        if day is None or obj.size >= _EMPTY_ENTRY_MAX_BYTES:
+            continue
+        try:
+            entry = read_session(storage, day)
+        except CorruptFileError:
+            continue  # reported where it is read for real
+        if entry is not None and entry.status == "empty":
+            out.append(day)
+    return sorted(out)
+
+
 def _read_watermark_body(
     storage: Storage, name: str
 ) -> tuple[dict[str, Any], str, date | None] | None:
