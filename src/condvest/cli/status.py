@@ -8,7 +8,7 @@ import typer
 
 from condvest.cli.common import emit, state_of
 from condvest.cli.output import OutputFormat
-from condvest.jobs.status import check_failed, run_status
+from condvest.lake import check_failed
 
 HELP = (
     "One health view: freshness, missing sessions, pending files, silver coverage, last runs, "
@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         state = state_of(ctx)
-        result = run_status(state.context(), init_db=init_db)
+        with state.open() as lake:
+            result = lake.status(init_db=init_db)
         data = result.to_dict()
         if state.output is OutputFormat.TEXT:
             data = _compact_parts(data)
