@@ -2,24 +2,22 @@
 
 The CLI (``condvest.cli``) and the Lambda handler (``condvest.aws``) are thin layers over this
 module: each command parses its flags, calls one :class:`Lake` method and renders the result.
-See docs/python-api.md for examples and docs/design.md for what the stages guarantee."""
+See docs/python-api.md for examples and docs/design.md for what the stages guarantee.
+
+The ``@overload`` stubs (about 200 lines) only tell a type checker that ``dry_run=True`` returns a
+:class:`DryRun` and the default the stage's result; each stage's code is its last definition."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Literal, overload
 
 from condvest.core.bars import BarAlignment
-from condvest.core.calendar import parse_date
-from condvest.core.layout import parse_symbols
-from condvest.core.retention import parse_shard
 from condvest.errors import UsageError
 from condvest.jobs.base import DEADLINE, JobContext, new_run_id, run_stage
 from condvest.jobs.consolidate import ConsolidatePlan, ConsolidateResult
@@ -29,81 +27,18 @@ from condvest.jobs.resample_plan import ResamplePlan, ResampleResult
 from condvest.jobs.run import RunPlan, RunResult
 from condvest.jobs.status import StatusResult, check_failed
 from condvest.jobs.vacuum import VacuumPlan, VacuumResult
+from condvest.lake_values import (
+    DryRun,
+    as_date,
+    as_enum,
+    as_intervals,
+    as_positive,
+    as_shard,
+    as_symbols,
+    settings_overrides,
+)
 from condvest.logging import register_secret
-from condvest.settings import SECTIONS, ConsolidateMode, Settings, SourceKind, load_settings
-
-P = TypeVar("P")
-E = TypeVar("E", bound=StrEnum)
-
-
-@dataclass(frozen=True)
-class DryRun(Generic[P]):
-    """What a stage called with ``dry_run=True`` returns: nothing was changed.
-
-    ``plan`` is the plan object the real call would execute; :meth:`to_dict` is what
-    ``condvest <command> --dry-run --output json`` prints for it."""
-
-    stage: str
-    plan: P
-    preview: dict[str, Any]
-    dry_run: Literal[True] = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """The plan as plain data (JSON-ready), the same object the CLI prints."""
-        return dict(self.preview)
-
-    @property
-    def ok(self) -> bool:
-        """A plan that could be made is fine (``--dry-run`` exits 0)."""
-        return bool(self.preview.get("ok", True))
-
-    @property
-    def exit_code(self) -> int:
-        """The CLI's exit code for this dry run."""
-        return 0 if self.ok else 1
-
-
-def settings_overrides(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"fetch__source": "synthetic", "lake": {"uri": "/tmp/l"}}`` → nested overrides.
-
-    Flat names are ``<section>__<key>`` (as in ``CONDVEST_<SECTION>__<KEY>``); a section name
-    takes a mapping of its keys. Unknown sections or keys, or a key given twice, raise
-    :class:`TypeError` naming it. ``None`` values mean "not given" (as an absent CLI flag)."""
-    out: dict[str, dict[str, Any]] = {}
-
-    def put(name: str, section: str, key: str, value: Any) -> None:
-        model = SECTIONS.get(section)
-        if model is None:
-            raise TypeError(
-                f"unknown setting {name!r}: no section {section!r} "
-                f"(sections: {', '.join(SECTIONS)})"
-            )
-        if key not in model.model_fields:
-            raise TypeError(
-                f"unknown setting {name!r}: [{section}] has no key {key!r} "
-                f"(keys: {', '.join(model.model_fields)})"
-            )
-        if key in out.get(section, {}):
-            raise TypeError(f"setting {section}.{key} is given twice")
-        out.setdefault(section, {})[key] = value
-
-    for name, value in settings.items():
-        section, sep, key = name.partition("__")
-        if sep:
-            put(name, section, key, value)
-        elif section not in SECTIONS:
-            put(name, section, "", value)  # raises: names the unknown section
-        elif value is None:
-            continue
-        elif not isinstance(value, Mapping):
-            raise TypeError(
-                f"setting {name}={value!r}: a section takes a mapping of its keys, "
-                f"e.g. {name}={{...}} or {name}__<key>=..."
-            )
-        else:
-            for sub, item in value.items():
-                put(f"{name}[{sub!r}]", section, str(sub), item)
-    return out
+from condvest.settings import ConsolidateMode, Settings, SourceKind, load_settings
 
 
 def open_lake(
@@ -204,7 +139,7 @@ class Lake:
         return self._ctx
 
     def _with_source(self, source: SourceKind | str | None) -> _SourceSwap:
-        return _SourceSwap(self._ctx, _enum(SourceKind, source, "--source"))
+        return _SourceSwap(self._ctx, as_enum(SourceKind, source, "--source"))
 
     # -- stages ------------------------------------------------------------------------------
     @overload
@@ -276,11 +211,11 @@ class Lake:
         from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 
         options = FetchOptions(
-            day=_day(date, "--date"),
-            start=_day(start, "--start"),
-            end=_day(end, "--end"),
-            max_backfill_days=_positive(max_backfill_days, "--max-backfill-days"),
-            symbols=_symbols(symbols),
+            day=as_date(date, "--date"),
+            start=as_date(start, "--start"),
+            end=as_date(end, "--end"),
+            max_backfill_days=as_positive(max_backfill_days, "--max-backfill-days"),
+            symbols=as_symbols(symbols),
             force=force,
             history=history,
             meta=meta,
@@ -333,7 +268,7 @@ class Lake:
             raise UsageError(
                 "--sync-db needs PostgreSQL", hint="set postgres.dsn or RDS_SECRET_ARN"
             )
-        plan = plan_db_sync(job, sink, start=_day(start, "--start"), end=_day(end, "--end"))
+        plan = plan_db_sync(job, sink, start=as_date(start, "--start"), end=as_date(end, "--end"))
         if dry_run:
             preview = {
                 "dry_run": True,
@@ -410,12 +345,12 @@ class Lake:
         )
 
         options = ConsolidateOptions(
-            mode=_enum(ConsolidateMode, mode, "--mode"),
-            symbols=_symbols(symbols),
+            mode=as_enum(ConsolidateMode, mode, "--mode"),
+            symbols=as_symbols(symbols),
             workers=workers,
             retention_days=retention_days,
             skip_cleanup=True if skip_cleanup else None,
-            shard=_shard(shard),
+            shard=as_shard(shard),
             shards=shards,
             dry_run=dry_run,
         )
@@ -479,11 +414,11 @@ class Lake:
         from condvest.jobs.resample_plan import ResampleOptions
 
         options = ResampleOptions(
-            intervals=_intervals(intervals),
-            alignment=_enum(BarAlignment, alignment, "--alignment"),
+            intervals=as_intervals(intervals),
+            alignment=as_enum(BarAlignment, alignment, "--alignment"),
             full=full,
             include_partial=include_partial,
-            since=_day(since, "--since"),
+            since=as_date(since, "--since"),
             dry_run=dry_run,
         )
         job = self._job()
@@ -538,11 +473,11 @@ class Lake:
         from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
 
         options = VacuumOptions(
-            symbols=_symbols(symbols),
+            symbols=as_symbols(symbols),
             retention_days=retention_days,
             force=force,
             dry_run=dry_run,
-            db_retention_days=_positive(db_retention_days, "--db-retention-days"),
+            db_retention_days=as_positive(db_retention_days, "--db-retention-days"),
         )
         job = self._job()
         plan = plan_vacuum(job, options)
@@ -623,59 +558,6 @@ class _SourceSwap:
 
     def __exit__(self, *exc: object) -> None:
         self.ctx.settings = self.saved
-
-
-# -- values as the CLI's flags take them --------------------------------------------------------
-def _day(value: dt.date | str | None, option: str) -> dt.date | None:
-    if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
-        return value
-    if isinstance(value, str):
-        return parse_date(value, option=option)
-    raise UsageError(f"{option} {value!r}: expected a date or 'YYYY-MM-DD'")
-
-
-def _symbols(value: str | Sequence[str] | None) -> list[str] | None:
-    if value is None or isinstance(value, str):
-        return parse_symbols(value)
-    return parse_symbols(",".join(str(s) for s in value))
-
-
-def _enum(kind: type[E], value: E | str | None, option: str) -> E | None:
-    if value is None or isinstance(value, kind):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        known = ", ".join(repr(m.value) for m in kind)
-        raise UsageError(f"{option} {value!r} is not one of {known}") from None
-
-
-def _positive(value: int | None, option: str) -> int | None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise UsageError(f"{option} {value!r}: expected a whole number of at least 1")
-    return value
-
-
-def _shard(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    return parse_shard(value if isinstance(value, str) else f"{value[0]}/{value[1]}")
-
-
-def _intervals(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else ",".join(str(n) for n in value)
-    hint = "pass e.g. --intervals 3,5,8"
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--intervals {text!r} is not a list of numbers", hint=hint) from None
-    if not values or any(n < 2 or n > 1000 for n in values):
-        raise UsageError(
-            f"--intervals {text!r}: each interval must be between 2 and 1000 sessions", hint=hint
-        )
-    return values
 
 
 __all__ = ["DryRun", "Lake", "check_failed", "open_lake", "settings_overrides"]
