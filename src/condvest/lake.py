@@ -92,6 +92,7 @@ class Lake:
 
     # -- lifetime ----------------------------------------------------------------------------
     def __enter__(self) -> Lake:
+        """``with open_lake(...) as lake:`` — the lake is closed when the block ends."""
         return self
 
     def __exit__(
@@ -100,6 +101,7 @@ class Lake:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        """Close the lake, whether the block ended normally or raised (the error propagates)."""
         self.close()
 
     def close(self) -> None:
