@@ -1,4 +1,4 @@
-"""Configuration (DESIGN §3).
+"""Configuration (docs/design.md §3).
 
 Precedence: CLI flag > environment > TOML file > defaults. Environment names are
 ``CONDVEST_<SECTION>__<KEY>``; the original system's names are accepted as aliases (a

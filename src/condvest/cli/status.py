@@ -9,7 +9,7 @@ import typer
 
 from condvest.cli.common import emit, state_of
 from condvest.cli.output import OutputFormat
-from condvest.jobs.status import check_failed, run_status
+from condvest.lake import check_failed
 from condvest.metrics import health_metrics, openmetrics_text
 
 HELP = (
@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         state = state_of(ctx)
-        result = run_status(state.context(), init_db=init_db)
+        with state.open() as lake:
+            result = lake.status(init_db=init_db)
         data = result.to_dict()
         if state.output is OutputFormat.OPENMETRICS:
             sys.stdout.write(openmetrics_text(result.lake, health_metrics(data)))

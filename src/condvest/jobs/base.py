@@ -1,5 +1,5 @@
 """What every job shares: the context it runs in, its result record, and the stage wrapper
-(lock + run record) around a real run. Jobs follow one shape (STYLE.md):
+(lock + run record) around a real run. Jobs follow one shape (docs/design.md §15):
 ``plan_<verb>(ctx, options) -> <Verb>Plan`` and ``run_<verb>(ctx, plan) -> <Verb>Result``;
 ``--dry-run`` renders the plan and executes nothing."""
 

@@ -1,4 +1,4 @@
-"""``condvest consolidate`` (DESIGN §6): merge each symbol's landed ``date=`` files into its
+"""``condvest consolidate`` (docs/design.md §6): merge each symbol's landed ``date=`` files into its
 ``data.parquet`` (verified, atomic: :func:`merge_into_data_file`), record it in the manifest,
 and only then delete date files past the retention window whose rows are verified present.
 

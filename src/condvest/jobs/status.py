@@ -1,4 +1,5 @@
-"""``condvest status``: one health view of the lake (DESIGN §2). Reads only; never writes."""
+"""``condvest status``: one health view of the lake (docs/design.md §2). Reads only; never
+writes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""``condvest vacuum`` (DESIGN §8): delete ``date=`` files older than the retention window whose
-rows are verified inside the symbol's ``data.parquet`` (a date file whose row differs from, or is
-newer than, the consolidated row is pending, not superseded, and stays), and temporary files of
+"""``condvest vacuum`` (docs/design.md §8): delete ``date=`` files older than the retention window
+whose rows are verified inside the symbol's ``data.parquet`` (a date file whose row differs from, or
+is newer than, the consolidated row is pending, not superseded, and stays), and temporary files of
 crashed writes older than ``vacuum.temp_grace_hours``. Keeps cumulative totals in
 ``processing_metadata/cleanup_manifest.json`` (compare-and-swap; not in a dry run).
 
