@@ -209,3 +209,31 @@ def test_corrupt_fetch_log_entry_names_its_repair(tmp_path: Path) -> None:
     assert repaired.returncode == 0, repaired.stderr
     entry = read_session(lake.storage, day)
     assert entry is not None and entry.status == "landed" and entry.rows == 4
+
+
+def test_disk_full_during_fetch_names_the_session(small_disk: Path, tmp_path: Path) -> None:
+    from condvest import faults
+
+    lake = make_local_lake(small_disk / "lake")
+    env = _env(lake)
+    assert cli_proc.run(["fetch", "--date", "2025-03-12"], env=env).returncode == 0
+    release = tmp_path / "release"
+    # Writes 1 and 2 are the lock and the run record: the disk fills before the first date file.
+    paused = env | {faults.PAUSE_ENV: f"3:{release}"}
+    proc = cli_proc.start(["fetch", "--start", "2025-03-13", "--end", "2025-03-14"], env=paused)
+    deadline = time.monotonic() + 60
+    while not Path(f"{release}.paused").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    filler = small_disk / "filler.bin"
+    _fill(filler)
+    release.touch()
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "2025-03-13 failed" in err and "disk full" in err
+    filler.unlink()
+    # Nothing of it counts as landed; the next run (with room again) lands both sessions.
+    args = ["-o", "json", "fetch", "--start", "2025-03-13", "--end", "2025-03-14"]
+    again = cli_proc.run(args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["sessions"] == ["2025-03-13", "2025-03-14"]
