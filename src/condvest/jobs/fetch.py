@@ -130,6 +130,12 @@ def _estimate_s(requests: int, per_minute: int) -> float:
     return 0.0 if per_minute <= 0 else max(0, requests - 1) * 60.0 / per_minute
 
 
+def paced_per_s(ctx: JobContext, source: str) -> float | None:
+    """Requests per second at the configured pacing, for a progress ETA (None: unpaced)."""
+    rpm = ctx.settings.polygon.requests_per_minute
+    return rpm / 60.0 if source == SourceKind.POLYGON.value and rpm > 0 else None
+
+
 def _explicit_sessions(cal: TradingCalendar, opts: FetchOptions, latest: date) -> list[date]:
     if opts.day is not None:
         if opts.start or opts.end:
