@@ -17,6 +17,7 @@ it — and the observed rate otherwise (writes slower than the pacing)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import threading
@@ -37,6 +38,9 @@ def close_open_trackers() -> None:
         trackers = list(_OPEN)
     for tracker in trackers:
         tracker.close()
+
+
+atexit.register(close_open_trackers)  # an error leaving a loop open: the terminal is restored
 
 
 def mode() -> Mode:
@@ -78,7 +82,8 @@ class Tracker:
         self.interval_s = interval_s
         self.done = 0
         self.backend: Mode = backend or mode()
-        self._started = self._last = time.monotonic()
+        self._started = self._first = self._last = time.monotonic()
+        self._first_n = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,6 +93,8 @@ class Tracker:
     # -- what jobs call ----------------------------------------------------------------------
     def advance(self, n: int = 1) -> None:
         with self._lock:
+            if not self.done:
+                self._first, self._first_n = time.monotonic(), n
             self.done += n
             self._last = time.monotonic()
         if self._task is not None:
@@ -111,7 +118,7 @@ class Tracker:
 
     def start(self) -> Tracker:
         """Show the loop (``with`` does it); returns the tracker."""
-        self._started = self._last = time.monotonic()
+        self._started = self._first = self._last = time.monotonic()
         if self.total == 0 or self.backend == "off":
             return self
         with _OPEN_LOCK:
@@ -151,12 +158,16 @@ class Tracker:
         if self.total is None:
             return None
         with self._lock:
-            done, last = self.done, self._last
+            done, first, last = self.done, self._first, self._last
         left = max(0, self.total - done)
         if left == 0:
             return 0.0
-        busy = last - self._started
-        observed = done / busy if done and busy > 0 else None
+        # Measured from the first item done: the first one also pays the start-up (connecting,
+        # reading state), which would make the whole loop look slower than it runs.
+        busy, since_first = last - self._started, done - self._first_n
+        observed = since_first / (last - first) if since_first and last > first else None
+        if observed is None and done and busy > 0:
+            observed = done / busy
         rates = [r for r in (observed, self.rate_limit_per_s) if r]
         if not rates:
             return None
