@@ -44,7 +44,7 @@ def test_terminal_draws_a_display_on_stderr_and_stdout_is_only_the_result(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDVEST_")}
     env |= {"PYTHONPATH": SRC, "TERM": "xterm-256color", "COLUMNS": "120"}
     args = ["--lake", str(tmp_path / "lake"), "-o", "json", "fetch", "--source", "synthetic"]
-    args += ["--start", "2024-01-02", "--end", "2024-01-31"]
+    args += ["--start", "2024-01-02", "--end", "2024-01-12"]
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "condvest", *args],
@@ -74,9 +74,9 @@ def test_terminal_draws_a_display_on_stderr_and_stdout_is_only_the_result(
     os.close(master)
     assert proc.returncode == 0, drawn.decode(errors="replace")
     result = json.loads(out)  # stdout: the result alone, one JSON document
-    assert result["ok"] and len(result["sessions"]) == 21
+    assert result["ok"] and len(result["sessions"]) == 9
     screen = drawn.decode(errors="replace")
-    assert "fetch sessions" in screen and "21/21" in screen  # the display, finished
+    assert "fetch sessions" in screen and "9/9" in screen  # the display, finished
     assert "━" in screen and "\x1b[" in screen  # a drawn bar (terminal control sequences)
     assert "condvest.progress" not in screen  # not log lines
 
@@ -84,12 +84,12 @@ def test_terminal_draws_a_display_on_stderr_and_stdout_is_only_the_result(
 def test_off_a_terminal_periodic_lines_with_an_eta_of_the_paced_requests(
     tmp_path: Path, polygon: FakePolygon
 ) -> None:
-    days = _sessions(date(2024, 3, 1), 24)
+    days = _sessions(date(2024, 3, 1), 20)
     _serve(polygon, days)
     lake = make_local_lake(tmp_path / "lake")
     env = {
         "CONDVEST_POLYGON__REQUESTS_PER_MINUTE": "300",  # one request per 0.2 s
-        "CONDVEST_LOG__PROGRESS_INTERVAL_S": "0.5",
+        "CONDVEST_LOG__PROGRESS_INTERVAL_S": "0.4",
     }
     args = ("-o", "json", "fetch", "--start", str(days[0]), "--end", str(days[-1]))
     got = cli(lake, polygon, *args, env=env)
@@ -98,7 +98,7 @@ def test_off_a_terminal_periodic_lines_with_an_eta_of_the_paced_requests(
     lines = _progress_lines(got.stderr)
     periodic, final = lines[:-1], lines[-1]
     assert final["done"] == final["total"] == len(days) and "in" in final["message"]
-    assert len(periodic) >= 5  # every 0.5 s of a ~4.6 s loop, never one per session
+    assert len(periodic) >= 5  # every 0.4 s of a ~3.8 s loop, never one per session
     assert len(periodic) < len(days)
     done = [line["done"] for line in periodic]
     assert done == sorted(done) and done[-1] > done[0]
@@ -140,3 +140,43 @@ def test_eta_uses_the_configured_rate_while_it_binds_and_the_observed_one_after(
     empty = Tracker("vacuum", 0, "files checked", backend="log", interval_s=0.01)
     with empty:  # nothing to do: no ticker, no line
         assert empty._thread is None
+
+
+def test_dry_run_estimates_history_and_metadata_at_the_configured_rate(
+    tmp_path: Path, polygon: FakePolygon
+) -> None:
+    from polygon_server import load_mock
+
+    lake = make_local_lake(tmp_path / "lake")
+    free = {"CONDVEST_POLYGON__REQUESTS_PER_MINUTE": "5"}  # the free plan: one per 12 s
+    symbols = ",".join(f"S{i}" for i in range(500))
+    got = cli(
+        lake,
+        polygon,
+        "-o",
+        "json",
+        "fetch",
+        "--history",
+        "--symbols",
+        symbols,
+        "--dry-run",
+        env=free,
+    )
+    assert got.returncode == 0, got.stderr
+    plan = json.loads(got.stdout)
+    assert plan["requests"] == 500 and plan["estimated_s"] == 499 * 12.0
+    assert plan["estimated"] == "1h39m"
+    # metadata: the ticker list (one page here) and a details request per symbol due
+    listed = load_mock("v3_reference_tickers.json")["results"]
+    polygon.tickers = listed
+    details = load_mock("v3_reference_tickers_AAPL.json")["results"]
+    polygon.details = {t["ticker"]: details | {"ticker": t["ticker"]} for t in listed}
+    assert cli(lake, polygon, "fetch", "--meta").returncode == 0
+    asked = len(polygon.seen)
+    args = ("-o", "json", "fetch", "--meta", "--dry-run")
+    fresh = json.loads(cli(lake, polygon, *args, env=free).stdout)
+    assert fresh["requests"] == 1 and fresh["estimated_s"] == 0.0  # nothing due yet
+    forced = json.loads(cli(lake, polygon, *args, "--force", env=free).stdout)
+    assert forced["requests"] == 1 + len(listed)
+    assert forced["estimated_s"] == len(listed) * 12.0
+    assert len(polygon.seen) == asked  # a plan asks nothing

@@ -30,6 +30,7 @@ from condvest.core.calendar import TradingCalendar
 from condvest.core.validate import Bounds
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext, JobResult, run_stage, to_jsonable
+from condvest.progress import format_s
 from condvest.settings import SourceKind
 from condvest.sources import open_source
 from condvest.state.fetchlog import (
@@ -93,6 +94,8 @@ class FetchPlan:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_jsonable(self)
+        # readable next to the seconds: a free-plan history of 500 symbols takes ~1h40m
+        out["estimated"] = format_s(self.estimated_s)
         return out
 
 

@@ -95,6 +95,7 @@ def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
 
 def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
     from condvest.jobs.fetch import FetchPlan, _estimate_s
+    from condvest.progress import format_s
 
     previous = latest_snapshot(ctx)
     cutoff = ctx.now() - timedelta(days=ctx.settings.meta.refresh_days)
@@ -113,6 +114,14 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
     pages = max(1, math.ceil(sum(1 for r in previous.values() if r.get("active")) / _LIST_PAGE))
     requests = pages + len(stale) + len(new)
     rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
+    notes = []
+    if not previous and not wanted:
+        per_1000 = format_s(_estimate_s(1001, rpm))
+        notes.append(
+            "no previous snapshot: every symbol of the ticker list (thousands for US stocks) "
+            f"costs one details request, ~{per_1000} per 1,000 symbols at the configured rate; "
+            "--symbols or meta.types / meta.exchanges narrow it"
+        )
     return FetchPlan(
         mode="meta",
         sessions=[],
@@ -127,7 +136,8 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
             f"previous snapshot: {len(previous)} symbol(s), {len(stale)} due for refresh"
             + (f", {len(new)} --symbols new to it" if new else "")
             + f"; the ticker list takes ~{pages} page(s); symbols new in the ticker list "
-            "cost one details request each (not counted above)"
+            "cost one details request each (not counted above)",
+            *notes,
         ],
         **base,
     )
