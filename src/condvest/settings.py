@@ -257,6 +257,12 @@ class LogSettings(_Section):
     format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto = rich on a TTY, JSON lines otherwise"
     )
+    progress_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="Off a terminal: one progress line per long loop every this many seconds "
+        "(done/total, rate, ETA; docs/progress.md)",
+    )
 
 
 class MetricsSettings(_Section):

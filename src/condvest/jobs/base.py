@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from condvest.core.calendar import TradingCalendar, get_calendar
 from condvest.errors import CondvestError, UsageError
+from condvest.progress import Tracker, close_open_trackers
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
 from condvest.state.lock import StageLock, exclude_other_parts
@@ -63,6 +64,15 @@ class JobContext:
             self._sink = open_sink(self.settings)
             self._sink_opened = True
         return self._sink
+
+    def progress(
+        self, stage: str, total: int | None, unit: str, *, rate_per_s: float | None = None
+    ) -> Tracker:
+        """The progress of a long loop over ``total`` ``unit`` (docs/progress.md): use as a
+        context manager and ``advance()`` per item. ``rate_per_s``: the configured pace of the
+        items (paced requests), for the ETA."""
+        interval = self.settings.log.progress_interval_s
+        return Tracker(stage, total, unit, rate_per_s=rate_per_s, interval_s=interval)
 
     def close(self) -> None:
         """Release what the context opened (the database connection); safe to call twice."""
@@ -320,6 +330,7 @@ def _finish(
 ) -> str | None:
     """Write the run's final record (database, then lake) and emit its metrics (EMF, when on);
     returns the database failure. ``result`` is the job's ``to_dict()`` (None: it raised)."""
+    close_open_trackers()  # a loop left by an exception must not keep its display running
     done = record.finished(outcome, ctx.now(), counts, error)
     db_error = _record_in_db(ctx, done)
     if db_error is not None:

@@ -286,6 +286,7 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
     todo = list(plan.symbols)
     journal = _write_journal(ctx, plan)
     cleanups: list[Future[tuple[str, Any]]] = []
+    progress = ctx.progress("consolidate", len(todo), "symbols").start()
     with ThreadPoolExecutor(max_workers=_threads(ctx, plan.workers)) as pool:
         previous: _Batch | None = None
         for start in range(0, len(todo), _MANIFEST_BATCH):
@@ -296,6 +297,8 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             # Queued before the previous batch is recorded: the workers merge on while the
             # manifest is written (the pool used to idle for every manifest update).
             current = _Batch(batch, [pool.submit(_merge_symbol, ctx, p) for p in batch])
+            for merge in current.merges:
+                merge.add_done_callback(lambda _: progress.advance())
             if previous is not None:
                 partial = _finish_batch(ctx, plan, pool, previous, tally, cleanups) or partial
             previous = current
@@ -303,6 +306,7 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             partial = _finish_batch(ctx, plan, pool, previous, tally, cleanups) or partial
         for future in cleanups:
             _count_cleanup(tally, *future.result())
+    progress.close()
     if not partial:
         _retire_journals(ctx.storage, plan, journal, tally)
     elapsed = time.monotonic() - started

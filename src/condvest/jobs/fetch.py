@@ -31,6 +31,7 @@ from condvest.core.calendar import TradingCalendar
 from condvest.core.validate import Bounds
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext, JobResult, run_stage, to_jsonable
+from condvest.progress import format_s
 from condvest.settings import SourceKind
 from condvest.sources import open_source
 from condvest.state.fetchlog import (
@@ -94,6 +95,8 @@ class FetchPlan:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_jsonable(self)
+        # readable next to the seconds: a free-plan history of 500 symbols takes ~1h40m
+        out["estimated"] = format_s(self.estimated_s)
         return out
 
 
@@ -129,6 +132,12 @@ class FetchResult(JobResult):
 # -- planning ---------------------------------------------------------------------------------
 def _estimate_s(requests: int, per_minute: int) -> float:
     return 0.0 if per_minute <= 0 else max(0, requests - 1) * 60.0 / per_minute
+
+
+def paced_per_s(ctx: JobContext, source: str) -> float | None:
+    """Requests per second at the configured pacing, for a progress ETA (None: unpaced)."""
+    rpm = ctx.settings.polygon.requests_per_minute
+    return rpm / 60.0 if source == SourceKind.POLYGON.value and rpm > 0 else None
 
 
 def _explicit_sessions(cal: TradingCalendar, opts: FetchOptions, latest: date) -> list[date]:

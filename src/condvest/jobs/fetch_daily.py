@@ -28,6 +28,7 @@ from condvest.jobs.fetch import (
     FetchResult,
     fetched_at_iso,
     finish_watermark,
+    paced_per_s,
     row_bounds,
 )
 from condvest.jobs.fetch_write import (
@@ -271,6 +272,8 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     t.wait_left_s = ctx.settings.fetch.unpublished_wait_s
     if plan.sessions and plan.symbols is None:
         t.recent_rows = _recent_rows(ctx, plan.sessions[0])
+    rate = paced_per_s(ctx, plan.source)  # one grouped-daily request per session
+    progress = ctx.progress(STAGE, len(plan.sessions), "sessions", rate_per_s=rate).start()
     try:
         in_a_row = 0
         for i, session in enumerate(plan.sessions):
@@ -302,6 +305,9 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
                         f"{left} later session(s) left for the next run"
                     )
                     break
+            finally:
+                progress.advance()
+        progress.close()
         splits, restated, held = _splits_and_restatement(ctx, plan, source, t, known)
         if plan.symbols is None:
             recorded = _record(ctx, t, held)
@@ -310,6 +316,7 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
             except CondvestError as exc:  # it only explains; the sessions' own errors matter
                 log.warning("could not keep why sessions failed: %s", exc)
     finally:
+        progress.close()
         ctx.close()
     new = sorted(t.symbols - known) if known else []
     _report_new_symbols(ctx, plan, source, new, t)

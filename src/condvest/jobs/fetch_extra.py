@@ -25,6 +25,7 @@ from condvest.jobs.fetch import (
     FetchPlan,
     FetchResult,
     _estimate_s,
+    paced_per_s,
     row_bounds,
     today_ny,
 )
@@ -121,6 +122,8 @@ def land_histories(
     rejected: list[pa.Table] = []
     rows = size = 0
     sink = open_sink(ctx.settings)
+    rate = paced_per_s(ctx, source.name)  # one range request per symbol (more when paged)
+    progress = ctx.progress(STAGE, len(symbols), "history symbols", rate_per_s=rate).start()
     try:
         for i in range(0, len(symbols), _CHUNK):
             if ctx.out_of_time(_STOP_MARGIN_S):
@@ -130,6 +133,7 @@ def land_histories(
                 break
             chunk = list(symbols[i : i + _CHUNK])
             for symbol, got in source.histories(chunk, start, end).items():
+                progress.advance()
                 if isinstance(got, CondvestError):
                     failures[symbol] = str(got)
                     continue
@@ -156,6 +160,7 @@ def land_histories(
                     except CondvestError as exc:
                         failures[f"{symbol} (postgres)"] = str(exc)
     finally:
+        progress.close()
         if sink is not None:
             sink.close()
         write_quarantine(ctx.storage, end, f"{ctx.run_id}-history", rejected)

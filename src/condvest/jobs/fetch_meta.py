@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from condvest.jobs.fetch import FetchOptions, FetchPlan, FetchResult
     from condvest.sources.base import Source
 
+_LIST_PAGE = 1000
+"""Tickers per page of Polygon's ticker list (its reference endpoints' maximum page size)."""
+
 _RENAMES = {"currency_name": "currency", "sic_description": "industry", "ticker": "symbol"}
 
 
@@ -92,14 +95,33 @@ def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
 
 def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
     from condvest.jobs.fetch import FetchPlan, _estimate_s
+    from condvest.progress import format_s
 
     previous = latest_snapshot(ctx)
     cutoff = ctx.now() - timedelta(days=ctx.settings.meta.refresh_days)
+    # What run_meta asks details for: the listed symbols (those active in the snapshot stand
+    # for the list) restricted to --symbols, stale or all with --force, plus --symbols new to it.
+    wanted = set(opts.symbols) if opts.symbols else None
+    known = {
+        s: r for s, r in previous.items() if r.get("active") and (wanted is None or s in wanted)
+    }
     stale = [
-        s for s, r in previous.items() if r.get("updated_at") is None or r["updated_at"] < cutoff
+        s
+        for s, r in known.items()
+        if opts.force or r.get("updated_at") is None or r["updated_at"] < cutoff
     ]
-    requests = 1 + len(stale)
+    new = sorted(wanted - set(previous)) if wanted else []
+    pages = max(1, math.ceil(sum(1 for r in previous.values() if r.get("active")) / _LIST_PAGE))
+    requests = pages + len(stale) + len(new)
     rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
+    notes = []
+    if not previous and not wanted:
+        per_1000 = format_s(_estimate_s(1001, rpm))
+        notes.append(
+            "no previous snapshot: every symbol of the ticker list (thousands for US stocks) "
+            f"costs one details request, ~{per_1000} per 1,000 symbols at the configured rate; "
+            "--symbols or meta.types / meta.exchanges narrow it"
+        )
     return FetchPlan(
         mode="meta",
         sessions=[],
@@ -111,15 +133,18 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
         estimated_s=_estimate_s(requests, rpm),
         force=opts.force,
         notes=[
-            f"previous snapshot: {len(previous)} symbol(s), {len(stale)} due for refresh; "
-            "symbols new in the ticker list cost one details request each (not counted above)"
+            f"previous snapshot: {len(previous)} symbol(s), {len(stale)} due for refresh"
+            + (f", {len(new)} --symbols new to it" if new else "")
+            + f"; the ticker list takes ~{pages} page(s); symbols new in the ticker list "
+            "cost one details request each (not counted above)",
+            *notes,
         ],
         **base,
     )
 
 
 def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
-    from condvest.jobs.fetch import _STOP_MARGIN_S, STAGE, FetchResult, today_ny
+    from condvest.jobs.fetch import _STOP_MARGIN_S, STAGE, FetchResult, paced_per_s, today_ny
 
     previous = latest_snapshot(ctx)
     listed = {t["ticker"]: t for t in source.tickers() if isinstance(t.get("ticker"), str)}
@@ -150,18 +175,22 @@ def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     messages: list[str] = []
     now = ctx.now().astimezone(UTC)
     partial = False
+    rate = paced_per_s(ctx, source.name)  # one details request per symbol
+    progress = ctx.progress(STAGE, len(due), "symbol details", rate_per_s=rate).start()
     for i in range(0, len(due), 20):
         if ctx.out_of_time(_STOP_MARGIN_S):
             partial = True
             messages.append(f"stopped before the time limit; {len(due) - i} detail(s) left")
             break
         for symbol, got in source.ticker_details(due[i : i + 20]).items():
+            progress.advance()
             if isinstance(got, AuthError):
                 raise got
             if isinstance(got, CondvestError):
                 failed[symbol] = str(got)
                 continue
             rows[symbol] = _row(got | {"updated_at": now}, rows.get(symbol))
+    progress.close()
     delisted = [s for s, r in previous.items() if s not in listed and r.get("active")]
     for symbol, old in previous.items():
         if symbol not in listed:  # delisted (or already inactive): kept, marked inactive

@@ -98,6 +98,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         )
 
     parts = resample_full.split_listing(listing, _known_rows(ctx), settings.full_read_rows)
+    progress = ctx.progress("resample", len(parts), "parts read").start()
     got = resample_full.read_and_compute(
         ctx.storage,
         parts,
@@ -110,7 +111,9 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         workers=4 if local else 32,
         threads=settings.threads,
         memory_limit=settings.memory_limit,
+        on_part=progress.advance,
     )
+    progress.close()
     sym_hash = bars.symbol_hashes(got.symbols)
 
     def plan_one(n: int) -> IntervalPlan:
@@ -378,6 +381,8 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
     started = time.perf_counter() - plan.compute_s
     done: dict[int, dict[str, Any]] = {}
     partial = False
+    months = sum(len(i.months_to_write) for i in plan.intervals)
+    progress = ctx.progress("resample", months, "months written").start()
     for iplan in plan.intervals:
         if ctx.out_of_time(_MARGIN_S):
             partial = True
@@ -388,8 +393,10 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
         except CondvestError as exc:
             log.error("resample %sd failed: %s", iplan.interval, exc)
             done[iplan.interval] = {"error": str(exc)}
+        progress.advance(len(iplan.months_to_write))
         release_freed_memory()  # the interval's sorted copy and encode buffers
         lock.renew()
+    progress.close()
     return _result(ctx, plan, done, partial=partial, started=started)
 
 

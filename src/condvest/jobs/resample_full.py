@@ -85,8 +85,10 @@ def read_and_compute(
     workers: int,
     threads: int,
     memory_limit: str,
+    on_part: Callable[[], None] = lambda: None,
 ) -> FullBars:
-    """Read ``parts`` one after the other and compute every interval's bars."""
+    """Read ``parts`` one after the other and compute every interval's bars (``on_part``
+    after each: progress)."""
     upto = bars.day_number(through)
     done: list[tuple[tuple[str, ...], dict[int, tuple[pa.Table, np.ndarray]]]] = []
     out = FullBars(symbols=(), bars={}, parts=len(parts))
@@ -116,6 +118,7 @@ def read_and_compute(
             log.info("resample: part %d of %d read (%d symbols)", i + 1, len(parts), len(part))
         del daily, positions, calendar_pos
         release_freed_memory()  # the part's columns: the next part reads into that room
+        on_part()
     out.symbols, out.bars = _combine(done, intervals)
     return out
 

@@ -130,8 +130,15 @@ def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
         )
         cutoff = retention_cutoff(now.date(), retention)
         old = _old_date_files(objects, cutoff)
-        checked = pool.map(lambda item: _verify(ctx.storage, *item), sorted(old.items()))
-        per_symbol = tuple(checked)
+        progress = ctx.progress("vacuum", sum(map(len, old.values())), "files checked").start()
+
+        def verify(symbol: str, files: list[DateFile]) -> SymbolVacuum:
+            checked = _verify(ctx.storage, symbol, files)
+            progress.advance(len(files))
+            return checked
+
+        per_symbol = tuple(pool.map(lambda item: verify(*item), sorted(old.items())))
+        progress.close()
     db_days = options.db_retention_days or ctx.settings.vacuum.db_retention_days
     db_rows = _count_db_rows(ctx, db_days) if db_days else None
     return VacuumPlan(
