@@ -42,7 +42,7 @@ resource "aws_scheduler_schedule" "fetch" {
 }
 
 resource "aws_scheduler_schedule" "batch" {
-  for_each = var.enable_schedules ? local.batch_submits : {}
+  for_each = { for stage, submit in local.batch_submits : stage => jsonencode(submit) if var.enable_schedules }
 
   name                         = "${local.name}-${each.key}-${each.key == "vacuum" ? "weekly" : "daily"}"
   description                  = "condvest ${each.key} (Batch), New York time"
@@ -56,7 +56,7 @@ resource "aws_scheduler_schedule" "batch" {
   target {
     arn      = "arn:${local.partition}:scheduler:::aws-sdk:batch:submitJob"
     role_arn = aws_iam_role.stage["scheduler"].arn
-    input    = jsonencode(each.value)
+    input    = each.value
 
     retry_policy {
       maximum_retry_attempts       = 2
