@@ -83,7 +83,7 @@ def test_policy_files_are_iam_md_blocks() -> None:
 
 def test_metric_contract() -> None:
     assert CONTRACT["default_namespace"] == "condvest"
-    assert CONTRACT_NAMES == {
+    assert {
         "StageDuration",
         "StageFailed",
         "StageSucceeded",
@@ -98,7 +98,7 @@ def test_metric_contract() -> None:
         "Healthy",
         "SilverLagSessions",
         "SecondsSinceLastSuccess",
-    }
+    } == CONTRACT_NAMES
     used = set()
     for tf in MODULE.glob("*.tf"):
         used |= set(re.findall(r'metric_name\["(\w+)"\]', tf.read_text()))
