@@ -299,6 +299,48 @@ def test_bad_variables_are_refused_at_plan(
         assert message in text, f"{message!r} not in:\n{done.stderr}"
 
 
+def _planned(terraform: Terraform, initialised: Path, root: Path) -> dict[str, dict[str, Any]]:
+    """``terraform plan`` of ``root`` (no apply): the module's planned resources by address."""
+    shutil.copytree(initialised / ".terraform", root / ".terraform")
+    shutil.copy(initialised / ".terraform.lock.hcl", root)
+    terraform(root, "plan", "-input=false", "-no-color", "-refresh=false", "-out=tf.plan")
+    plan = json.loads(terraform(root, "show", "-json", "-no-color", "tf.plan").stdout)
+    (module,) = plan["planned_values"]["root_module"]["child_modules"]
+    return {r["address"].removeprefix("module.condvest."): r for r in module["resources"]}
+
+
+def test_plan_lake_at_bucket_root_without_database(
+    terraform: Terraform, initialised: Path, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """iam.md: "for a lake at the bucket root drop <PREFIX>/ everywhere", "Drop the rds secret
+    when PostgreSQL is off": the module's rendering of both, compared to the page's."""
+    root = _root(
+        tmp_path,
+        moto_endpoint,
+        lake_prefix="",
+        database_secret_arn=None,
+        create_bucket=False,
+        consolidate_shards=1,
+    )
+    planned = _planned(terraform, initialised, root)
+    documented = policies(bucket=BUCKET, prefix="")
+    rds = DATABASE_SECRET
+    for role, name in MODULE_POLICIES.items():
+        expected = []
+        for statement in _statements(documented[role]):
+            resources = [r for r in statement["Resource"] if r != rds]
+            if resources:
+                expected.append({**statement, "Resource": resources})
+        policy = json.loads(planned[f'aws_iam_role_policy.stage["{name}"]']["values"]["policy"])
+        assert _statements(policy) == expected, role
+    assert not any(a.startswith("aws_s3_bucket") for a in planned)
+    variables = planned["aws_lambda_function.condvest"]["values"]["environment"][0]["variables"]
+    assert variables["CONDVEST_LAKE__URI"] == f"s3://{BUCKET}"
+    assert "CONDVEST_POSTGRES__SECRET_ARN" not in variables
+    silver = planned['aws_glue_catalog_table.silver["3"]']["values"]["storage_descriptor"][0]
+    assert silver["location"] == f"s3://{BUCKET}/" + layout.silver_prefix(3)
+
+
 # -- applied against moto -------------------------------------------------------------------------
 def _client(service: str, endpoint: str) -> Any:
     import boto3
