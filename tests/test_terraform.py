@@ -375,22 +375,23 @@ def _run_cli(command: list[str], env: dict[str, str], lake: Path) -> subprocess.
 @pytest.fixture
 def applied(
     terraform: Terraform, initialised: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Path, str]]:
+) -> Iterator[tuple[Path, str, dict[str, bool]]]:
     # AmazonECSTaskExecutionRolePolicy must exist to be attached: moto loads AWS's managed
     # policies into the IAM backend the reset below recreates only when told to
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
     terraform(initialised, "apply", "-auto-approve", "-input=false", "-no-color")
-    yield initialised, moto_endpoint
-    # the test destroys and checks; this is for a test that failed half-way
-    terraform(initialised, "destroy", "-auto-approve", "-input=false", "-no-color", ok=False)
+    done = {"destroyed": False}
+    yield initialised, moto_endpoint, done
+    if not done["destroyed"]:  # the test destroys and checks; this is for one that failed half-way
+        terraform(initialised, "destroy", "-auto-approve", "-input=false", "-no-color", ok=False)
 
 
 def test_apply_against_moto_then_destroy(
-    terraform: Terraform, applied: tuple[Path, str], tmp_path: Path
+    terraform: Terraform, applied: tuple[Path, str, dict[str, bool]], tmp_path: Path
 ) -> None:
     """One apply per run (slow: moto's Batch queue alone takes ~30 s each way), many checks."""
-    root, endpoint = applied
+    root, endpoint, done = applied
     problems: list[str] = []
 
     # Batch job definitions: real commands with valid flags, Fargate resources of batch.md
@@ -553,6 +554,7 @@ def test_apply_against_moto_then_destroy(
     assert not problems, "\n".join(problems)
 
     terraform(root, "destroy", "-auto-approve", "-input=false", "-no-color")
+    done["destroyed"] = True
     state = json.loads(terraform(root, "show", "-json", "-no-color").stdout)
     assert not state.get("values"), "resources left in the state after destroy"
     assert not batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
