@@ -381,9 +381,9 @@ def applied(
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
     terraform(initialised, "apply", "-auto-approve", "-input=false", "-no-color")
-    done = {"destroyed": False}
-    yield initialised, moto_endpoint, done
-    if not done["destroyed"]:  # the test destroys and checks; this is for one that failed half-way
+    cleanup = {"destroyed": False}
+    yield initialised, moto_endpoint, cleanup
+    if not cleanup["destroyed"]:  # the test failed before its own destroy
         terraform(initialised, "destroy", "-auto-approve", "-input=false", "-no-color", ok=False)
 
 
@@ -391,7 +391,7 @@ def test_apply_against_moto_then_destroy(
     terraform: Terraform, applied: tuple[Path, str, dict[str, bool]], tmp_path: Path
 ) -> None:
     """One apply per run (slow: moto's Batch queue alone takes ~30 s each way), many checks."""
-    root, endpoint, done = applied
+    root, endpoint, cleanup = applied
     problems: list[str] = []
 
     # Batch job definitions: real commands with valid flags, Fargate resources of batch.md
@@ -554,7 +554,7 @@ def test_apply_against_moto_then_destroy(
     assert not problems, "\n".join(problems)
 
     terraform(root, "destroy", "-auto-approve", "-input=false", "-no-color")
-    done["destroyed"] = True
+    cleanup["destroyed"] = True
     state = json.loads(terraform(root, "show", "-json", "-no-color").stdout)
     assert not state.get("values"), "resources left in the state after destroy"
     assert not batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
