@@ -1,5 +1,5 @@
-"""Dependencies point down (STYLE.md): ``condvest.core`` is pure logic and loads none of the
-adapters; only ``condvest.cli`` loads typer and rich. Checked in a fresh interpreter, where
+"""Dependencies point down (docs/design.md §13): ``condvest.core`` is pure logic and loads none of
+the adapters; only ``condvest.cli`` loads typer and rich. Checked in a fresh interpreter, where
 nothing else has imported them already."""
 
 from __future__ import annotations

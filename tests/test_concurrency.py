@@ -1,8 +1,8 @@
-"""Two ``condvest run`` processes at once (DESIGN §10: the EventBridge retry + a manual run): one
-proceeds, the other exits 1 naming the holder and writes nothing; a lock left by a SIGKILLed
-run is refused until it expires, then taken over (logged), and the lake ends as an uninterrupted
-run leaves it. Local disk and the S3 server. Deterministic: the first run is held at a storage
-write by the test-only pause hook (condvest.faults) while the second starts."""
+"""Two ``condvest run`` processes at once (docs/design.md §10: the EventBridge retry + a manual
+run): one proceeds, the other exits 1 naming the holder and writes nothing; a lock left by a
+SIGKILLed run is refused until it expires, then taken over (logged), and the lake ends as an
+uninterrupted run leaves it. Local disk and the S3 server. Deterministic: the first run is held at a
+storage write by the test-only pause hook (condvest.faults) while the second starts."""
 
 from __future__ import annotations
 

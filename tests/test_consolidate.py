@@ -1,5 +1,5 @@
-"""consolidate (DESIGN §6) on local disk and the S3 server: selection, corrections, late files,
-cleanup only after a verified merge, failures that keep history, shards, dry run, the CLI."""
+"""consolidate (docs/design.md §6) on local disk and the S3 server: selection, corrections, late
+files, cleanup only after a verified merge, failures that keep history, shards, dry run, the CLI."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Crash injection (DESIGN §6, §10): a consolidate process SIGKILLed at each step — new bytes
-written but not swapped, after the swap, after the manifest, in the middle of the cleanup — loses
-no row, has deleted no date file whose row is not in data.parquet, and a re-run ends with the
+"""Crash injection (docs/design.md §6, §10): a consolidate process SIGKILLed at each step — new
+bytes written but not swapped, after the swap, after the manifest, in the middle of the cleanup —
+loses no row, has deleted no date file whose row is not in data.parquet, and a re-run ends with the
 lake an uninterrupted run produces. Uses the test-only CONDVEST_TEST_KILL_AT hook."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Crash suite (DESIGN §10, issue 8): fetch, consolidate, resample, vacuum and ``run`` are each
-SIGKILLed at many points — before the Nth storage mutation, for N spread over the whole run —
+"""Crash suite (docs/design.md §10, issue 8): fetch, consolidate, resample, vacuum and ``run`` are
+each SIGKILLed at many points — before the Nth storage mutation, for N spread over the whole run —
 then re-run, and the lake must equal one an uninterrupted run produced: identical bronze rows,
-identical bronze files, identical silver month files, no lost row, and no orphan except temp
-files that ``condvest status`` reports and vacuum removes. On local disk and the S3 server.
+identical bronze files, identical silver month files, no lost row, and no orphan except temp files
+that ``condvest status`` reports and vacuum removes. On local disk and the S3 server.
 
 The kill uses the test-only generic hook ``CONDVEST_TEST_KILL_AFTER_WRITES`` (condvest.faults).
 A killed run's lease still holds its stage lock, long before it expires: the re-run takes it over

@@ -103,7 +103,10 @@ def test_each_stage_is_allowed_by_its_own_role(
         land(lake.storage, symbol, TODAY - timedelta(days=45))
     ctx = lake.context()
     assert run_consolidate(ctx, plan_consolidate(ctx, ConsolidateOptions(skip_cleanup=True))).ok
-    temps = ["silver/interval=3d/.tmp-abc-data.parquet", "processing_metadata/.tmp-def-x.json"]
+    temps = [  # condvest's own temp names (vacuum deletes no other)
+        "silver/interval=3d/.tmp-0123456789ab-data.parquet",
+        "processing_metadata/.tmp-abcdef012345-x.json",
+    ]
     for key in temps:
         lake.storage.write_bytes(key, b"left by a crashed write")
     with recorder.recording() as requests:
@@ -120,9 +123,11 @@ def test_each_stage_is_allowed_by_its_own_role(
         _denied(roles["condvest-vacuum"], vacuum)
     )
     root = Request(
-        "s3:ListBucket", f"arn:aws:s3:::{s3_bucket}", {"s3:prefix": _lake_prefix(prefix)}
+        "s3:ListBucket",
+        f"arn:aws:s3:::{s3_bucket}",
+        {"s3:prefix": _lake_prefix(prefix), "s3:delimiter": "/"},
     )
-    assert root in vacuum  # the listing of the lake root (issue 20, item 5)
+    assert root in vacuum  # the lake root's top level: is this a condvest lake? (issue 13/20)
 
     # the grants issue 20 added are each needed by a request just made
     narrowed = copy.deepcopy(roles["condvest-consolidate"])
@@ -178,7 +183,7 @@ def test_requests_outside_a_role_are_denied() -> None:
             Request("s3:PutObject", obj + "silver/interval=3d/data.parquet"),
             Request("s3:PutObject", "arn:aws:s3:::b/lake2/bronze/raw_ohlcv/x.parquet"),
             Request("s3:DeleteObject", obj + "processing_metadata/consolidation_manifest.parquet"),
-            Request("s3:ListBucket", bucket, {"s3:prefix": "lake/"}),  # not the lake root
+            Request("s3:ListBucket", bucket, {"s3:prefix": "lake/silver/"}),  # not its input
             Request("s3:ListBucket", bucket, {"s3:prefix": "other/"}),
             Request("s3:ListBucket", bucket),  # no prefix at all
             Request("s3:DeleteBucket", bucket),

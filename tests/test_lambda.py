@@ -24,7 +24,6 @@ from condvest.aws.lambda_handler import (
     finish_result,
     handler,
     margin_s,
-    parse_result,
 )
 from condvest.aws.runtime_stub import Outcome, RuntimeStub
 from condvest.errors import ConfigError
@@ -278,15 +277,13 @@ def test_partial_result_is_passed_through_with_continue() -> None:
     assert partial["next_event"] == {"command": "status", "args": {"check": True}}
 
 
-def test_margin_and_result_parsing() -> None:
+def test_margin() -> None:
     assert margin_s({}) == 30.0
     assert margin_s({"CONDVEST_LAMBDA_MARGIN_S": "12.5"}) == 12.5
     with pytest.raises(ConfigError, match="not a number"):
         margin_s({"CONDVEST_LAMBDA_MARGIN_S": "soon"})
     with pytest.raises(ConfigError, match="zero or more"):
         margin_s({"CONDVEST_LAMBDA_MARGIN_S": "-1"})
-    assert parse_result('noise\n{"a": 1}\n') == {"a": 1}
-    assert parse_result("no json here") is None
 
 
 class _Context:
@@ -312,5 +309,96 @@ def test_handler_in_process_raises_on_failure_and_leaves_no_deadline(
         assert failed.value.exit_code == 1
         assert failed.value.result is not None and failed.value.result["stale"] is True
         assert DEADLINE.get() is None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- the event becomes one call on the library (no argv run, no stdout parsed) ------------------
+
+
+def test_each_event_shape_becomes_one_lake_call() -> None:
+    today = date(2026, 11, 25)
+    env = {"CONDVEST_LAMBDA_COMMAND": "run --vacuum --lake /tmp/sched"}
+    scheduled = parse_event({"source": "aws.events"}, env=env, today=today).call
+    assert (scheduled.method, scheduled.kwargs["vacuum"], scheduled.lake) == (
+        "run",
+        True,
+        "/tmp/sched",
+    )
+    direct = parse_event(
+        {"command": "status", "args": {"check": True, "lake": "/tmp/a", "verbose": 2}},
+        env={},
+        today=today,
+    ).call
+    assert (direct.method, direct.check, direct.lake, direct.verbose) == (
+        "status",
+        True,
+        "/tmp/a",
+        2,
+    )
+    assert direct.kwargs == {"init_db": False}  # --check is the handler's verdict, not a kwarg
+    legacy = parse_event(
+        {"symbols": ["AAPL"], "historical_backfill": True, "years_back": 2}, env={}, today=today
+    ).call
+    assert legacy.method == "fetch"
+    assert (legacy.kwargs["symbols"], legacy.kwargs["history"], legacy.kwargs["start"]) == (
+        "AAPL", True, "2024-11-25",
+    )  # fmt: skip
+    sync = parse_event(
+        {"command": "fetch", "args": {"sync_db": True, "end": "2026-11-20", "force": True}},
+        env={},
+        today=today,
+    ).call
+    assert (sync.method, sync.kwargs) == (
+        "sync_db",
+        {"start": None, "end": "2026-11-20", "dry_run": False},
+    )
+    # Options after the command override the event's global args, as on the command line.
+    late = parse_event(
+        {"command": "status --lake /tmp/late", "args": {"lake": "/tmp/early"}}, env={}, today=today
+    ).call
+    assert late.lake == "/tmp/late"
+
+
+def test_a_bad_option_value_is_rejected_before_anything_runs() -> None:
+    today = date(2026, 11, 25)
+    with pytest.raises(EventError, match="--max-backfill-days"):
+        parse_event({"command": "fetch", "args": {"max_backfill_days": 0}}, env={}, today=today)
+    with pytest.raises(EventError, match="--mode"):
+        parse_event({"command": "consolidate", "args": {"mode": "most"}}, env={}, today=today)
+    with pytest.raises(EventError, match="--help cannot be invoked"):
+        parse_event({"command": "status -h"}, env={}, today=today)
+
+
+def test_handler_returns_the_lake_result_and_stops_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from condvest import open_lake
+
+    root = Path(tempfile.mkdtemp(prefix="condvest-lambda-lake-", dir="/tmp"))
+    try:
+        monkeypatch.setenv("CONDVEST_LAKE__URI", str(root / "lake"))
+        monkeypatch.setenv("CONDVEST_FETCH__SOURCE", "synthetic")
+        monkeypatch.setenv("CONDVEST_LAMBDA_MARGIN_S", "0")
+        event = {"command": "fetch", "args": {"start": "2025-01-02", "end": "2025-01-08"}}
+        # 20 s left: within fetch's stop margin, so it stops before the first session, cleanly.
+        stopped = handler(event, _Context(20_000))
+        assert stopped["partial"] is True and stopped["ok"] is True
+        assert stopped["continue"] is True and stopped["next_event"] == event
+        assert stopped["sessions"] == []
+        done = handler(event, _Context(600_000))
+        assert done["ok"] is True and done["continue"] is False
+        assert done["sessions"] == [
+            "2025-01-02",
+            "2025-01-03",
+            "2025-01-06",
+            "2025-01-07",
+            "2025-01-08",
+        ]
+        with open_lake() as lake:  # the same lake, through the library: what the handler did
+            assert lake.status().to_dict()["latest_landed_session"] == "2025-01-08"
+        with pytest.raises(CommandFailed, match=r"exit code 2: .*--date") as bad:
+            handler({"command": "fetch", "args": {"date": "2025-13-01"}}, _Context(600_000))
+        assert bad.value.exit_code == 2 and bad.value.result is None
     finally:
         shutil.rmtree(root, ignore_errors=True)

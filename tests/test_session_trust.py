@@ -267,3 +267,24 @@ def test_split_batch_never_divides_by_zero() -> None:
     assert [s.symbol for s in answer.splits] == ["OK"] and answer.splits[0].ratio == 1.5
     assert answer.rejected.num_rows == 6
     assert isinstance(answer.rejected, pa.Table)
+
+
+def test_empty_entry_of_an_older_version_is_a_problem_until_refetched(
+    lake: Lake, polygon: FakePolygon
+) -> None:
+    from condvest.state.fetchlog import SessionEntry, record_session
+
+    serve_good(polygon, WEEK[:4])
+    assert fetch(lake, polygon, now=at("2025-03-13T22:00:00Z"), start=MON).ok
+    # What versions before this one wrote for an unpublished session, with the watermark past it.
+    old = SessionEntry(FRI, "empty", 0, "old-run", "2025-03-14T22:00:00+00:00", "polygon")
+    record_session(lake.storage, old)
+    from condvest.state.fetchlog import advance_watermark
+
+    advance_watermark(lake.storage, FRI, run_id="old-run")
+    health = status(lake)
+    problem = [p for p in health.problems if "recorded as empty" in p]
+    assert problem and "condvest fetch --date 2025-03-14 --force" in problem[0]
+    serve_good(polygon, [FRI])
+    assert fetch(lake, polygon, day=FRI, force=True).ok
+    assert status(lake).healthy

@@ -1,5 +1,5 @@
-"""Settings (DESIGN §3): precedence, environment names, the original system's aliases, bad input
-with its one-line message, secrets that never show, and the example file kept complete."""
+"""Settings (docs/design.md §3): precedence, environment names, the original system's aliases, bad
+input with its one-line message, secrets that never show, and the example file kept complete."""
 
 from __future__ import annotations
 

@@ -170,6 +170,7 @@ def test_status_with_data(lake: Lake, capsys: pytest.CaptureFixture[str]) -> Non
         "bytes": 4,
         "through": "2026-11-20",
         "configured": True,
+        "lag_sessions": 3,  # 11-23, 11-24, 11-25: the sessions bronze holds after 11-20
     }
     assert body["silver"]["7d"]["configured"] is False
     assert body["silver"]["7d"]["months"] == 1

@@ -1,6 +1,6 @@
-"""vacuum (DESIGN §8) on local disk and the S3 server: only verified, old date files go; never
-the only copy of a row (property test); stale temporary files; the retention floor; the cleanup
-manifest; dry run; the CLI."""
+"""vacuum (docs/design.md §8) on local disk and the S3 server: only verified, old date files go;
+never the only copy of a row (property test); stale temporary files; the retention floor; the
+cleanup manifest; dry run; the CLI."""
 
 from __future__ import annotations
 

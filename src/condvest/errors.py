@@ -36,6 +36,10 @@ class StorageError(CondvestError):
     """The lake could not be read or written (permissions, network, corrupt object)."""
 
 
+class DiskFullError(StorageError):
+    """The lake's disk has no space left (local storage)."""
+
+
 class NotFoundError(StorageError):
     """The object does not exist."""
 

@@ -1,4 +1,4 @@
-"""Configuration (DESIGN §3).
+"""Configuration (docs/design.md §3).
 
 Precedence: CLI flag > environment > TOML file > defaults. Environment names are
 ``CONDVEST_<SECTION>__<KEY>``; the original system's names are accepted as aliases (a
@@ -259,6 +259,28 @@ class LogSettings(_Section):
     )
 
 
+class MetricsSettings(_Section):
+    namespace: str = Field(
+        "condvest",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9.\-_/#: ]+$",
+        description="CloudWatch namespace of the EMF metrics (docs/metrics.md)",
+    )
+    emf: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="CloudWatch Embedded Metric Format lines on stderr: auto = on in Lambda or "
+        "Batch (AWS_LAMBDA_FUNCTION_NAME / AWS_BATCH_JOB_ID set) or with log.format = json",
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _not_aws(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("namespaces starting with AWS/ are reserved for AWS services")
+        return value
+
+
 class Settings(_Section):
     """All settings. Build with :func:`load_settings`."""
 
@@ -274,6 +296,7 @@ class Settings(_Section):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     lock: LockSettings = Field(default_factory=LockSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
 
 SECTIONS: dict[str, type[_Section]] = {

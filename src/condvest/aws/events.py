@@ -1,4 +1,4 @@
-"""Lambda events → condvest command lines (pure: no I/O, no clock).
+"""Lambda events → validated calls on :class:`condvest.Lake` (pure: no I/O, no clock).
 
 Three shapes are accepted (docs/deploy/lambda.md):
 
@@ -9,7 +9,9 @@ Three shapes are accepted (docs/deploy/lambda.md):
 * the original fetcher's event (``symbols``, ``date``, ``backfill_missing``, …) → ``fetch`` flags.
 
 Every shape is normalised to the direct form, which is also the event to re-invoke with when a
-run stops early (``"continue": true``).
+run stops early (``"continue": true``), and to the command line it stands for (``argv``, logged),
+which the CLI's own parser checks and turns into one :class:`LakeCall`: the Lake method and its
+keyword arguments (the CLI's option names are the methods' keyword names).
 """
 
 from __future__ import annotations
@@ -47,14 +49,31 @@ class EventError(UsageError):
 
 
 @dataclass(frozen=True)
+class LakeCall:
+    """One call on :class:`condvest.Lake`, with the global options that open the lake."""
+
+    method: str
+    """``fetch``, ``sync_db`` (``fetch --sync-db``), ``consolidate``, ``resample``, ``vacuum``,
+    ``status`` or ``run``."""
+    kwargs: dict[str, Any]
+    lake: str | None = None
+    config: str | None = None
+    verbose: int = 0
+    quiet: bool = False
+    check: bool = False
+    """``status --check``: the invocation fails when the lake is unhealthy."""
+
+
+@dataclass(frozen=True)
 class Invocation:
-    """What one event asks for: the full argv for ``condvest`` and how to ask again."""
+    """What one event asks for: the call to make, its command line, and how to ask again."""
 
     shape: EventShape
     command: str
     argv: tuple[str, ...]
     replay: dict[str, Any]
     """The direct event that repeats this invocation (returned with ``"continue": true``)."""
+    call: LakeCall
     notes: tuple[str, ...] = field(default_factory=tuple)
     """Things worth a log line (accepted-but-ignored legacy fields)."""
 
@@ -144,6 +163,14 @@ def _sets_output(tokens: Sequence[str]) -> bool:
 def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
     """``("status --check", {"lake": "/tmp/l"})`` → ``("status", ["--output", "json", "--lake",
     "/tmp/l", "status", "--check"])``. Unknown commands or args raise :class:`EventError`."""
+    name, head, rest = _split_argv(command_line, args)
+    return name, [*head, name, *rest]
+
+
+def _split_argv(
+    command_line: str, args: Mapping[str, Any] | None
+) -> tuple[str, list[str], list[str]]:
+    """:func:`build_argv`'s parts: the command, the global options before it, and its own."""
     tokens = shlex.split(command_line or "")
     if not tokens:
         raise EventError("the event names no command", hint=f"one of {', '.join(command_names())}")
@@ -179,7 +206,64 @@ def build_argv(command_line: str, args: Mapping[str, Any] | None = None) -> tupl
                 f"unknown argument {raw_key!r} for condvest {name}",
                 hint=f"known: {', '.join(known)}",
             )
-    return name, [*head, name, *extra, *tail, *positional]
+    return name, head, [*extra, *tail, *positional]
+
+
+def lake_call(name: str, head: Sequence[str], own: Sequence[str]) -> LakeCall:
+    """The parts of a command line (:func:`build_argv`) → the :class:`LakeCall` it stands for,
+    parsed and type-checked by the CLI's own parser (nothing runs); a bad value raises
+    :class:`EventError`."""
+    import typer
+    from typer._click import exceptions as click_exc
+
+    options = list(own)[: list(own).index("--")] if "--" in own else list(own)
+    if any(t == "--help" or re.fullmatch(r"-[a-z]*h[a-z]*", t) for t in options):
+        raise EventError(f"condvest {name}: --help cannot be invoked from an event")
+    root = _root_command()
+    try:
+        top = root.make_context("condvest", [*head, name])
+        command = root.commands[name]
+        params = dict(command.make_context(name, list(own), parent=top).params)
+    except click_exc.ClickException as exc:
+        raise EventError(f"condvest {name}: {exc.format_message()}") from None
+    except typer.Exit:  # an eager option (--version) that would print and exit
+        raise EventError(f"condvest {name}: the event asks for no call") from None
+    globals_ = dict(top.params)
+    # The copies of the global options a command line may carry after the command win over
+    # those before it, as in the CLI (cli/global_options.apply).
+    lake = params.pop("global_lake", None) or globals_.get("lake")
+    config = params.pop("global_config", None) or globals_.get("config")
+    verbose = int(globals_.get("verbose") or 0) + int(params.pop("global_verbose", 0) or 0)
+    quiet = bool(globals_.get("quiet")) or bool(params.pop("global_quiet", False))
+    params.pop("global_output", None)
+    method, check = name, False
+    if name == "fetch" and params.pop("sync_db", False):
+        method = "sync_db"
+        params = {k: params[k] for k in ("start", "end", "dry_run")}
+    params.pop("sync_db", None)
+    if name == "status":
+        check = bool(params.pop("check", False))
+    return LakeCall(
+        method,
+        params,
+        lake=str(lake) if lake is not None else None,
+        config=str(config) if config is not None else None,
+        verbose=verbose,
+        quiet=quiet,
+        check=check,
+    )
+
+
+def _invocation(
+    shape: EventShape,
+    command_line: str,
+    args: Mapping[str, Any] | None,
+    replay: dict[str, Any],
+    notes: Sequence[str] = (),
+) -> Invocation:
+    name, head, own = _split_argv(command_line, args)
+    call = lake_call(name, head, own)
+    return Invocation(shape, name, (*head, name, *own), replay, call, tuple(notes))
 
 
 def _expect(event: Mapping[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -240,8 +324,7 @@ def parse_event(event: Any, *, env: Mapping[str, str], today: date) -> Invocatio
         raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
     if event.get("source") == "aws.events" or event.get("detail-type") == "Scheduled Event":
         command_line = env.get(COMMAND_ENV, "").strip() or DEFAULT_COMMAND
-        name, argv = build_argv(command_line)
-        return Invocation("scheduled", name, tuple(argv), {"command": command_line, "args": {}})
+        return _invocation("scheduled", command_line, None, {"command": command_line, "args": {}})
     if "command" in event:
         extra = sorted(set(event) - {"command", "args"})
         if extra:
@@ -254,9 +337,8 @@ def parse_event(event: Any, *, env: Mapping[str, str], today: date) -> Invocatio
             raise EventError(f"event field command = {command_line!r}: expected a string")
         if not isinstance(args, Mapping):
             raise EventError(f"event field args = {args!r}: expected an object")
-        name, argv = build_argv(command_line, args)
         replay = {"command": command_line, "args": dict(args)}
-        return Invocation("direct", name, tuple(argv), replay)
+        return _invocation("direct", command_line, args, replay)
     unknown = sorted(set(event) - set(LEGACY_FIELDS))
     if unknown:
         raise EventError(
@@ -265,5 +347,4 @@ def parse_event(event: Any, *, env: Mapping[str, str], today: date) -> Invocatio
             "fetcher's fields: " + ", ".join(LEGACY_FIELDS),
         )
     args, notes = legacy_args(event, today)
-    name, argv = build_argv("fetch", args)
-    return Invocation("legacy", name, tuple(argv), {"command": "fetch", "args": args}, tuple(notes))
+    return _invocation("legacy", "fetch", args, {"command": "fetch", "args": args}, notes)

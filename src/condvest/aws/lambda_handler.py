@@ -1,7 +1,8 @@
 """AWS Lambda entry point: ``condvest.aws.lambda_handler.handler``.
 
-Runs one condvest command in-process (the same CLI Batch and cron run), returns its JSON result,
-and RAISES when the command exits non-zero, so Lambda, its metrics and alarms see a failure (the
+Turns the event into one validated call on :class:`condvest.Lake` (aws/events.py: the same
+stages, options and checks as the CLI Batch and cron run), returns the result's ``to_dict()``, and
+RAISES when the CLI would exit non-zero, so Lambda, its metrics and alarms see a failure (the
 original fetcher returned ``statusCode: 500`` inside a successful invocation).
 
 Time limit: the handler sets :data:`condvest.jobs.base.DEADLINE` to the invocation's deadline minus
@@ -12,12 +13,9 @@ work and report ``partial: true``; the handler then answers ``"continue": true``
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,9 +24,11 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from condvest.aws.events import EventError, Invocation, parse_event
-from condvest.errors import ConfigError
+from condvest.errors import CondvestError, ConfigError
 from condvest.jobs.base import DEADLINE
+from condvest.lake import check_failed, open_lake
 from condvest.logging import configure as configure_logging
+from condvest.logging import redact
 from condvest.settings import load_settings
 
 log = logging.getLogger("condvest.aws")
@@ -46,34 +46,13 @@ class LambdaContext(Protocol):
 
 
 class CommandFailed(RuntimeError):
-    """The command exited non-zero; Lambda reports ``errorType: CommandFailed``."""
+    """The call failed (the CLI would exit non-zero); Lambda reports ``errorType:
+    CommandFailed``. ``result`` is the failed result's ``to_dict()`` when there is one."""
 
     def __init__(self, message: str, *, exit_code: int, result: dict[str, Any] | None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.result = result
-
-
-class _ErrorTee(io.TextIOBase):
-    """Passes stderr through (logs reach CloudWatch) and keeps the CLI's ``error:`` lines."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-        self.errors_seen: list[str] = []
-        self._partial = ""
-
-    def write(self, text: str) -> int:
-        self.target.write(text)
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
-        self.errors_seen.extend(ln for ln in lines if ln.lower().startswith("error:"))
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def isatty(self) -> bool:
-        return False  # JSON log lines, whatever the runtime's stderr is
 
 
 def margin_s(env: Mapping[str, str]) -> float:
@@ -91,8 +70,7 @@ def margin_s(env: Mapping[str, str]) -> float:
 
 def check_lake_writable(invocation: Invocation) -> str:
     """Refuse a local lake outside /tmp (``./lake`` would be the read-only /var/task/lake)."""
-    lake = invocation.arg("lake")
-    config = invocation.arg("config")
+    lake, config = invocation.call.lake, invocation.call.config
     settings = load_settings(
         config_path=config, overrides={"lake": {"uri": lake}} if lake else None
     )
@@ -118,36 +96,39 @@ def _writable_home() -> None:
             os.environ[name] = str(WRITABLE_ROOT)
 
 
-def run_cli(argv: list[str]) -> tuple[int, str, list[str]]:
-    """Run ``condvest argv`` in this process → (exit code, stdout, its ``error:`` lines)."""
-    from condvest.cli.app import main
-
-    out = io.StringIO()
-    real_stderr = sys.stderr
-    tee = _ErrorTee(real_stderr)
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(tee):
-        try:
-            main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    # The CLI configured its log handler while stderr was the tee; point it back.
-    for handler in logging.getLogger("condvest").handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is tee:
-            handler.setStream(real_stderr)
-    return code, out.getvalue(), tee.errors_seen
-
-
-def parse_result(stdout: str) -> dict[str, Any] | None:
-    """The command's one JSON object (``--output json``), or None if it printed none."""
-    for line in reversed(stdout.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+def run_call(invocation: Invocation) -> dict[str, Any]:
+    """Make the invocation's call on the lake → its result as plain (JSON) data, secrets
+    redacted. Raises :class:`CommandFailed` with the exit code the CLI would have had."""
+    call = invocation.call
+    if call.verbose or call.quiet:
+        configure_logging(verbose=call.verbose, quiet=call.quiet)
+    try:
+        with open_lake(call.lake, config=call.config) as lake:
+            if lake.settings.log.format != "auto":
+                configure_logging(
+                    verbose=call.verbose, quiet=call.quiet, fmt=lake.settings.log.format
+                )
+            outcome = getattr(lake, call.method)(**call.kwargs)
+    except CondvestError as exc:
+        message = _failure_message(invocation, exc.exit_code, str(exc), None)
+        raise CommandFailed(message, exit_code=exc.exit_code, result=None) from exc
+    except Exception as exc:
+        log.error("internal error in %s", invocation.command, exc_info=True)
+        detail = f"internal error: {type(exc).__name__}: {exc}"
+        raise CommandFailed(
+            _failure_message(invocation, 1, detail, None), exit_code=1, result=None
+        ) from exc
+    # As the CLI's JSON output: dates as text, secrets redacted.
+    result: dict[str, Any] = json.loads(redact(json.dumps(outcome.to_dict(), default=str)))
+    if call.method == "status":  # status exits 1 only for --check (a health alarm)
+        code = 1 if call.check and check_failed(outcome) else 0
+    else:
+        code = outcome.exit_code
+    if code != 0:
+        database = result.get("database_error")
+        message = _failure_message(invocation, code, database, result)
+        raise CommandFailed(message, exit_code=code, result=result)
+    return result
 
 
 def finish_result(invocation: Invocation, result: dict[str, Any]) -> dict[str, Any]:
@@ -174,10 +155,10 @@ def not_started(invocation: Invocation, left_s: float, margin: float) -> dict[st
     }
 
 
-def _failure_message(invocation: Invocation, code: int, errors: list[str], result: Any) -> str:
+def _failure_message(invocation: Invocation, code: int, error: str | None, result: Any) -> str:
     message = f"condvest {invocation.command} failed with exit code {code}"
-    if errors:
-        message += ": " + errors[-1].partition(":")[2].strip()
+    if error:
+        message += ": " + redact(error)
     elif isinstance(result, dict):
         problems = result.get("problems") or result.get("errors")
         detail = json.dumps(problems if problems else result, default=str)
@@ -205,22 +186,17 @@ def handler(event: Any, context: LambdaContext | None) -> dict[str, Any]:
         token = DEADLINE.set(time.monotonic() + left_s - margin)
     log.info(
         "lambda invocation",
-        extra={"event_shape": invocation.shape, "argv": list(invocation.argv)},
+        extra={
+            "event_shape": invocation.shape,
+            "argv": list(invocation.argv),
+            "call": invocation.call.method,
+        },
     )
     try:
-        code, stdout, errors = run_cli(list(invocation.argv))
+        result = run_call(invocation)
     finally:
         if token is not None:
             DEADLINE.reset(token)
-    result = parse_result(stdout)
-    if code != 0:
-        raise CommandFailed(
-            _failure_message(invocation, code, errors, result), exit_code=code, result=result
-        )
-    if result is None:
-        raise CommandFailed(
-            f"condvest {invocation.command} printed no JSON result", exit_code=code, result=None
-        )
     return finish_result(invocation, result)
 
 

@@ -1,9 +1,8 @@
-"""Shared by every command: the global options' state, settings, the job context, rendering."""
+"""Shared by every command: the global options' state, the lake they name, rendering."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -11,10 +10,10 @@ from typing import Any, NoReturn
 import typer
 
 from condvest.cli.output import OutputFormat, render
-from condvest.jobs.base import JobContext, JobResult
+from condvest.jobs.base import JobResult
+from condvest.lake import DryRun, Lake, open_lake
 from condvest.logging import configure as configure_logging
-from condvest.logging import redact, register_secret
-from condvest.settings import Settings, load_settings
+from condvest.logging import redact
 
 
 @dataclass
@@ -25,20 +24,12 @@ class CliState:
     verbose: int = 0
     quiet: bool = False
 
-    def settings(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
-        merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
-        if self.lake is not None:
-            merged.setdefault("lake", {})["uri"] = self.lake
-        settings = load_settings(config_path=self.config, overrides=merged)
-        if settings.log.format != "auto":  # the global callback set up "auto" before settings
-            configure_logging(verbose=self.verbose, quiet=self.quiet, fmt=settings.log.format)
-        for secret in (settings.polygon.api_key, settings.postgres.dsn):
-            if secret is not None:
-                register_secret(secret.get_secret_value())
-        return settings
-
-    def context(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> JobContext:
-        return JobContext.from_settings(self.settings(overrides))
+    def open(self) -> Lake:
+        """The lake the global options name (``--lake``, ``--config``; else the settings')."""
+        lake = open_lake(self.lake, config=self.config)
+        if lake.settings.log.format != "auto":  # the global callback set up "auto" before
+            configure_logging(verbose=self.verbose, quiet=self.quiet, fmt=lake.settings.log.format)
+        return lake
 
 
 def state_of(ctx: typer.Context) -> CliState:
@@ -54,12 +45,16 @@ def emit(state: CliState, data: dict[str, Any], *, title: str) -> None:
 
 
 def finish(
-    state: CliState, result: JobResult, *, title: str, text_hidden: frozenset[str] = frozenset()
+    state: CliState,
+    result: JobResult | DryRun[Any],
+    *,
+    title: str,
+    text_hidden: frozenset[str] = frozenset(),
 ) -> NoReturn:
-    """Render ``result`` and exit with its code (1 when any part failed). A database that could
-    not be written is also the run's one ``error:`` line on stderr (the Lambda reports it)."""
+    """Render ``result`` (or a dry run's plan) and exit with its code (1 when any part failed).
+    A database that could not be written is also the run's one ``error:`` line on stderr."""
     render(result.to_dict(), state.output, title=title, text_hidden=text_hidden)
-    if result.database_error:
+    if isinstance(result, JobResult) and result.database_error:
         sys.stderr.write(f"error: {redact(result.database_error)}\n")
     raise typer.Exit(result.exit_code)
 

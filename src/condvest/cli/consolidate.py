@@ -7,9 +7,6 @@ from typing import Annotated
 import typer
 
 from condvest.cli.common import dry_run_option, finish, state_of
-from condvest.core.layout import parse_symbols
-from condvest.core.retention import parse_shard
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
 from condvest.settings import ConsolidateMode
 
 HELP = (
@@ -61,16 +58,15 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = dry_run_option(),
     ) -> None:
         state = state_of(ctx)
-        options = ConsolidateOptions(
-            mode=mode,
-            symbols=parse_symbols(symbols),
-            workers=workers,
-            retention_days=retention_days,
-            skip_cleanup=True if skip_cleanup else None,
-            shard=parse_shard(shard) if shard is not None else None,
-            shards=shards,
-            dry_run=dry_run,
-        )
-        job = state.context()
-        result = run_consolidate(job, plan_consolidate(job, options))
+        with state.open() as lake:
+            result = lake.consolidate(
+                mode=mode,
+                symbols=symbols,
+                workers=workers,
+                retention_days=retention_days,
+                skip_cleanup=skip_cleanup,
+                shard=shard,
+                shards=shards,
+                dry_run=dry_run,
+            )
         finish(state, result, title="condvest consolidate")

@@ -20,12 +20,13 @@ from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
 from condvest.cli.common import CliState
-from condvest.cli.output import OutputFormat
+from condvest.cli.output import OPENMETRICS_COMMANDS, OutputFormat
+from condvest.errors import UsageError
 from condvest.logging import configure as configure_logging
 
 CONFIG_HELP = "TOML config file (default ./condvest.toml)."
 LAKE_HELP = "Lake URI: a local path, file:///path or s3://bucket/prefix."
-OUTPUT_HELP = "Result format on stdout: text or json."
+OUTPUT_HELP = "Result format on stdout: text, json, or openmetrics (status only)."
 VERBOSE_HELP = "More logging; tracebacks on errors."
 QUIET_HELP = "Only warnings and errors on stderr."
 
@@ -71,7 +72,7 @@ def apply(state: CliState, values: dict[str, Any]) -> None:
         configure_logging(verbose=state.verbose, quiet=state.quiet)
 
 
-def _taking_globals(callback: Callable[..., Any]) -> Callable[..., Any]:
+def _taking_globals(command: str, callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
     def run(**kwargs: Any) -> Any:
         values = {name: kwargs.pop(name, None) for name in _NAMES}
@@ -79,6 +80,7 @@ def _taking_globals(callback: Callable[..., Any]) -> Callable[..., Any]:
         if not isinstance(root.obj, CliState):
             root.obj = CliState()
         apply(root.obj, values)
+        refuse_output(command, root.obj.output)
         return callback(**kwargs)
 
     return run
@@ -93,4 +95,13 @@ class GlobalOptionsGroup(TyperGroup):
             if command.callback is None:
                 continue
             command.params.extend(_params())
-            command.callback = _taking_globals(command.callback)
+            command.callback = _taking_globals(command.name or "", command.callback)
+
+
+def refuse_output(command: str, output: OutputFormat) -> None:
+    """An output format the command cannot render is a usage error before anything runs."""
+    if output is OutputFormat.OPENMETRICS and command not in OPENMETRICS_COMMANDS:
+        raise UsageError(
+            f"--output openmetrics is for condvest status only, not {command}",
+            hint="use --output json or text",
+        )

@@ -14,6 +14,11 @@ from condvest.logging import redact
 class OutputFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
+    OPENMETRICS = "openmetrics"
+    """Prometheus text exposition of status's health figures (status only, docs/metrics.md)."""
+
+
+OPENMETRICS_COMMANDS = frozenset({"status"})
 
 
 def _scalar(value: Any) -> str:
@@ -67,6 +72,8 @@ def render(
 
     ``text_hidden`` keys are left out of the text rendering only (too wide for a terminal;
     JSON always carries everything)."""
+    if fmt is OutputFormat.OPENMETRICS:  # refused before the command runs (global_options)
+        raise ValueError("--output openmetrics renders status's health figures only")
     if fmt is OutputFormat.JSON:
         sys.stdout.write(redact(json.dumps(result, default=str)) + "\n")
         sys.stdout.flush()

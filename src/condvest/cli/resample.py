@@ -6,34 +6,15 @@ from typing import Annotated
 
 import typer
 
-from condvest.cli.common import emit, finish, state_of
+from condvest.cli.common import finish, state_of
 from condvest.core.bars import BarAlignment
-from condvest.core.calendar import parse_date
-from condvest.errors import UsageError
-from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.lake import DryRun
 
 HELP = (
     "Build N-session bars (default 3,5,8,13,21,34) from bronze into silver. Incremental by "
     "default: only month partitions whose bars changed are rewritten; the result always equals "
     "a full rebuild."
 )
-
-
-def _intervals(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(
-            f"--intervals {text!r} is not a list of numbers", hint="pass e.g. --intervals 3,5,8"
-        ) from None
-    if not values or any(n < 2 or n > 1000 for n in values):
-        raise UsageError(
-            f"--intervals {text!r}: each interval must be between 2 and 1000 sessions",
-            hint="pass e.g. --intervals 3,5,8",
-        )
-    return values
 
 
 def register(app: typer.Typer) -> None:
@@ -69,17 +50,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         state = state_of(ctx)
-        options = ResampleOptions(
-            intervals=_intervals(intervals),
-            alignment=alignment,
-            full=full,
-            include_partial=include_partial,
-            since=parse_date(since, option="--since") if since is not None else None,
-            dry_run=dry_run,
-        )
-        job = state.context()
-        plan = plan_resample(job, options)
-        if dry_run:
-            emit(state, plan.to_dict(), title="condvest resample (dry run)")
-            raise typer.Exit(0)
-        finish(state, run_resample(job, plan), title="condvest resample")
+        with state.open() as lake:
+            result = lake.resample(
+                intervals=intervals,
+                alignment=alignment,
+                full=full,
+                include_partial=include_partial,
+                since=since,
+                dry_run=dry_run,
+            )
+        dry = " (dry run)" if isinstance(result, DryRun) else ""
+        finish(state, result, title=f"condvest resample{dry}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from condvest.cli.common import dry_run_option, emit, finish, source_option, state_of
-from condvest.jobs.run import RunOptions, plan_run, preview_run, run_run
+from condvest.cli.common import dry_run_option, finish, source_option, state_of
+from condvest.lake import DryRun
 from condvest.settings import SourceKind
 
 HELP = (
@@ -27,19 +27,12 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = dry_run_option(),
     ) -> None:
         state = state_of(ctx)
-        overrides: dict[str, dict[str, Any]] = {"fetch": {"source": source}}
-        job = state.context(overrides)
-        plan = plan_run(job, RunOptions(vacuum=vacuum))
-        if dry_run:
-            emit(
+        with state.open() as lake:
+            result = lake.run(source=source, vacuum=vacuum, dry_run=dry_run)
+        if isinstance(result, DryRun):
+            finish(
                 state,
-                {"dry_run": True, "stages": list(plan.stages), "plans": preview_run(job, plan)},
+                result,
                 title="condvest run (plan; --output json shows each stage's plan in full)",
             )
-            raise typer.Exit(0)
-        finish(
-            state,
-            run_run(job, plan),
-            title="condvest run",
-            text_hidden=frozenset({"results"}),
-        )
+        finish(state, result, title="condvest run", text_hidden=frozenset({"results"}))

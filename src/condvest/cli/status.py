@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
 from condvest.cli.common import emit, state_of
 from condvest.cli.output import OutputFormat
-from condvest.jobs.status import check_failed, run_status
+from condvest.lake import check_failed
+from condvest.metrics import health_metrics, openmetrics_text
 
 HELP = (
     "One health view: freshness, missing sessions, pending files, silver coverage, last runs, "
@@ -35,8 +37,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         state = state_of(ctx)
-        result = run_status(state.context(), init_db=init_db)
+        with state.open() as lake:
+            result = lake.status(init_db=init_db)
         data = result.to_dict()
+        if state.output is OutputFormat.OPENMETRICS:
+            sys.stdout.write(openmetrics_text(result.lake, health_metrics(data)))
+            sys.stdout.flush()
+            raise typer.Exit(1 if check and check_failed(result) else 0)
         if state.output is OutputFormat.TEXT:
             data = _compact_parts(data)
         emit(state, data, title="condvest status")
@@ -45,10 +52,15 @@ def register(app: typer.Typer) -> None:
 
 def _compact_parts(data: dict[str, Any]) -> dict[str, Any]:
     """For the terminal: each shard's last run as one line ("shard-0-of-2 failed (<run id>)")
-    instead of a nested dict in a table cell; JSON keeps the full records."""
+    instead of a nested dict in a table cell, and a stage's last success only when its last
+    run did not succeed; JSON keeps the full records."""
     runs = {}
     for stage, view in (data.get("runs") or {}).items():
-        parts = (view or {}).get("parts")
+        view = view or {}
+        if view.get("outcome") == "success" or not view.get("last_success_at"):
+            # says something only when the last run did not succeed (a column fewer)
+            view = {k: v for k, v in view.items() if k != "last_success_at"}
+        parts = view.get("parts")
         if isinstance(parts, dict):
             lines = [
                 f"{scope} {p.get('outcome')} ({p.get('run_id')})" for scope, p in parts.items()

@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 
 from condvest.cli.common import dry_run_option, finish, state_of
-from condvest.core.layout import parse_symbols
-from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
 
 HELP = (
     "Delete date= files older than the retention window whose rows are verified in data.parquet, "
@@ -47,13 +45,12 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = dry_run_option(),
     ) -> None:
         state = state_of(ctx)
-        options = VacuumOptions(
-            symbols=parse_symbols(symbols),
-            retention_days=retention_days,
-            force=force,
-            dry_run=dry_run,
-            db_retention_days=db_retention_days,
-        )
-        job = state.context()
-        result = run_vacuum(job, plan_vacuum(job, options))
+        with state.open() as lake:
+            result = lake.vacuum(
+                symbols=symbols,
+                retention_days=retention_days,
+                force=force,
+                db_retention_days=db_retention_days,
+                dry_run=dry_run,
+            )
         finish(state, result, title="condvest vacuum")

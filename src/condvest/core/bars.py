@@ -1,4 +1,4 @@
-"""N-session bar maths (DESIGN §4, §7): pure, vectorised numpy over daily rows.
+"""N-session bar maths (docs/design.md §4, §7): pure, vectorised numpy over daily rows.
 
 Daily rows come in as one table sorted by (symbol, date) with one row per (symbol, date).
 Bars are contiguous runs of those rows that share a symbol and a bar number, so every field is a

@@ -22,7 +22,7 @@ from condvest.errors import ConfigError, UsageError
 
 log = logging.getLogger("condvest.calendar")
 ORIGIN = date(1962, 1, 2)
-"""Session index 0: the first NYSE session the calendar knows (DESIGN §7)."""
+"""Session index 0: the first NYSE session the calendar knows (docs/design.md §7)."""
 NEW_YORK = ZoneInfo("America/New_York")
 _HORIZON_YEARS = 2
 

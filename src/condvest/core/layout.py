@@ -1,4 +1,5 @@
-"""Every lake path is built here (DESIGN §4). Keys are relative to the lake root and use '/'."""
+"""Every lake path is built here (docs/design.md §4). Keys are relative to the lake root and use
+'/'."""
 
 from __future__ import annotations
 

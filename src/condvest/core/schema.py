@@ -1,4 +1,4 @@
-"""Canonical schemas (DESIGN §4) and the normaliser for the original system's files."""
+"""Canonical schemas (docs/design.md §4) and the normaliser for the original system's files."""
 
 from __future__ import annotations
 

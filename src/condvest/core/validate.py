@@ -1,4 +1,4 @@
-"""Row validation before anything is written (DESIGN §5), pure.
+"""Row validation before anything is written (docs/design.md §5), pure.
 
 A bad row never stops the batch: it goes to quarantine with its reason and raw values, the rest
 lands. Checks: prices > 0, high >= max(open, close), low <= min(open, close), volume >= 0, a

@@ -1,5 +1,5 @@
 """What every job shares: the context it runs in, its result record, and the stage wrapper
-(lock + run record) around a real run. Jobs follow one shape (STYLE.md):
+(lock + run record) around a real run. Jobs follow one shape (docs/design.md §15):
 ``plan_<verb>(ctx, options) -> <Verb>Plan`` and ``run_<verb>(ctx, plan) -> <Verb>Result``;
 ``--dry-run`` renders the plan and executes nothing."""
 
@@ -21,7 +21,7 @@ from condvest.core.calendar import TradingCalendar, get_calendar
 from condvest.errors import CondvestError, UsageError
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
-from condvest.state.lock import StageLock
+from condvest.state.lock import StageLock, exclude_other_parts
 from condvest.state.marker import adopt_lake, mark_new_lake
 from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
@@ -211,13 +211,20 @@ def refuse_clock_skew(ctx: JobContext) -> None:
 
 
 def run_stage(
-    ctx: JobContext, stage: str, body: Callable[[StageLock], R], *, scope: str | None = None
+    ctx: JobContext,
+    stage: str,
+    body: Callable[[StageLock], R],
+    *,
+    scope: str | None = None,
+    parts: bool = False,
 ) -> R:
     """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake.
 
     ``scope`` names a part of the stage that runs on its own (a consolidate shard,
     "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
-    its runs are recorded under the stage and under the part (see state.runs)."""
+    its runs are recorded under the stage and under the part (see state.runs). ``parts``: the
+    stage can run in parts, so a whole run and a part run exclude each other (a full and a
+    sharded consolidate at once failed spuriously)."""
     refuse_clock_skew(ctx)  # before the lock: a refused run writes nothing
     # condvest creates a lake here (before the lock's own write makes the location non-empty)
     mark_new_lake(ctx.storage, ctx.now())
@@ -228,18 +235,26 @@ def run_stage(
         ttl_s=ctx.settings.lock.ttl_seconds,
     )
     lock.acquire()
+    if parts:
+        try:
+            exclude_other_parts(ctx.storage, stage, scope, ctx.now())
+        except BaseException:
+            lock.release()
+            raise
     started = ctx.now()
+    clock = time.monotonic()
     record = RunRecord(stage=stage, run_id=ctx.run_id, started_at=started.isoformat(), scope=scope)
     try:
         write_run_record(ctx.storage, record)
         db_error = _record_in_db(ctx, record)
         result = body(lock)
     except CondvestError as exc:
-        _finish(ctx, record, "failed", {}, str(exc))
+        _finish(ctx, record, "failed", {}, str(exc), elapsed_s=time.monotonic() - clock)
         lock.release()
         raise
     except BaseException as exc:
-        _finish(ctx, record, "failed", {}, f"{type(exc).__name__}: {exc}")
+        message = f"{type(exc).__name__}: {exc}"
+        _finish(ctx, record, "failed", {}, message, elapsed_s=time.monotonic() - clock)
         lock.release()
         raise
     if db_error is not None:
@@ -250,7 +265,18 @@ def run_stage(
     if result.ok and result.to_dict().get("partial"):
         outcome = "partial"
     error = None if result.ok else result.failure_summary()
-    db_error = _finish(ctx, record, outcome, result.counts(), error) or db_error
+    db_error = (
+        _finish(
+            ctx,
+            record,
+            outcome,
+            result.counts(),
+            error,
+            elapsed_s=time.monotonic() - clock,
+            result=result.to_dict(),
+        )
+        or db_error
+    )
     if result.ok:
         _adopt(ctx)
     if db_error is not None and result.database_error is None:
@@ -283,9 +309,17 @@ def _record_in_db(ctx: JobContext, record: RunRecord) -> str | None:
 
 
 def _finish(
-    ctx: JobContext, record: RunRecord, outcome: Any, counts: dict[str, Any], error: str | None
+    ctx: JobContext,
+    record: RunRecord,
+    outcome: Any,
+    counts: dict[str, Any],
+    error: str | None,
+    *,
+    elapsed_s: float,
+    result: dict[str, Any] | None = None,
 ) -> str | None:
-    """Write the run's final record (database, then lake); returns the database failure."""
+    """Write the run's final record (database, then lake) and emit its metrics (EMF, when on);
+    returns the database failure. ``result`` is the job's ``to_dict()`` (None: it raised)."""
     done = record.finished(outcome, ctx.now(), counts, error)
     db_error = _record_in_db(ctx, done)
     if db_error is not None:
@@ -298,4 +332,23 @@ def _finish(
         write_run_record(ctx.storage, done)
     except CondvestError as exc:  # the job's own outcome matters more than its record
         log.error("could not write the run record of %s: %s", record.stage, exc)
+    _emit_run_metrics(ctx, done, elapsed_s, result)
     return db_error
+
+
+def _emit_run_metrics(
+    ctx: JobContext, done: RunRecord, elapsed_s: float, result: dict[str, Any] | None
+) -> None:
+    from condvest.metrics import emit_emf, stage_metrics
+
+    properties = {"RunId": done.run_id, "Outcome": done.outcome}
+    if done.scope:
+        properties["Scope"] = done.scope
+    emit_emf(
+        ctx.settings,
+        done.stage,
+        ctx.storage.uri,
+        stage_metrics(done.stage, done.outcome, elapsed_s, result),
+        when=ctx.now(),
+        properties=properties,
+    )

@@ -1,4 +1,4 @@
-"""``condvest consolidate`` (DESIGN §6): merge each symbol's landed ``date=`` files into its
+"""``condvest consolidate`` (docs/design.md §6): merge each symbol's landed ``date=`` files into its
 ``data.parquet`` (verified, atomic: :func:`merge_into_data_file`), record it in the manifest,
 and only then delete date files past the retention window whose rows are verified present.
 
@@ -210,7 +210,7 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
     count = options.shards if options.shards is not None or options.shard else cfg.shards
     shard = resolve_shard(options.shard, count, count_from=count_from)
     require_lake(ctx.storage, "consolidate")  # its cleanup deletes date files
-    manifest, _ = read_manifest(ctx.storage)
+    manifest, _ = read_manifest(ctx.storage, rebuild=mode is ConsolidateMode.FULL)
     symbols, selection = candidates(ctx.storage, manifest, mode, options.symbols, workers)
     journals = read_journals(ctx.storage) if options.symbols is None else ()
     if symbols is not None:
@@ -276,7 +276,7 @@ def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult
     if plan.dry_run:
         return _dry_result(ctx, plan)
     scope = None if plan.shard is None else f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
-    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), scope=scope)
+    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), scope=scope, parts=True)
 
 
 def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
@@ -326,7 +326,7 @@ def _finish_batch(
     """Wait for a batch's merges, record them in the manifest, then queue the cleanup of the
     symbols recorded. True when symbols were left out (deadline)."""
     merged = [m for m in (f.result() for f in batch.merges) if m is not None]
-    _record(ctx.storage, merged, tally)
+    _record(ctx.storage, merged, tally, rebuild=plan.mode is ConsolidateMode.FULL)
     # Only symbols whose manifest row is recorded may lose date files.
     ok = {m.symbol for m in merged if m.row is not None and m.symbol not in tally.failures}
     if not plan.skip_cleanup:
@@ -418,12 +418,13 @@ def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
     )
 
 
-def _record(storage: Storage, merged: list[_Merged], tally: _Tally) -> None:
-    """Record the batch in the manifest (one CAS update), then count it."""
+def _record(storage: Storage, merged: list[_Merged], tally: _Tally, *, rebuild: bool) -> None:
+    """Record the batch in the manifest (one CAS update), then count it. ``rebuild``: a full
+    run replaces an unreadable manifest with the rows it recomputes."""
     rows = {m.symbol: m.row for m in merged if m.row is not None and m.row != m.previous}
     if rows:
         try:
-            update_manifest(storage, rows)
+            update_manifest(storage, rows, rebuild=rebuild)
         except StorageError as exc:
             for m in merged:
                 if m.row is not None:

@@ -1,4 +1,4 @@
-"""Heal lake → PostgreSQL divergence (``condvest fetch --sync-db``, DESIGN §9, issue 6).
+"""Heal lake → PostgreSQL divergence (``condvest fetch --sync-db``, docs/design.md §9, issue 6).
 
 The lake is the source of truth. When a database write failed after the lake write stood, the
 database watermark stays behind the fetch log; this job re-reads the sessions the database lacks

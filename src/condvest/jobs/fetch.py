@@ -1,4 +1,5 @@
-"""``condvest fetch`` (DESIGN §5): plan the missing sessions, land them, restate split symbols.
+"""``condvest fetch`` (docs/design.md §5): plan the missing sessions, land them, restate split
+symbols.
 
 Decisions an operator should know (also in docs/commands/fetch.md):
 

@@ -198,6 +198,7 @@ def _land(
     if batch.empty:
         t.empty.append(session)
         t.reasons[session] = "the source returned no rows (not published yet, or a closure)"
+        log.warning("%s: the source returned no rows; it stays missing", session)
         t.messages.append(
             f"{session}: the source returned no rows — not published yet, or an unscheduled "
             "closure. It stays missing and every run asks again; if the exchange was closed, "
@@ -291,6 +292,8 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
                 t.failed[session.isoformat()] = str(exc)
                 t.reasons[session] = str(exc)
                 t.messages.append(f"{session} failed: {exc}")
+                # on stderr too: with --output json (or -q) an exit 1 must not come without a word
+                log.error("%s failed: %s", session, exc)
                 in_a_row += 1
                 left = len(plan.sessions) - i - 1
                 if in_a_row >= _MAX_CONSECUTIVE_FAILURES and left:
@@ -302,7 +305,10 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
         splits, restated, held = _splits_and_restatement(ctx, plan, source, t, known)
         if plan.symbols is None:
             recorded = _record(ctx, t, held)
-            update_failures(ctx.storage, t.reasons, set(recorded), run_id=ctx.run_id)
+            try:
+                update_failures(ctx.storage, t.reasons, set(recorded), run_id=ctx.run_id)
+            except CondvestError as exc:  # it only explains; the sessions' own errors matter
+                log.warning("could not keep why sessions failed: %s", exc)
     finally:
         ctx.close()
     new = sorted(t.symbols - known) if known else []

@@ -1,4 +1,4 @@
-"""``condvest resample``: N-session bars into silver (DESIGN §7), incremental or full.
+"""``condvest resample``: N-session bars into silver (docs/design.md §7), incremental or full.
 
 Two ways to plan a run:
 

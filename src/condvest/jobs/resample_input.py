@@ -7,8 +7,8 @@ with another schema (the original system's legacy shapes) are read with pyarrow 
 ``normalise_bronze``; if the scan fails (a file vanished or is corrupt) the files are read one by
 one, which skips a vacuumed date file and names a corrupt one. On S3 a thread pool reads the files
 through the Storage. The symbol comes from the file's own column, never from the path, so tickers
-such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (DESIGN §12); a directory holding
-two symbols, or a symbol held in two directories, is an error.
+such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (docs/design.md §12); a directory
+holding two symbols, or a symbol held in two directories, is an error.
 
 Which date files are read: one whose session is not in ``data.parquet``, or which was written at
 or after ``data.parquet`` (a correction landed after the last consolidation). A date file older

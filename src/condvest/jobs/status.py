@@ -1,4 +1,5 @@
-"""``condvest status``: one health view of the lake (DESIGN §2). Reads only; never writes."""
+"""``condvest status``: one health view of the lake (docs/design.md §2). Reads only; never
+writes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from datetime import date
 from typing import Any
 
 from condvest.core import layout
-from condvest.errors import CondvestError, UsageError
+from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
-from condvest.state.fetchlog import landed_sessions, read_failures, read_watermark
+from condvest.state.fetchlog import (
+    empty_entries,
+    landed_sessions,
+    read_failures,
+    read_watermark,
+)
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
-from condvest.state.runs import STAGES, failed_parts, last_runs, scoped_runs
+from condvest.state.runs import STAGES, failed_parts, last_runs, last_success, scoped_runs
 from condvest.storage.base import ObjectInfo
 
 MISSING_SHOWN = 100
@@ -28,6 +34,8 @@ class StatusResult(JobResult):
     generated_at: str = ""
     latest_completed_session: str | None = None
     latest_landed_session: str | None = None
+    sessions_behind: int | None = None
+    """Completed sessions after the latest landed one (None: nothing landed yet)."""
     watermark: str | None = None
     stale: bool = True
     silver_stale: bool = False
@@ -45,7 +53,11 @@ class StatusResult(JobResult):
 
 def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
     objects = ctx.storage.list_objects(layout.BRONZE_OHLCV + "/")
-    manifest, _ = read_manifest(ctx.storage)
+    manifest_error = None
+    try:
+        manifest, _ = read_manifest(ctx.storage)
+    except CorruptFileError as exc:  # a problem to show, not a reason to show nothing
+        manifest, manifest_error = {}, str(exc)
     per_symbol: dict[str, list[ObjectInfo]] = defaultdict(list)
     temp_files = 0
     for obj in objects:
@@ -94,7 +106,7 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
                 rows += 1
                 first = day if first is None or day < first else first
                 last = day if last is None or day > last else last
-    summary = {
+    summary: dict[str, Any] = {
         "symbols": len(per_symbol),
         "consolidated_symbols": sum(1 for s in per_symbol if s in manifest),
         "rows": rows,
@@ -108,6 +120,8 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
         "temp_files_elsewhere": _temp_files_elsewhere(ctx),
         "bytes": sum(o.size for o in objects),
     }
+    if manifest_error:
+        summary["manifest_error"] = manifest_error
     return summary, latest_landed
 
 
@@ -282,9 +296,20 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             f"latest landed session {latest_landed.isoformat()} is behind the latest completed "
             f"session {latest_completed.isoformat()}"
         )
+    if bronze.get("manifest_error"):
+        problems.append(str(bronze["manifest_error"]))
     skew = clock_skew(ctx)
     if skew:
         problems.append(skew + "; writing commands refuse to run until it is fixed")
+    recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
+    if recorded_empty:
+        shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
+        problems.append(
+            f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
+            f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
+            f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
+            "(or add real closures to calendar.closures_file)"
+        )
     if missing:
         first = missing[0]
         why = f" ({failures[first]})" if failures.get(first) else ""
@@ -302,6 +327,13 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         and due is not None
         and date.fromisoformat(view["through"]) < due
     ]
+    for view in silver.values():
+        through = view.get("through")
+        view["lag_sessions"] = (
+            _sessions_after(ctx, date.fromisoformat(through), due)
+            if isinstance(through, str) and due is not None
+            else None
+        )
     if behind and due is not None:
         oldest = min(through for _, through in behind)
         problems.append(
@@ -329,6 +361,8 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
                 "error": None,
             }
         )
+        success = last_success(ctx.storage, stage, record) if record else None
+        run_view[stage]["last_success_at"] = success.ended_at if success else None
         if record and record.outcome == "failed":
             problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
         parts = scoped_runs(ctx.storage, stage)
@@ -388,6 +422,9 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         generated_at=ctx.now().isoformat(),
         latest_completed_session=latest_completed.isoformat(),
         latest_landed_session=latest_landed.isoformat() if latest_landed else None,
+        sessions_behind=(
+            _sessions_after(ctx, latest_landed, latest_completed) if latest_landed else None
+        ),
         watermark=watermark.isoformat() if watermark else None,
         stale=stale,
         silver_stale=bool(behind),
@@ -408,6 +445,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         quarantine=quarantine,
         database=database,
     )
+    _emit_metrics(ctx, result)
     log.info(
         "status of %s: %s",
         result.lake,
@@ -415,6 +453,30 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         extra={"lake": result.lake, "healthy": result.healthy, "stale": result.stale},
     )
     return result
+
+
+def _sessions_after(ctx: JobContext, after: date, through: date) -> int | None:
+    """Sessions with after < day <= through (0 when ``after`` is not before ``through``; None
+    when the calendar does not reach back to ``after``)."""
+    if after >= through:
+        return 0
+    try:
+        return sum(1 for d in ctx.calendar.sessions_between(after, through) if d > after)
+    except CondvestError:
+        return None
+
+
+def _emit_metrics(ctx: JobContext, result: StatusResult) -> None:
+    from condvest.metrics import emit_emf, health_metrics
+
+    emit_emf(
+        ctx.settings,
+        "status",
+        result.lake,
+        health_metrics(result.to_dict()),
+        when=ctx.now(),
+        properties={"RunId": result.run_id},
+    )
 
 
 def check_failed(result: StatusResult) -> bool:

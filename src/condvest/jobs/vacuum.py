@@ -1,6 +1,6 @@
-"""``condvest vacuum`` (DESIGN §8): delete ``date=`` files older than the retention window whose
-rows are verified inside the symbol's ``data.parquet`` (a date file whose row differs from, or is
-newer than, the consolidated row is pending, not superseded, and stays), and temporary files of
+"""``condvest vacuum`` (docs/design.md §8): delete ``date=`` files older than the retention window
+whose rows are verified inside the symbol's ``data.parquet`` (a date file whose row differs from, or
+is newer than, the consolidated row is pending, not superseded, and stays), and temporary files of
 crashed writes older than ``vacuum.temp_grace_hours``. Keeps cumulative totals in
 ``processing_metadata/cleanup_manifest.json`` (compare-and-swap; not in a dry run).
 
@@ -24,6 +24,7 @@ from condvest.core.retention import retention_cutoff
 from condvest.errors import (
     CondvestError,
     DeleteFailedError,
+    DiskFullError,
     NotFoundError,
     StorageError,
     UsageError,
@@ -180,7 +181,36 @@ def run_vacuum(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
     """Delete what ``plan`` verified (nothing in a dry run) and update the cleanup manifest."""
     if plan.dry_run:
         return _result(ctx, plan, 0.0, dry_run=True)
-    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
+    try:
+        return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
+    except DiskFullError as exc:
+        # The tool that frees space must run on a full disk, where it cannot write its lock:
+        # first delete what is safe without one — temporaries of crashed writes, older than
+        # vacuum.temp_grace_hours (no live writer owns them) — then take the lock as usual.
+        freed = _free_crashed_temporaries(ctx, plan)
+        if not freed:
+            raise DiskFullError(
+                f"{exc.message}; vacuum found no crashed temporaries to delete first",
+                hint="free space on the lake's disk by hand, then run vacuum again",
+            ) from None
+        log.warning(
+            "disk full: deleted %d crashed temporary file(s) (%d bytes) before taking the lock",
+            len(freed),
+            sum(o.size for o in freed),
+        )
+        # The plan is unchanged: deleting an absent key is a no-op, and the result counts the
+        # temporaries freed here with the rest.
+        return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
+
+
+def _free_crashed_temporaries(ctx: JobContext, plan: VacuumPlan) -> tuple[ObjectInfo, ...]:
+    """Delete ``plan``'s temp files (old, condvest-named: verified when planned) without the
+    lock; returns those deleted."""
+    try:
+        ctx.storage.delete_many(o.key for o in plan.temp_files)
+    except DeleteFailedError as exc:
+        return tuple(o for o in plan.temp_files if o.key not in exc.failed)
+    return plan.temp_files
 
 
 def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:

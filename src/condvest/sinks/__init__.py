@@ -1,4 +1,4 @@
-"""Optional sinks beside the lake. Today: the PostgreSQL serving cache (DESIGN §9).
+"""Optional sinks beside the lake. Today: the PostgreSQL serving cache (docs/design.md §9).
 
 Nothing here imports psycopg unless PostgreSQL is enabled (``postgres.dsn`` or
 ``postgres.secret_arn``)."""

@@ -1,4 +1,4 @@
-"""The PostgreSQL cache's tables (DESIGN §9) and their versioned upgrade path.
+"""The PostgreSQL cache's tables (docs/design.md §9) and their versioned upgrade path.
 
 The schema version lives in ``condvest_schema_version`` (one row per applied migration).
 :func:`migrate` applies the migrations above the current version in order, in ONE transaction,

@@ -1,5 +1,6 @@
-"""The PostgreSQL serving cache (DESIGN §9): ``raw_ohlcv``, ``symbol_metadata``, the watermark
-and the job-run log. Imported only when PostgreSQL is enabled (:func:`condvest.sinks.open_sink`).
+"""The PostgreSQL serving cache (docs/design.md §9): ``raw_ohlcv``, ``symbol_metadata``, the
+watermark and the job-run log. Imported only when PostgreSQL is enabled
+(:func:`condvest.sinks.open_sink`).
 
 Bulk writes stream the Arrow table as CSV (written by Arrow's C++ writer, so no Python loop per
 row) into a temporary table with COPY, then ``INSERT … ON CONFLICT DO UPDATE … WHERE`` the row

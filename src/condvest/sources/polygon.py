@@ -1,4 +1,4 @@
-"""Polygon.io / Massive REST client (DESIGN §5): aiohttp, bearer key, client-side pacing,
+"""Polygon.io / Massive REST client (docs/design.md §5): aiohttp, bearer key, client-side pacing,
 bounded concurrency, retries with exponential backoff + jitter honouring ``Retry-After``.
 
 The key travels only in the ``Authorization`` header. A ``next_url`` pagination link is

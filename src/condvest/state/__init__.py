@@ -1,5 +1,5 @@
-"""State kept in the lake under ``processing_metadata/`` (DESIGN §4): the stage lock, run records,
-the fetch log and watermarks, the consolidation manifest and the resample checkpoints.
+"""State kept in the lake under ``processing_metadata/`` (docs/design.md §14): the stage lock, run
+records, the fetch log and watermarks, the consolidation manifest and the resample checkpoints.
 
 Every state object is either written once per event (run records, fetch-log entries) or updated
 by compare-and-swap (watermark, manifest, lock), so concurrent runs never lose an update.

@@ -47,8 +47,16 @@ def record_session(storage: Storage, entry: SessionEntry) -> None:
 
 
 def read_session(storage: Storage, day: date) -> SessionEntry | None:
-    seen = storage.read_json_versioned(layout.fetch_log_entry(day))
-    return SessionEntry.from_json(seen[0]) if seen else None
+    """The session's fetch-log entry; CorruptFileError naming the repair when unreadable."""
+    hint = f"re-land the session, which rewrites its entry: condvest fetch --date {day} --force"
+    try:
+        seen = storage.read_json_versioned(layout.fetch_log_entry(day))
+        return SessionEntry.from_json(seen[0]) if seen else None
+    except CorruptFileError as exc:
+        raise CorruptFileError(exc.message, hint=hint) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        where = storage.url(layout.fetch_log_entry(day))
+        raise CorruptFileError(f"{where} is not a fetch-log entry: {exc!r}", hint=hint) from None
 
 
 def landed_sessions(storage: Storage) -> set[date]:
@@ -59,6 +67,29 @@ def landed_sessions(storage: Storage) -> set[date]:
         if day is not None:
             out.add(day)
     return out
+
+
+_EMPTY_ENTRY_MAX_BYTES = 400
+"""An entry of status "empty" (no symbols) is smaller than this; landed entries of all but the
+smallest lakes list their symbols and are larger, so only the small ones need reading."""
+
+
+def empty_entries(storage: Storage) -> list[date]:
+    """Sessions recorded with status ``empty`` — by versions before 2026-12, which wrote one
+    for a session the source had not published and let the watermark pass it. Reads only the
+    entries small enough to be one."""
+    out = []
+    for obj in storage.list_objects(layout.FETCH_LOG_PREFIX):
+        day = layout.parse_fetch_log_entry(obj.key)
+        if day is None or obj.size >= _EMPTY_ENTRY_MAX_BYTES:
+            continue
+        try:
+            entry = read_session(storage, day)
+        except CorruptFileError:
+            continue  # reported where it is read for real
+        if entry is not None and entry.status == "empty":
+            out.append(day)
+    return sorted(out)
 
 
 def _read_watermark_body(

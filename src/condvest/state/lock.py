@@ -251,3 +251,41 @@ def read_lock(storage: Storage, name: str) -> LockInfo | None:
         return LockInfo.from_json(seen[0])
     except (KeyError, TypeError):
         return None
+
+
+def live_locks(storage: Storage, names: list[str], now: datetime) -> list[LockInfo]:
+    """Holders of the locks ``names`` that are neither expired nor provably dead."""
+    out = []
+    for name in names:
+        holder = read_lock(storage, name)
+        if holder is not None and holder.expires > now and not holder_is_dead(holder):
+            out.append(holder)
+    return out
+
+
+def scoped_lock_names(storage: Storage, stage: str) -> list[str]:
+    """Names of the part locks of ``stage`` (``<stage>-<scope>``) present in the lake."""
+    prefix = layout.lock(f"{stage}-").removesuffix(".json")
+    names = []
+    for obj in storage.list_objects(prefix):
+        name = obj.key.rsplit("/", 1)[-1]
+        if name.endswith(".json") and not layout.is_temp_key(obj.key):
+            names.append(name.removesuffix(".json"))
+    return names
+
+
+def exclude_other_parts(storage: Storage, stage: str, scope: str | None, now: datetime) -> None:
+    """A whole-stage run and a part run (a consolidate shard) exclude each other: each takes its
+    own lock first, then refuses when the other kind is live — so of two racing runs at least
+    one sees the other (both may refuse; neither runs beside the other)."""
+    names = [stage] if scope else scoped_lock_names(storage, stage)
+    held = live_locks(storage, names, now)
+    if held:
+        other = held[0]
+        kind = f"the whole {stage}" if scope else f"{stage} part {other.name}"
+        raise LockHeldError(
+            f"{kind} is already running (run {other.run_id} on {other.host}, pid {other.pid}, "
+            f"since {other.acquired_at}); a {'part' if scope else 'whole'} run cannot run "
+            "beside it",
+            hint=f"wait for it, or for its lock to expire at {other.expires_at}",
+        )

@@ -5,6 +5,7 @@ shards never lose each other's rows."""
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -15,6 +16,8 @@ import pyarrow.parquet as pq
 from condvest.core import layout
 from condvest.errors import CorruptFileError, NotFoundError, StorageError
 from condvest.storage.base import Storage, parquet_bytes
+
+log = logging.getLogger("condvest.manifest")
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -41,7 +44,7 @@ def _decode(data: bytes, where: str) -> dict[str, ManifestRow]:
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as exc:
-        raise CorruptFileError(f"{where} is not readable: {exc}") from None
+        raise CorruptFileError(f"{where} is not readable: {exc}", hint=REPAIR_HINT) from None
     out: dict[str, ManifestRow] = {}
     cols = set(table.column_names)
     for row in table.to_pylist():
@@ -75,23 +78,42 @@ def _encode(rows: Mapping[str, ManifestRow]) -> bytes:
     return parquet_bytes(table)
 
 
-def read_manifest(storage: Storage) -> tuple[dict[str, ManifestRow], str | None]:
-    """Rows by symbol and the version token (None when there is no manifest yet)."""
+REPAIR_HINT = "rebuild it from the data files: condvest consolidate --mode full"
+
+
+def read_manifest(
+    storage: Storage, *, rebuild: bool = False
+) -> tuple[dict[str, ManifestRow], str | None]:
+    """Rows by symbol and the version token (None when there is no manifest yet).
+
+    An unreadable manifest raises CorruptFileError naming the repair — except with ``rebuild``
+    (a full consolidate, which recomputes every row from the data files): then it reads as
+    empty, with its version, so the rebuilt rows replace it."""
     try:
         data, version = storage.read_versioned(layout.CONSOLIDATION_MANIFEST)
     except NotFoundError:
         return {}, None
-    return _decode(data, storage.url(layout.CONSOLIDATION_MANIFEST)), version
+    try:
+        return _decode(data, storage.url(layout.CONSOLIDATION_MANIFEST)), version
+    except CorruptFileError as exc:
+        if not rebuild:
+            raise
+        log.warning("%s; a full consolidate rebuilds it from the data files", exc.message)
+        return {}, version
 
 
 def update_manifest(
-    storage: Storage, changes: Mapping[str, ManifestRow], *, attempts: int = 50
+    storage: Storage,
+    changes: Mapping[str, ManifestRow],
+    *,
+    attempts: int = 50,
+    rebuild: bool = False,
 ) -> None:
     """Merge ``changes`` into the manifest with a CAS loop (no lost updates between shards)."""
     if not changes:
         return
     for _ in range(attempts):
-        rows, version = read_manifest(storage)
+        rows, version = read_manifest(storage, rebuild=rebuild)
         rows.update(changes)
         data = _encode(rows)
         if version is None:

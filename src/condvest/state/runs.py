@@ -108,3 +108,35 @@ def last_runs(storage: Storage, stages: tuple[str, ...] = STAGES) -> dict[str, R
             seen = None
         out[stage] = RunRecord.from_json(seen[0]) if seen else None
     return out
+
+
+LAST_SUCCESS_SCAN = 50
+"""Most run records read, newest first, to find a stage's last success when its latest run
+did not succeed (status's SecondsSinceLastSuccess)."""
+
+
+def last_success(storage: Storage, stage: str, latest: RunRecord | None) -> RunRecord | None:
+    """The newest successful run of ``stage`` (any part of it: a consolidate shard counts),
+    or None. One read at most when the latest run succeeded; otherwise one listing of the
+    stage's run history and up to LAST_SUCCESS_SCAN reads (a lifecycle rule that expired the
+    older records leaves None)."""
+    if latest is not None and latest.outcome == "success":
+        return latest
+    prefix = layout.run_latest(stage).rsplit("/", 1)[0] + "/"
+    keys = [
+        obj.key
+        for obj in storage.list_objects(prefix)
+        if "/" not in obj.key[len(prefix) :]
+        and obj.key.endswith(".json")
+        and obj.key != layout.run_latest(stage)
+        and not layout.is_temp_key(obj.key)
+    ]
+    # Keys are <started stamp>_<run id>.json: newest last.
+    for key in sorted(keys, reverse=True)[:LAST_SUCCESS_SCAN]:
+        try:
+            record = RunRecord.from_json(storage.read_json(key))
+        except (CondvestError, TypeError, AttributeError):
+            continue
+        if record.outcome == "success":
+            return record
+    return None

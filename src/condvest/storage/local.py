@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from condvest.core.layout import grave_key, temp_key
-from condvest.errors import DeleteFailedError, NotFoundError, StorageError
+from condvest.errors import DeleteFailedError, DiskFullError, NotFoundError, StorageError
 from condvest.faults import count_write, delete_fault, kill_point, read_fault
 from condvest.storage.base import ObjectInfo, Storage, new_token
 
@@ -86,7 +86,11 @@ class LocalStorage(Storage):
                 hint="check the lake directory's permissions",
             )
         if exc.errno == errno.ENOSPC:
-            return StorageError(f"cannot {action} {self._path(key)}: disk full")
+            return DiskFullError(
+                f"cannot {action} {self._path(key)}: disk full",
+                hint="free space on the lake's disk; condvest vacuum deletes crashed temporaries "
+                "first, before it needs to write anything",
+            )
         return StorageError(f"cannot {action} {self._path(key)}: {reason}")
 
     @contextlib.contextmanager
