@@ -107,6 +107,29 @@ def test_metric_contract() -> None:
     assert used and used <= CONTRACT_NAMES, sorted(used - CONTRACT_NAMES)
 
 
+def test_metric_contract_is_what_condvest_emits() -> None:
+    """metrics.json against condvest.metrics: names and units of the stage metrics and the
+    health figures; the status figures per interval and per stage carry their extra dimension."""
+    from condvest import metrics
+
+    stage = dict(metrics.CORE_STAGE_METRICS)
+    assert CONTRACT["stage"]["metrics"] == stage
+    health = {f.name: f.unit for f in metrics.HEALTH_FIGURES}
+    status = {
+        **CONTRACT["status"]["metrics"],
+        **CONTRACT["status_per_interval"]["metrics"],
+        **CONTRACT["status_per_stage"]["metrics"],
+    }
+    assert status == health
+    assert CONTRACT["default_namespace"] == metrics_namespace_default()
+
+
+def metrics_namespace_default() -> str:
+    from condvest.settings import MetricsSettings
+
+    return str(MetricsSettings().namespace)
+
+
 # -- terraform ------------------------------------------------------------------------------------
 def _missing() -> str | None:
     if shutil.which("terraform") is None:
@@ -412,6 +435,8 @@ def test_apply_against_moto_then_destroy(
             problems.append(f"{name}: sets a name Batch reserves: {sorted(env)}")
         if env.get("CONDVEST_LAKE__URI") != f"s3://{BUCKET}/{PREFIX}":
             problems.append(f"{name}: lake {env.get('CONDVEST_LAKE__URI')}")
+        if env.get("CONDVEST_METRICS__NAMESPACE") != "condvest":
+            problems.append(f"{name}: emits to {env.get('CONDVEST_METRICS__NAMESPACE')}")
         resources = {r["type"]: r["value"] for r in props["resourceRequirements"]}
         if resources != {"VCPU": "2", "MEMORY": "4096"} or definition["platformCapabilities"] != [
             "FARGATE"
@@ -519,7 +544,9 @@ def test_apply_against_moto_then_destroy(
     # the function: an image, the lake, its log group with retention
     function = _client("lambda", endpoint).get_function(FunctionName="condvest")["Configuration"]
     assert function["PackageType"] == "Image"
-    assert function["Environment"]["Variables"]["CONDVEST_LAKE__URI"] == f"s3://{BUCKET}/{PREFIX}"
+    variables = function["Environment"]["Variables"]
+    assert variables["CONDVEST_LAKE__URI"] == f"s3://{BUCKET}/{PREFIX}"
+    assert variables["CONDVEST_METRICS__NAMESPACE"] == "condvest"
     logs = _client("logs", endpoint)
     groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
     for group in ("/aws/lambda/condvest", "/aws/batch/condvest"):

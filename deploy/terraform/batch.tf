@@ -39,7 +39,11 @@ resource "aws_batch_job_queue" "condvest" {
 }
 
 locals {
-  lake_env = [{ name = "CONDVEST_LAKE__URI", value = local.lake_uri }]
+  # the namespace the alarms and the dashboard read is the one every stage emits to
+  lake_env = [
+    { name = "CONDVEST_LAKE__URI", value = local.lake_uri },
+    { name = "CONDVEST_METRICS__NAMESPACE", value = var.metrics_namespace },
+  ]
 
   jobs = {
     consolidate = {

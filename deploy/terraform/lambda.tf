@@ -28,6 +28,7 @@ resource "aws_lambda_function" "condvest" {
         CONDVEST_LAMBDA_COMMAND              = "fetch"
         CONDVEST_LAMBDA_MARGIN_S             = "30"
         CONDVEST_POLYGON__API_KEY_SECRET_ARN = var.polygon_secret_arn
+        CONDVEST_METRICS__NAMESPACE          = var.metrics_namespace
       },
       var.database_secret_arn == null ? {} : { CONDVEST_POSTGRES__SECRET_ARN = var.database_secret_arn },
       var.polygon_requests_per_minute == null ? {} : { CONDVEST_POLYGON__REQUESTS_PER_MINUTE = tostring(var.polygon_requests_per_minute) },

@@ -257,9 +257,14 @@ variable "vacuum_day" {
 
 # -- observability --------------------------------------------------------------------------------
 variable "metrics_namespace" {
-  description = "The CloudWatch namespace condvest emits its metrics to (metrics.namespace)."
+  description = "The CloudWatch namespace condvest emits its metrics to (CONDVEST_METRICS__NAMESPACE of the function and every job)."
   type        = string
   default     = "condvest"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9.\\-_/#: ]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace is 1-255 of A-Z a-z 0-9 . - _ / # : and space, not AWS/..."
+  }
 }
 
 variable "metrics_lake_dimension" {
