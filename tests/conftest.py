@@ -22,13 +22,15 @@ from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV, Settings, load_sett
 from condvest.storage import Storage, open_storage
 
 BUCKET = "condvest-test"
+_REQUIRE_ENV = ("CONDVEST_REQUIRE_POSTGRES", "CONDVEST_REQUIRE_TERRAFORM")
+"""CI's switches that make the PostgreSQL and terraform tests fail instead of skip."""
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The host's CONDVEST_* and legacy variables must not leak into tests."""
     for name in list(os.environ):
-        if name.upper().startswith("CONDVEST_") and name != "CONDVEST_REQUIRE_POSTGRES":
+        if name.upper().startswith("CONDVEST_") and name not in _REQUIRE_ENV:
             monkeypatch.delenv(name, raising=False)
     for name in (*LEGACY_ENV, *LEGACY_BUCKET_ENV):
         monkeypatch.delenv(name, raising=False)

@@ -36,7 +36,7 @@ from deploy_docs import (
     state_machine_tasks,
 )
 
-PAGES = ("README", "eventbridge", "batch", "lambda", "iam", "step-functions", "cron")
+PAGES = ("README", "eventbridge", "batch", "lambda", "iam", "step-functions", "cron", "terraform")
 SYMBOLS = [f"S{i:02d}" for i in range(14)] + ["BRK.A", "aapl"]
 DAYS = [date(2026, 3, 2), date(2026, 3, 3)]
 INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
