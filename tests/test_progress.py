@@ -180,3 +180,42 @@ def test_dry_run_estimates_history_and_metadata_at_the_configured_rate(
     assert forced["requests"] == 1 + len(listed)
     assert forced["estimated_s"] == len(listed) * 12.0
     assert len(polygon.seen) == asked  # a plan asks nothing
+
+
+def test_consolidate_counts_bytes_and_vacuum_counts_deletions(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Every tracker a stage opens ends at its total: consolidate's bytes merged equal its
+    bytes_planned, vacuum's files deleted equal files_deleted."""
+    from condvest.jobs.base import JobContext
+    from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+    from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
+    from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+    from conftest import at
+
+    opened: list[Tracker] = []
+    original = JobContext.progress
+
+    def spy(self: JobContext, *args: Any, **kwargs: Any) -> Tracker:
+        tracker = original(self, *args, **kwargs)
+        opened.append(tracker)
+        return tracker
+
+    monkeypatch.setattr(JobContext, "progress", spy)
+    lake = make_local_lake(tmp_path / "lake")
+    now = at("2025-06-27T22:00:00Z")
+    synthetic = {"fetch": {"source": "synthetic", "synthetic_symbols": 6}}
+    ctx = lake.context(now=now, **synthetic)
+    assert run_fetch(ctx, plan_fetch(ctx, FetchOptions(start=date(2025, 5, 1)))).ok
+    opened.clear()
+    ctx = lake.context(now=now, **synthetic, consolidate={"skip_cleanup": True})
+    merged = run_consolidate(ctx, plan_consolidate(ctx, ConsolidateOptions()))
+    assert merged.ok and merged.bytes_planned > 0
+    size = next(t for t in opened if t.unit == "bytes merged")
+    assert size.total == size.done == merged.bytes_planned
+    opened.clear()
+    ctx = lake.context(now=now, **synthetic)
+    swept = run_vacuum(ctx, plan_vacuum(ctx, VacuumOptions(retention_days=7)))
+    assert swept.ok and swept.files_deleted > 0
+    deleted = next(t for t in opened if t.unit == "files deleted")
+    assert deleted.total == deleted.done == swept.files_deleted

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -43,6 +43,7 @@ from condvest.jobs.selection import (
     read_journals,
     superseded_files,
 )
+from condvest.progress import Tracker
 from condvest.settings import ConsolidateMode
 from condvest.state.manifest import ManifestRow, read_manifest, update_manifest
 from condvest.state.marker import require_lake
@@ -279,6 +280,12 @@ def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult
     return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), scope=scope, parts=True)
 
 
+def _advance_bytes(size: Tracker, symbol: SymbolPlan) -> Callable[[Future[Any]], None]:
+    """A done-callback advancing ``size`` by the bytes of ``symbol``'s pending date files."""
+    pending = sum(f.size for f in symbol.pending)
+    return lambda _future: size.advance(pending)
+
+
 def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
     started = time.monotonic()
     tally = _Tally()
@@ -287,6 +294,8 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
     journal = _write_journal(ctx, plan)
     cleanups: list[Future[tuple[str, Any]]] = []
     progress = ctx.progress("consolidate", len(todo), "symbols").start()
+    # Symbols differ in size by orders of magnitude: bytes give the honest ETA.
+    size = ctx.progress("consolidate", plan.summary()["bytes"], "bytes merged").start()
     with ThreadPoolExecutor(max_workers=_threads(ctx, plan.workers)) as pool:
         previous: _Batch | None = None
         for start in range(0, len(todo), _MANIFEST_BATCH):
@@ -297,8 +306,9 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             # Queued before the previous batch is recorded: the workers merge on while the
             # manifest is written (the pool used to idle for every manifest update).
             current = _Batch(batch, [pool.submit(_merge_symbol, ctx, p) for p in batch])
-            for merge in current.merges:
+            for symbol_plan, merge in zip(batch, current.merges, strict=True):
                 merge.add_done_callback(lambda _: progress.advance())
+                merge.add_done_callback(_advance_bytes(size, symbol_plan))
             if previous is not None:
                 partial = _finish_batch(ctx, plan, pool, previous, tally, cleanups) or partial
             previous = current
@@ -307,6 +317,7 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
         for future in cleanups:
             _count_cleanup(tally, *future.result())
     progress.close()
+    size.close()
     if not partial:
         _retire_journals(ctx.storage, plan, journal, tally)
     elapsed = time.monotonic() - started

@@ -228,10 +228,7 @@ def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
     try:
         # Only while each file is still the version verified: one rewritten since (a late
         # correction landed over an old date) is pending again and stays.
-        try:
-            changed = ctx.storage.delete_unchanged(doomed)
-        except DeleteFailedError as exc:
-            changed, not_deleted = exc.kept, dict(exc.failed)
+        changed = _delete_unchanged(ctx, doomed, not_deleted)
         if changed:
             log.warning(
                 "vacuum: %d date file(s) changed after they were verified and were kept: %s",
@@ -269,6 +266,28 @@ def _execute(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
         log.error("could not update %s: %s", layout.CLEANUP_MANIFEST, exc)
         failures.append({"symbol": "*", "reason": f"cleanup manifest: {exc}"})
     return result()
+
+
+_DELETE_CHUNK = 1000
+
+
+def _delete_unchanged(
+    ctx: JobContext, doomed: list[ObjectInfo], not_deleted: dict[str, str]
+) -> list[str]:
+    """Delete ``doomed`` (each only while unchanged) in chunks, so progress can be shown and
+    one failed chunk stops nothing; returns the keys kept because they changed, and adds the
+    ones that could not be deleted to ``not_deleted``."""
+    changed: list[str] = []
+    with ctx.progress("vacuum", len(doomed), "files deleted") as progress:
+        for start in range(0, len(doomed), _DELETE_CHUNK):
+            chunk = doomed[start : start + _DELETE_CHUNK]
+            try:
+                changed += ctx.storage.delete_unchanged(chunk)
+            except DeleteFailedError as exc:
+                changed += exc.kept
+                not_deleted.update(exc.failed)
+            progress.advance(len(chunk))
+    return changed
 
 
 def _without(
