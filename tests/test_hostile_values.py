@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -18,10 +18,10 @@ import pytest
 from condvest.core import layout
 from condvest.errors import SourceError
 from condvest.jobs.compaction import read_bronze
-from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.jobs.fetch_meta import latest_snapshot
-from conftest import Lake, at, polygon_overrides
+from conftest import Lake, at
 from polygon_server import FakePolygon, Scripted, agg, load_mock, ms
+from test_session_trust import fetch  # the same in-process fetch, NOW = FRI's close
 
 FRI = date(2025, 3, 14)
 NOW = at("2025-03-14T22:00:00Z")
@@ -46,15 +46,6 @@ BAD_ROWS: list[tuple[str, dict[str, Any], str]] = [
     ("CONFL", {"c": 10.1}, "differing rows"),
 ]
 GOOD = ["AAPL", "MSFT", "BRK.A", "DUP"]
-
-
-def fetch(lake: Lake, polygon: FakePolygon, now: datetime = NOW, **opts: Any) -> FetchResult:
-    settings = opts.pop("settings", {})
-    overrides = polygon_overrides(polygon.url)
-    for section, values in settings.items():
-        overrides.setdefault(section, {}).update(values)
-    ctx = lake.context(now=now, **overrides)
-    return run_fetch(ctx, plan_fetch(ctx, FetchOptions(**opts)))
 
 
 def lake_tables(lake: Lake) -> list[pa.Table]:
