@@ -52,7 +52,15 @@ def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
 
 # -- help and version -----------------------------------------------------------------------------
 def test_commands_are_the_designed_ones() -> None:
-    assert set(COMMANDS) == {"fetch", "consolidate", "resample", "vacuum", "status", "run"}
+    assert set(COMMANDS) == {
+        "fetch",
+        "consolidate",
+        "resample",
+        "vacuum",
+        "status",
+        "run",
+        "report",
+    }
 
 
 def test_top_level_help(tmp_path: Path) -> None:
