@@ -294,7 +294,10 @@ def test_quiet_and_log_format(tmp_path: Path) -> None:
 
 # -- global options before or after the command (issue 14 item 1) -----------------------------
 def command_args(command: str) -> list[str]:
-    """A run of ``command`` that changes nothing and needs no network: status, or a dry run."""
+    """A run of ``command`` that changes nothing in the lake and needs no network: status, a
+    report (to a file in the working directory), or a dry run."""
+    if command == "report":
+        return [command, "--out", "report.html", "--force"]
     return [command] if command == "status" else [command, "--dry-run"]
 
 
