@@ -22,8 +22,12 @@ from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV, Settings, load_sett
 from condvest.storage import Storage, open_storage
 
 BUCKET = "condvest-test"
-_REQUIRE_ENV = ("CONDVEST_REQUIRE_POSTGRES", "CONDVEST_REQUIRE_TERRAFORM")
-"""CI's switches that make the PostgreSQL and terraform tests fail instead of skip."""
+_REQUIRE_ENV = (
+    "CONDVEST_REQUIRE_POSTGRES",
+    "CONDVEST_REQUIRE_TERRAFORM",
+    "CONDVEST_REQUIRE_CHROMIUM",
+)
+"""CI's switches that make the PostgreSQL, terraform and Chromium tests fail instead of skip."""
 
 
 @pytest.fixture(autouse=True)

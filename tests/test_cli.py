@@ -52,7 +52,15 @@ def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
 
 # -- help and version -----------------------------------------------------------------------------
 def test_commands_are_the_designed_ones() -> None:
-    assert set(COMMANDS) == {"fetch", "consolidate", "resample", "vacuum", "status", "run"}
+    assert set(COMMANDS) == {
+        "fetch",
+        "consolidate",
+        "resample",
+        "vacuum",
+        "status",
+        "run",
+        "report",
+    }
 
 
 def test_top_level_help(tmp_path: Path) -> None:
@@ -286,7 +294,10 @@ def test_quiet_and_log_format(tmp_path: Path) -> None:
 
 # -- global options before or after the command (issue 14 item 1) -----------------------------
 def command_args(command: str) -> list[str]:
-    """A run of ``command`` that changes nothing and needs no network: status, or a dry run."""
+    """A run of ``command`` that changes nothing in the lake and needs no network: status, a
+    report (to a file in the working directory), or a dry run."""
+    if command == "report":
+        return [command, "--out", "report.html", "--force"]
     return [command] if command == "status" else [command, "--dry-run"]
 
 

@@ -38,6 +38,7 @@ from condvest.lake_values import (
     settings_overrides,
 )
 from condvest.logging import register_secret
+from condvest.report import HealthReport
 from condvest.settings import ConsolidateMode, Settings, SourceKind, load_settings
 
 
@@ -496,6 +497,15 @@ class Lake:
         from condvest.jobs.status import run_status
 
         return run_status(self._job(), init_db=init_db)
+
+    def report(self, *, sessions: int = 60, runs: int = 30) -> HealthReport:
+        """The health report page (``condvest report``): symbols landed and rows quarantined
+        over the last ``sessions`` sessions, each stage's last ``runs`` durations, silver
+        coverage, freshness and open problems; ``.html`` is the self-contained page. Read-only.
+        Needs matplotlib (``pip install 'condvest[report]'``; UsageError naming it otherwise)."""
+        from condvest.report import build_report
+
+        return build_report(self._job(), sessions=sessions, runs=runs)
 
     @overload
     def run(

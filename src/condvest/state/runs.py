@@ -140,3 +140,25 @@ def last_success(storage: Storage, stage: str, latest: RunRecord | None) -> RunR
         if record.outcome == "success":
             return record
     return None
+
+
+def recent_runs(storage: Storage, stage: str, limit: int) -> list[RunRecord]:
+    """The last ``limit`` whole runs of ``stage`` recorded in its history, oldest first (the
+    health report's durations). One listing and up to ``limit`` reads; records that are gone
+    meanwhile or not records are skipped."""
+    prefix = layout.run_latest(stage).rsplit("/", 1)[0] + "/"
+    keys = sorted(
+        obj.key
+        for obj in storage.list_objects(prefix)
+        if "/" not in obj.key[len(prefix) :]
+        and obj.key.endswith(".json")
+        and obj.key != layout.run_latest(stage)
+        and not layout.is_temp_key(obj.key)
+    )
+    out: list[RunRecord] = []
+    for key in keys[-limit:] if limit > 0 else []:
+        try:
+            out.append(RunRecord.from_json(storage.read_json(key)))
+        except (CondvestError, TypeError, AttributeError):
+            continue
+    return out
