@@ -74,9 +74,9 @@ def _global(
 
 
 def _register() -> None:
-    from condvest.cli import consolidate, fetch, resample, run, status, vacuum
+    from condvest.cli import consolidate, fetch, read, resample, run, status, vacuum
 
-    for module in (fetch, consolidate, resample, vacuum, status, run):
+    for module in (fetch, consolidate, resample, vacuum, status, run, read):
         module.register(app)
 
 
