@@ -52,7 +52,9 @@ def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
 
 # -- help and version -----------------------------------------------------------------------------
 def test_commands_are_the_designed_ones() -> None:
-    assert set(COMMANDS) == {"fetch", "consolidate", "resample", "vacuum", "status", "run"}
+    assert set(COMMANDS) == {
+        *("fetch", "consolidate", "resample", "vacuum", "status", "run", "read", "sql")
+    }
 
 
 def test_top_level_help(tmp_path: Path) -> None:
@@ -286,8 +288,10 @@ def test_quiet_and_log_format(tmp_path: Path) -> None:
 
 # -- global options before or after the command (issue 14 item 1) -----------------------------
 def command_args(command: str) -> list[str]:
-    """A run of ``command`` that changes nothing and needs no network: status, or a dry run."""
-    return [command] if command == "status" else [command, "--dry-run"]
+    """A run of ``command`` that changes nothing and needs no network: status, a read, or a
+    dry run."""
+    reads = {"status": ["status"], "read": ["read", "daily"], "sql": ["sql", "SELECT 1 AS one"]}
+    return reads.get(command, [command, "--dry-run"])
 
 
 def placed(where: str, options: list[str], command: str) -> list[str]:
@@ -301,7 +305,9 @@ def placed(where: str, options: list[str], command: str) -> list[str]:
     )
 
 
-def stable(body: dict[str, object]) -> dict[str, object]:
+def stable(body: dict[str, object] | list[object]) -> dict[str, object] | list[object]:
+    if isinstance(body, list):  # read / sql rows
+        return body
     return {k: v for k, v in body.items() if k not in ("run_id", "duration_s", "generated_at")}
 
 

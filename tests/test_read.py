@@ -349,3 +349,95 @@ def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
 
     monkeypatch.setattr(read_module, "read_bronze_range", vacuum_then_read)
     assert reader.daily("BBB").equals(expected)
+
+
+# -- docs and CLI ------------------------------------------------------------------------------
+READING = Path(__file__).resolve().parents[1] / "docs" / "reading.md"
+
+
+def test_every_python_example_in_reading_md_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/reading.md's blocks run in order in one namespace, offline, in an empty directory."""
+    import re
+
+    blocks = re.findall(r"^```python\n(.*?)^```", READING.read_text(), flags=re.S | re.M)
+    assert len(blocks) >= 3
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "reading_examples"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{READING.name} python block {number}", "exec"), namespace)
+
+
+def cli(lake: Lake, *args: str, cwd: Path) -> Any:
+    import cli_proc
+    from test_cli import cli_env
+
+    return cli_proc.run([*args, *lake.cli_args()], env=cli_env(lake.env()), cwd=cwd)
+
+
+def test_cli_read_and_sql(local_lake: Lake, tmp_path: Path) -> None:
+    import json
+
+    resampled(local_lake, 3)
+    daily = open_read(local_lake).daily()
+    out = cli(local_lake, "read", "daily", "-f", "ndjson", "--columns", "symbol,date", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines[0] == {"symbol": "AAA", "date": DAYS[0].isoformat()}
+    assert len(lines) == daily.num_rows
+    out = cli(local_lake, "read", "daily", "--symbols", "AAA,ZZZ", "-f", "csv", cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr == "no rows for: ZZZ\n"
+    assert out.stdout.splitlines()[0].startswith('"symbol","date"')
+    assert len(out.stdout.splitlines()) == 1 + len(DAYS)
+    out = cli(local_lake, "read", "bars", "--interval", "3", cwd=tmp_path)
+    assert out.returncode == 0 and f"{open_read(local_lake).bars(3).num_rows} rows" in out.stdout
+    target = tmp_path / "bars.parquet"
+    out = cli(
+        local_lake,
+        "read",
+        "bars",
+        "--interval",
+        "3",
+        "-f",
+        "parquet",
+        "--out",
+        str(target),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert pa.parquet.read_table(target).equals(open_read(local_lake).bars(3))  # type: ignore[attr-defined]
+    out = cli(local_lake, "-o", "json", "sql", "SELECT count(*) AS n FROM daily", cwd=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout) == [{"n": daily.num_rows}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("read", "daily", "--symbols", "../x"), "not a valid ticker"),
+        (("read", "daily", "--start", "2026-01-09", "--end", "2026-01-05"), "is after --end"),
+        (("read", "daily", "--start", "1950-01-01"), "before 1962-01-02"),
+        (("read", "daily", "--columns", "nope"), "unknown column(s) nope"),
+        (("read", "daily", "-f", "parquet"), "--format parquet needs --out"),
+        (("read", "daily", "-f", "csv", "--out", "exists.csv"), "exists (pass --force"),
+        (("read", "bars", "--interval", "7"), "condvest resample --intervals 7"),
+        (("read", "bars"), "needs --interval"),
+        (("sql", "SELECT nope FROM daily"), "SQL error: Binder Error"),
+        (("sql", "COPY daily TO 'x.csv'"), "COPY statements are refused"),
+        (("sql", "ATTACH 'x.db'"), "ATTACH statements are refused"),
+        (("sql", "INSTALL httpfs"), "refused"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(
+    local_lake: Lake, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    from test_cli import one_error_line
+
+    build_mixed(local_lake)
+    (tmp_path / "exists.csv").write_text("keep me")
+    out = cli(local_lake, *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert message in one_error_line(out)
+    assert out.stdout == ""
+    assert (tmp_path / "exists.csv").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.csv", "lake"]
