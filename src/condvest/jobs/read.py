@@ -103,15 +103,16 @@ def read_parquet_file(
     path = storage.local_path(key)
     where = storage.url(key)
     try:
-        source: Any = str(path) if path is not None else pa.BufferReader(storage.read_bytes(key))
-        schema = pq.read_schema(source)
-        use_filter = filters is not None and (not legacy_ok or is_canonical(schema))
-        table = pq.read_table(
-            source,
-            filters=filters if use_filter else None,
-            partitioning=None,
-            use_threads=False,
-        )
+        data = None if path is not None else storage.read_bytes(key)
+        source: Any = str(path) if data is None else pa.BufferReader(data)
+        # ParquetFile: no dataset discovery, a third of read_table's cost on small files
+        file = pq.ParquetFile(source)
+        use_filter = filters is not None and (not legacy_ok or is_canonical(file.schema_arrow))
+        if use_filter:
+            again = str(path) if data is None else pa.BufferReader(data)
+            table = pq.read_table(again, filters=filters, partitioning=None, use_threads=False)
+        else:
+            table = file.read(use_threads=False)
     except FileNotFoundError:
         raise NotFoundError(f"{where} disappeared while it was being read") from None
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -150,9 +151,10 @@ def _symbol_rows(
         if data_key is not None
         else BRONZE_SCHEMA.empty_table()
     )
-    tables = [read_bronze_range(storage, key, start, end) for key in sorted(landed)]
+    # date files were chosen by their session: read whole (one row), then bounded as a guard
+    tables = [read_bronze_range(storage, key, None, None) for key in sorted(landed)]
     incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
-    merged, _ = merge_bronze(history, incoming)
+    merged, _ = merge_bronze(history, _between(incoming, "date", start, end))
     return merged
 
 
