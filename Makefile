@@ -18,13 +18,17 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 # The offline demo: ~100 days of synthetic history (so silver has complete bars), then the
-# daily pipeline exactly as cron runs it, then the health check.
+# daily pipeline exactly as cron runs it, then the health check, then a few bars read back.
 DEMO_START ?= $(shell date -u -d '100 days ago' +%F)
 
 demo: install
 	$(BIN)/condvest --quiet fetch --source synthetic --start $(DEMO_START) > /dev/null
 	$(BIN)/condvest run --source synthetic
 	$(BIN)/condvest status --check
+	$(BIN)/condvest read bars --interval 5 --start $(DEMO_READ_START)
+
+# The demo ends by reading the lake: the 5-session bars of the last few weeks.
+DEMO_READ_START ?= $(shell date -u -d '21 days ago' +%F)
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -53,13 +53,7 @@ def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
 # -- help and version -----------------------------------------------------------------------------
 def test_commands_are_the_designed_ones() -> None:
     assert set(COMMANDS) == {
-        "fetch",
-        "consolidate",
-        "resample",
-        "vacuum",
-        "status",
-        "run",
-        "report",
+        *("fetch", "consolidate", "resample", "vacuum", "status", "run", "report", "read", "sql")
     }
 
 
@@ -295,10 +289,14 @@ def test_quiet_and_log_format(tmp_path: Path) -> None:
 # -- global options before or after the command (issue 14 item 1) -----------------------------
 def command_args(command: str) -> list[str]:
     """A run of ``command`` that changes nothing in the lake and needs no network: status, a
-    report (to a file in the working directory), or a dry run."""
-    if command == "report":
-        return [command, "--out", "report.html", "--force"]
-    return [command] if command == "status" else [command, "--dry-run"]
+    report (to a file in the working directory), a read, or a dry run."""
+    reads = {
+        "status": ["status"],
+        "report": ["report", "--out", "report.html", "--force"],
+        "read": ["read", "daily"],
+        "sql": ["sql", "SELECT 1 AS one"],
+    }
+    return reads.get(command, [command, "--dry-run"])
 
 
 def placed(where: str, options: list[str], command: str) -> list[str]:
@@ -312,7 +310,9 @@ def placed(where: str, options: list[str], command: str) -> list[str]:
     )
 
 
-def stable(body: dict[str, object]) -> dict[str, object]:
+def stable(body: dict[str, object] | list[object]) -> dict[str, object] | list[object]:
+    if isinstance(body, list):  # read / sql rows
+        return body
     return {k: v for k, v in body.items() if k not in ("run_id", "duration_s", "generated_at")}
 
 

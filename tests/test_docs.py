@@ -27,7 +27,8 @@ def mentions(param: Any) -> list[str]:
     ``--no-dry-run``), or an argument's metavar."""
     if param.param_type_name == "option":
         return [name for name in (*param.opts, *param.secondary_opts) if name.startswith("--")]
-    return [param.human_readable_name]
+    # typer's own arguments name themselves in upper case (WHAT), as the pages write them
+    return [getattr(param, "human_readable_name", None) or str(param.name).upper()]
 
 
 def undocumented(command: Any, page: str) -> list[str]:

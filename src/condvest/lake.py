@@ -27,6 +27,7 @@ from condvest.jobs.resample_plan import ResamplePlan, ResampleResult
 from condvest.jobs.run import RunPlan, RunResult
 from condvest.jobs.status import StatusResult, check_failed
 from condvest.jobs.vacuum import VacuumPlan, VacuumResult
+from condvest.lake_read import LakeReads
 from condvest.lake_values import (
     DryRun,
     as_date,
@@ -75,7 +76,7 @@ def open_lake(
     return Lake(JobContext.from_settings(loaded))
 
 
-class Lake:
+class Lake(LakeReads):
     """An open lake: one method per stage, returning the result the CLI renders.
 
     Each stage method takes keyword arguments named as the CLI's flags (``--max-backfill-days``
@@ -83,7 +84,8 @@ class Lake:
     sequence or ``"A,B"``. A failed stage returns a result with ``ok`` False (``exit_code``
     1), as the CLI exits 1; a refused call (bad value, lock held, clock behind) raises a
     :class:`condvest.errors.CondvestError` subclass whose ``exit_code`` the CLI would exit
-    with."""
+    with. The read methods (``daily``, ``bars``, ``sql``, ...) come from
+    :class:`condvest.lake_read.LakeReads` (docs/reading.md)."""
 
     def __init__(self, context: JobContext) -> None:
         """Wrap a job context (tests swap its ``clock``); :func:`open_lake` builds one."""

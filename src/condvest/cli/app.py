@@ -74,9 +74,9 @@ def _global(
 
 
 def _register() -> None:
-    from condvest.cli import consolidate, fetch, report, resample, run, status, vacuum
+    from condvest.cli import consolidate, fetch, read, report, resample, run, status, vacuum
 
-    for module in (fetch, consolidate, resample, vacuum, status, run, report):
+    for module in (fetch, consolidate, resample, vacuum, status, run, report, read):
         module.register(app)
 
 
