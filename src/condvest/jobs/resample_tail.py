@@ -22,6 +22,7 @@ which recomputes everything and rewrites the months whose content changed.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -112,6 +113,15 @@ def why_not_tail(
     return ""
 
 
+@dataclass(frozen=True)
+class TailRead:
+    """The rows dated from the cutoff, and the symbol directories whose rows on or before the
+    checkpoint's ``through`` changed (a restatement, a correction: read in full apart)."""
+
+    bronze: BronzeInput
+    changed: tuple[str, ...]
+
+
 def read_tail(
     ctx: JobContext,
     listing: dict[str, SymbolFiles],
@@ -119,8 +129,9 @@ def read_tail(
     previous: date,
     since: int,
     workers: int,
-) -> BronzeInput | str:
-    """The rows dated ``since`` or later, or why the tail path cannot be used."""
+) -> TailRead | str:
+    """The rows dated ``since`` or later and the symbols whose older rows changed, or why the
+    tail path cannot be used."""
     upto = bars.day_number(previous)
     for name in state:
         if name not in listing:
@@ -153,6 +164,7 @@ def read_tail(
         or day not in tail.held.get(name, set())
     ]
     extra = _unmerged_summary(ctx, unmerged, tail.held, workers)
+    changed: list[str] = []
     for name in listing:
         count, top = tail.old.get(name, (0, None))
         add, add_top = extra.get(name, (0, None))
@@ -160,10 +172,10 @@ def read_tail(
         now = [count + add, max(tops) if tops else None]
         was = state.get(name, [0, None])
         if now != [was[0], was[1]]:
-            return f"rows of {name} on or before {previous} changed"
+            changed.append(name)  # restated or corrected: its whole history is read
     if any(s not in listing for s in tail.bronze.symbols):
         return "a symbol directory holds another symbol's rows"
-    return tail.bronze
+    return TailRead(tail.bronze, tuple(sorted(changed)))
 
 
 def _unmerged_summary(
@@ -206,13 +218,22 @@ def tail_bars(
     return table.filter(pa.array(keep)), codes[keep]
 
 
-def merge_month(existing: pa.Table | None, new: pa.Table, replace_from: int) -> pa.Table:
-    """A month's rows: existing bars starting before ``replace_from`` + ``new``, sorted by
-    (symbol, start_date)."""
+def merge_month(
+    existing: pa.Table | None,
+    new: pa.Table,
+    replace_from: int,
+    restated: frozenset[str] = frozenset(),
+) -> pa.Table:
+    """A month's rows: existing bars starting before ``replace_from`` of symbols not in
+    ``restated`` (whose every bar ``new`` holds) + ``new``, sorted by (symbol, start_date)."""
     new = new.cast(SILVER_SCHEMA)
     if existing is not None and existing.num_rows:
         old = existing.cast(SILVER_SCHEMA)
         keep = old.column("start_date").cast(pa.int32()).to_numpy() < replace_from
+        if restated:
+            keep &= ~pc.is_in(old.column("symbol"), pa.array(sorted(restated))).to_numpy(
+                zero_copy_only=False
+            )
         new = pa.concat_tables([old.filter(pa.array(keep)), new])
     order = pc.sort_indices(new, [("symbol", "ascending"), ("start_date", "ascending")])
     return new.take(order)
@@ -228,3 +249,49 @@ def month_digest(table: pa.Table) -> str:
     hashes = bars.row_hashes(table, codes, sym_hash)
     (digest,) = bars.group_digests(hashes, np.zeros(1, dtype=np.int64))
     return f"{digest}:{table.num_rows}"
+
+
+def bar_spans(table: pa.Table, codes: np.ndarray, symbols: tuple[str, ...]) -> dict[str, list[int]]:
+    """Per symbol: [first, last] start day of its bars (``table`` sorted by code, start_date;
+    ``codes`` index ``symbols``). Kept in the checkpoint: the months a restated symbol's old
+    bars can be in, without reading every month."""
+    if not len(codes):
+        return {}
+    firsts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+    lasts = np.append(firsts[1:], len(codes)) - 1
+    days = table.column("start_date").cast(pa.int32()).to_numpy()
+    return {
+        symbols[c]: [int(a), int(b)]
+        for c, a, b in zip(
+            codes[firsts].tolist(), days[firsts].tolist(), days[lasts].tolist(), strict=True
+        )
+    }
+
+
+def advance_spans(
+    spans: dict[str, list[int]], new: pa.Table, restated: frozenset[str]
+) -> dict[str, list[int]]:
+    """``spans`` after merging ``new`` (bars sorted by symbol, start_date): a restated symbol's
+    span is its new bars' alone; any other's grows to cover them (a superset stays safe: a
+    month read for nothing is left unwritten, its digest unchanged)."""
+    out = {s: v for s, v in spans.items() if s not in restated}
+    if not new.num_rows:
+        return out
+    symbols = pc.dictionary_encode(new.column("symbol")).combine_chunks()
+    codes = symbols.indices.to_numpy()
+    names = tuple(str(s) for s in symbols.dictionary.to_pylist())
+    order = np.argsort(codes, kind="stable")
+    got = bar_spans(new.take(pa.array(order)), codes[order], names)
+    for symbol, (first, last) in got.items():
+        was = out.get(symbol)
+        out[symbol] = [min(first, was[0]), max(last, was[1])] if was else [first, last]
+    return out
+
+
+def span_months(spans: dict[str, list[int]], symbols: frozenset[str]) -> list[tuple[str, str]]:
+    """The (first, last) month labels of the spans of ``symbols`` (those that have bars)."""
+    out: list[tuple[str, str]] = []
+    for symbol in sorted(symbols & set(spans)):
+        keys = bars.month_keys(np.array(spans[symbol], dtype=np.int64)).tolist()
+        out.append((bars.month_label(keys[0]), bars.month_label(keys[1])))
+    return out
