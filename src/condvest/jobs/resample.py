@@ -578,38 +578,43 @@ def _write_checkpoint(
 
 
 def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dict[str, Any]:
-    """Merge the recomputed bars into their months (rows starting before replace_from kept)."""
+    """Merge the recomputed bars into their months (rows starting before replace_from kept,
+    a restated symbol's rows all replaced)."""
     assert iplan.replace_from is not None and iplan.previous is not None
     storage = ctx.storage
-    merged: dict[str, pa.Table] = {}
-    removed = 0
+    labels = iplan.months_to_write
+
+    def read(label: str) -> pa.Table | None:
+        return _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
+
     # Every month is read before any is written: a corrupt month fails the interval untouched.
-    for label in iplan.months_to_write:
-        old = _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
-        new = iplan.month_rows(label)
-        merged[label] = resample_tail.merge_month(old, new, iplan.replace_from, iplan.restated)
-        kept = merged[label].num_rows - new.num_rows  # the old rows still in the month
-        removed += (old.num_rows if old is not None else 0) - kept
+    with ThreadPoolExecutor(8) as pool:
+        olds = list(pool.map(read, labels))
+    new, where = iplan.months_table(labels)
+    merged, slices, month_digests, removed = resample_tail.merge_months(
+        olds, new, where, labels, iplan.replace_from, iplan.restated
+    )
+    del olds, new
 
     def write(label: str) -> int:
         key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))
-        storage.write_parquet(key, merged[label])
-        return int(merged[label].num_rows)
+        a, b = slices[label]
+        storage.write_parquet(key, merged.slice(a, b - a))
+        return b - a
 
     digests = {label: v[0] for label, v in iplan.previous.get("months", {}).items()}
     to_write = []
-    for label, table in merged.items():
-        if not table.num_rows:
+    for label in labels:
+        if label not in month_digests:
             digests.pop(label, None)
             continue
-        digest = resample_tail.month_digest(table)
-        if digests.get(label) != digest or label not in iplan.existing:
+        if digests.get(label) != month_digests[label] or label not in iplan.existing:
             to_write.append(label)  # a month whose content digest is unchanged is not rewritten
-        digests[label] = digest
+        digests[label] = month_digests[label]
     with ThreadPoolExecutor(8) as pool:
         rows = sum(pool.map(write, to_write))
     stale = [
-        iplan.existing[m].key for m in merged if not merged[m].num_rows and m in iplan.existing
+        iplan.existing[m].key for m in labels if m not in month_digests and m in iplan.existing
     ]
     if stale:
         storage.delete_many(stale)

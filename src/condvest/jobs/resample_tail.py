@@ -218,39 +218,6 @@ def tail_bars(
     return table.filter(pa.array(keep)), codes[keep]
 
 
-def merge_month(
-    existing: pa.Table | None,
-    new: pa.Table,
-    replace_from: int,
-    restated: frozenset[str] = frozenset(),
-) -> pa.Table:
-    """A month's rows: existing bars starting before ``replace_from`` of symbols not in
-    ``restated`` (whose every bar ``new`` holds) + ``new``, sorted by (symbol, start_date)."""
-    new = new.cast(SILVER_SCHEMA)
-    if existing is not None and existing.num_rows:
-        old = existing.cast(SILVER_SCHEMA)
-        keep = old.column("start_date").cast(pa.int32()).to_numpy() < replace_from
-        if restated:
-            keep &= ~pc.is_in(old.column("symbol"), pa.array(sorted(restated))).to_numpy(
-                zero_copy_only=False
-            )
-        new = pa.concat_tables([old.filter(pa.array(keep)), new])
-    order = pc.sort_indices(new, [("symbol", "ascending"), ("start_date", "ascending")])
-    return new.take(order)
-
-
-def month_digest(table: pa.Table) -> str:
-    """The same digest the full path computes for a month with these rows."""
-    if table.num_rows == 0:
-        return f"{0:016x}:0"
-    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
-    codes = symbols.indices.to_numpy()
-    sym_hash = bars.symbol_hashes(tuple(str(s) for s in symbols.dictionary.to_pylist()))
-    hashes = bars.row_hashes(table, codes, sym_hash)
-    (digest,) = bars.group_digests(hashes, np.zeros(1, dtype=np.int64))
-    return f"{digest}:{table.num_rows}"
-
-
 def bar_spans(table: pa.Table, codes: np.ndarray, symbols: tuple[str, ...]) -> dict[str, list[int]]:
     """Per symbol: [first, last] start day of its bars (``table`` sorted by code, start_date;
     ``codes`` index ``symbols``). Kept in the checkpoint: the months a restated symbol's old
@@ -295,3 +262,54 @@ def span_months(spans: dict[str, list[int]], symbols: frozenset[str]) -> list[tu
         keys = bars.month_keys(np.array(spans[symbol], dtype=np.int64)).tolist()
         out.append((bars.month_label(keys[0]), bars.month_label(keys[1])))
     return out
+
+
+def merge_months(
+    olds: list[pa.Table | None],
+    new: pa.Table,
+    where: dict[str, tuple[int, int]],
+    labels: tuple[str, ...],
+    replace_from: int,
+    restated: frozenset[str],
+) -> tuple[pa.Table, dict[str, tuple[int, int]], dict[str, str], int]:
+    """Months ``labels`` merged: each month's existing bars (``olds[i]``: month ``labels[i]``'s
+    file) starting before ``replace_from`` of symbols not in ``restated`` (whose every bar
+    ``new`` holds), plus its new bars (month ``label``'s at rows ``where[label]`` of ``new``).
+    All months at once: a split day touching every month costs a few array passes, not
+    thousands of small ones. Returns the
+    rows sorted by (month, symbol, start_date), each month's rows [a, b) and digest (the one
+    the full path computes for such a month), and how many old rows were dropped."""
+    parts = [old.cast(SILVER_SCHEMA) for old in olds if old is not None and old.num_rows]
+    old_month = np.repeat(
+        np.arange(len(labels), dtype=np.int32),
+        [old.num_rows if old is not None else 0 for old in olds],
+    )
+    old = pa.concat_tables(parts) if parts else SILVER_SCHEMA.empty_table()
+    del parts
+    keep = old.column("start_date").cast(pa.int32()).to_numpy() < replace_from
+    if restated:
+        keep &= ~pc.is_in(old.column("symbol"), pa.array(sorted(restated))).to_numpy(
+            zero_copy_only=False
+        )
+    new_month = np.repeat(
+        np.arange(len(labels), dtype=np.int32), [b - a for a, b in (where[m] for m in labels)]
+    )
+    table = pa.concat_tables([old.filter(pa.array(keep)), new.cast(SILVER_SCHEMA)])
+    month = np.concatenate([old_month[keep], new_month])
+    dropped = len(keep) - int(np.count_nonzero(keep))
+    del old
+    order = pc.sort_indices(
+        table.append_column("month", pa.array(month)),
+        [("month", "ascending"), ("symbol", "ascending"), ("start_date", "ascending")],
+    )
+    table, month = table.take(order), month[order.to_numpy()]
+    counts = np.bincount(month, minlength=len(labels))
+    ends = np.cumsum(counts)
+    slices = {m: (int(e - c), int(e)) for m, c, e in zip(labels, counts, ends, strict=True)}
+    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    sym_hash = bars.symbol_hashes(tuple(str(x) for x in symbols.dictionary.to_pylist()))
+    hashes = bars.row_hashes(table, symbols.indices.to_numpy(), sym_hash)
+    filled = np.flatnonzero(counts)
+    sums = bars.group_digests(hashes, (ends - counts)[filled]) if len(filled) else []
+    digests = {labels[i]: f"{d}:{counts[i]}" for i, d in zip(filled.tolist(), sums, strict=True)}
+    return table, slices, digests, dropped
