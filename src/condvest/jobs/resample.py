@@ -5,7 +5,8 @@ Two ways to plan a run:
 * The tail path (resample_tail), for the daily incremental run: when every interval's checkpoint
   proves that no symbol's rows on or before its ``through`` changed, only rows dated from the
   cutoff are read, the bars that can have changed are recomputed and merged into the months they
-  start in (the rows of those months that start earlier are kept).
+  start in (the rows of those months that start earlier are kept). A symbol whose older rows
+  changed (a restatement, a correction) has its whole history read and all its bars replaced.
 * The full read, otherwise: the whole lake is read, in parts of whole symbols (resample_full:
   one DuckDB scan per part on disk), the bars of every interval computed in vectorised passes
   (condvest.core.bars), and each month partition's content digest compared with the interval's

@@ -13,10 +13,13 @@ alone (a halted symbol) is still recomputed.
 "Rows on or before ``through`` unchanged" is checked without reading them: per data.parquet, the
 count and newest fetched_at of those rows (an aggregate over two columns). Every rewrite of a row
 comes from a newer fetch (a restatement, a late correction), so a change shows as a newer
-fetched_at or a different count. Anything this path cannot vouch for — such a change, a date file
-on or before ``through`` still to be merged, a vanished symbol, a month file missing or changed
-since the checkpoint, other options, ``rows`` alignment — makes the run take the full-read path,
-which recomputes everything and rewrites the months whose content changed.
+fetched_at or a different count. Such a symbol (a restatement, a correction, a re-landed date
+file) has its whole history read apart, and every one of its bars replaced: in the months they
+start in, and in the months its old bars were in (per symbol, the checkpoint's ``spans``: first
+and last bar start). Anything else this path cannot vouch for — a vanished symbol, a month file
+missing or changed since the checkpoint, a checkpoint without spans, other options, ``rows``
+alignment — makes the run take the full-read path, which recomputes everything and rewrites the
+months whose content changed.
 """
 
 from __future__ import annotations
