@@ -12,6 +12,10 @@
    (real clock: through = the latest completed session) reads the new date files.
 5. The same on a hard-linked copy of yesterday's lake, in `condvest run`'s order: consolidate,
    then the daily incremental resample (the new day is inside data.parquet).
+6. A split day (issue 19 item 1), on another hard-linked copy: the same new session lands, and the
+   5 symbols of longest history are restated (every older row halved, a newer fetched_at, the
+   restated marker), as fetch's split handling leaves them. Printed beside step 4's run ("daily
+   run without"), with the ratios (target <= 2x time and peak memory).
 Wall time, CPU time and peak RSS (wait4 rusage of each child) are printed, with the full/floor
 ratio.
 """
@@ -25,7 +29,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from _common import run_child  # bench/ is sys.path[0] when run as a script
+from condvest.storage import Storage
 
 HERE = Path(__file__).resolve().parent
 FLOOR_PREFIX = "bench_floor/"
@@ -85,6 +93,37 @@ print(result.through)
 """
 
 
+RESTATED = 5
+
+
+def restate_longest(storage: Storage, n: int) -> list[str]:
+    """Restate the ``n`` symbols of longest history (largest data.parquet) as a split would:
+    every row's prices halved, a newer fetched_at, the restated marker."""
+    from condvest.core import layout
+
+    datas = [
+        o
+        for o in storage.list_objects(layout.BRONZE_OHLCV + "/")
+        if o.key.endswith("/" + layout.DATA_FILE)
+    ]
+    longest = sorted(datas, key=lambda o: -o.size)[:n]
+    stamp = pa.scalar(datetime.now(UTC), pa.timestamp("ms", tz="UTC"))
+    symbols = []
+    for obj in longest:
+        table = storage.read_parquet(obj.key)
+        for name in ("open", "high", "low", "close", "vwap"):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, table.schema.field(i), pc.multiply(table[name], 0.5))
+        i = table.schema.get_field_index("fetched_at")
+        fetched = pa.array([stamp.value] * table.num_rows, table.schema.field(i).type)
+        table = table.set_column(i, table.schema.field(i), fetched)
+        storage.write_parquet(obj.key, table)
+        symbol = str(table.column("symbol")[0])
+        storage.write_json(layout.restated_marker(symbol), {"symbol": symbol})
+        symbols.append(symbol)
+    return symbols
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--lake", default="/tmp/condvest-bench-lake-resample")
@@ -119,18 +158,22 @@ def main() -> int:
     # it). In the first, resample runs right away (the date files are read); in the second,
     # consolidate runs first, the order of `condvest run` (data.parquet holds the new day).
     after = lake.with_name(lake.name + "-after-consolidate")
-    shutil.rmtree(after, ignore_errors=True)
-    shutil.copytree(lake, after, copy_function=os.link)
-    import pyarrow as pa
-
-    for target in (storage, open_storage(str(after))):
+    split_day = lake.with_name(lake.name + "-restated")
+    for copy in (after, split_day):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(lake, copy, copy_function=os.link)
+    for target in (storage, open_storage(str(after)), open_storage(str(split_day))):
         for sym_dir in target.list_dirs(layout.BRONZE_OHLCV + "/"):
             symbol = sym_dir.removeprefix("symbol=")
             data = target.read_parquet(layout.data_file(symbol))
             row = data.slice(data.num_rows - 1, 1)
             row = row.set_column(1, row.schema.field("date"), pa.array([latest], pa.date32()))
             target.write_parquet(layout.date_file(symbol, latest), row)
+    restated = restate_longest(open_storage(str(split_day)), RESTATED)
     inc = run_child([*cli, "resample"], "daily incremental")
+    cli_split = [py, "-m", "condvest", "--lake", str(split_day), "-o", "json", "-q"]
+    inc_split = run_child([*cli_split, "resample"], "daily incremental, restated symbols")
+    shutil.rmtree(split_day)
     cli_after = [py, "-m", "condvest", "--lake", str(after), "-o", "json", "-q"]
     cons = run_child([*cli_after, "consolidate"], "consolidate")
     inc_after = run_child([*cli_after, "resample"], "daily incremental after consolidate")
@@ -138,6 +181,7 @@ def main() -> int:
     import json
 
     got, got_after = json.loads(inc.out), json.loads(inc_after.out)
+    got_split = json.loads(inc_split.out)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"lake {lake} (scale {a.scale}); cpus {os.cpu_count()}; load {load}")
     print(f"full rebuild, 6 intervals : {full.figures()}")
@@ -147,9 +191,18 @@ def main() -> int:
         f"{full.cpu_s / floor.cpu_s:.2f}x cpu"
     )
     print(
-        f"daily incremental (+1 day): {inc.figures()}  "
+        f"daily run without (+1 day): {inc.figures()}  "
         f"months written {got['months_written']}, rows {got['rows_written']}, "
         f"rows read {got['input_rows']}"
+    )
+    print(
+        f"daily run with {RESTATED} restated  : {inc_split.figures()}  "
+        f"months written {got_split['months_written']}, rows {got_split['rows_written']}, "
+        f"rows read {got_split['input_rows']}  ({', '.join(restated)})"
+    )
+    print(
+        f"  restated / without      : {inc_split.wall_s / inc.wall_s:6.2f}x wall, "
+        f"{inc_split.peak_mb / inc.peak_mb:.2f}x peak memory (target <= 2x)"
     )
     print(f"  (consolidate first      : {cons.figures()})")
     print(

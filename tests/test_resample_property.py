@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from condvest.core import layout
+from condvest.core.bars import BarAlignment
 from condvest.core.calendar import get_calendar
 from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
 from condvest.storage import Storage
@@ -97,7 +98,10 @@ class World:
                 if day in held and held[day]["fetched_at"] >= r["fetched_at"]:
                     self.s.delete(key)
         elif kind == "restate":
-            _, sym, factor = op
+            # A split: the rows before its ex-date (``back`` sessions ago; all of them without
+            # one) are adjusted and refetched, the symbol's data.parquet rewritten.
+            sym, factor = op[1], op[2]
+            split = SESSIONS[max(0, self.pos - op[3])] if len(op) > 3 else date.max
             rows = self._rows(sym, with_dates=True)
             if rows:
                 self.fetched += 1000
@@ -109,7 +113,9 @@ class World:
                         "vwap": None if r["vwap"] is None else r["vwap"] * factor,
                         "fetched_at": stamp,
                     }
-                    for _, r in sorted(rows.items())
+                    if day < split
+                    else r
+                    for day, r in sorted(rows.items())
                 ]
                 self.s.write_parquet(layout.data_file(sym), table_of(new))
                 self.s.delete_many(self._date_keys(sym))
@@ -165,7 +171,9 @@ def test_incremental_always_equals_full(
 
 
 # The daily shape, which the tail path (resample_tail) serves: sessions tick, new rows land on
-# the latest session (sometimes a day late), consolidate/vacuum run, a symbol halts.
+# the latest session (sometimes a day late), consolidate/vacuum run, a symbol halts; and the
+# days that matter: a split restates a symbol's older rows (newer fetched_at), a correction
+# re-lands an old session's date file.
 daily_ops = st.lists(
     st.one_of(
         st.tuples(
@@ -173,6 +181,18 @@ daily_ops = st.lists(
             st.sampled_from(SYMBOLS[1:]),  # "A" never gets a new row: the clock completes its bars
             st.integers(0, 1),
             st.floats(1, 100, allow_nan=False),
+        ),
+        st.tuples(
+            st.just("land"),  # a correction: an old session re-landed
+            st.sampled_from(SYMBOLS[1:]),
+            st.integers(2, 12),
+            st.floats(1, 100, allow_nan=False),
+        ),
+        st.tuples(
+            st.just("restate"),
+            st.sampled_from(SYMBOLS),
+            st.sampled_from([0.5, 2.0]),
+            st.integers(0, 12),
         ),
         st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
         st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
@@ -190,22 +210,32 @@ daily_ops = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(sequence=daily_ops, partial=st.booleans())
+@given(sequence=daily_ops, partial=st.booleans(), alignment=st.sampled_from(BarAlignment))
 def test_daily_incremental_tail_equals_full(
-    lake: Lake, tmp_path: Path, sequence: list[tuple[Any, ...]], partial: bool
+    lake: Lake,
+    tmp_path: Path,
+    sequence: list[tuple[Any, ...]],
+    partial: bool,
+    alignment: BarAlignment,
 ) -> None:
     sub = _sub_lake(lake, tmp_path)
     world = World(sub.storage)
     for sym in SYMBOLS[:2]:
         rows = [bronze_row(sym, d, 10.0) for d in SESSIONS[: world.pos + 1]]
         sub.storage.write_parquet(layout.data_file(sym), table_of(rows))
-    options = ResampleOptions(intervals=(3, 5, 8), include_partial=partial)
+    options = ResampleOptions(intervals=(3, 5, 8), include_partial=partial, alignment=alignment)
+    runs = 0
     for op in [*sequence, ("resample",)]:
         if op[0] != "resample":
             world.apply(op)
             continue
         ctx = sub.context(now=world.now())
-        assert run_resample(ctx, plan_resample(ctx, options)).ok
+        plan = plan_resample(ctx, options)
+        if runs and alignment is BarAlignment.CALENDAR:
+            # Restatements and corrections stay incremental: the tail path, every time.
+            assert all(p.replace_from is not None for p in plan.intervals), plan.to_dict()
+        runs += 1
+        assert run_resample(ctx, plan).ok
         full = plan_resample(ctx, replace(options, full=True, dry_run=True))
         for iplan in full.intervals:
             silver = bars_by_key(read_silver(sub.storage, iplan.interval))

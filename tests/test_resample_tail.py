@@ -75,7 +75,9 @@ def test_daily_run_reads_only_the_tail_and_merges_months(lake: Lake) -> None:
 
 
 @pytest.mark.parametrize("change", ["correction", "restatement", "vanished", "unmerged"])
-def test_older_changes_take_the_full_read(lake: Lake, change: str) -> None:
+def test_older_changes_read_only_the_changed_history(lake: Lake, change: str) -> None:
+    """A restated or corrected symbol's whole history is read, the rest's tail; a vanished
+    symbol still takes the full read."""
     s = lake.storage
     _history(lake)
     _run(lake, HISTORY[-1])
@@ -93,7 +95,11 @@ def test_older_changes_take_the_full_read(lake: Lake, change: str) -> None:
     else:  # a late date file not consolidated yet
         write_date(s, bronze_row("H", HISTORY[-20], 99.0, fetched_ms=7000))
     plan = _run(lake, day)
-    assert not _tail_used(plan) and plan.intervals[0].mode == "incremental"
+    if change == "vanished":
+        assert not _tail_used(plan) and plan.intervals[0].mode == "incremental"
+    else:
+        assert _tail_used(plan)
+        assert plan.full_history == ("H",) if change == "unmerged" else ("INF",)
     # The next day is back on the tail path (unless a date file is still to be merged).
     nxt = CAL.next_session(day)
     assert nxt is not None
@@ -113,3 +119,42 @@ def test_a_new_symbol_joins_on_the_tail_path(lake: Lake) -> None:
     plan = _run(lake, later[-1])
     assert _tail_used(plan)
     assert ("NEW", date(2024, 7, 9)) in bars_by_key(read_silver(s, 3))
+
+
+def test_a_restatement_reads_one_history_and_rewrites_only_changed_months(lake: Lake) -> None:
+    """A restated symbol: its whole history is read (no other symbol's older rows), and only the
+    months holding its bars that changed are rewritten; the result equals a full rebuild."""
+    s = lake.storage
+    _history(lake)
+    _run(lake, HISTORY[-1])
+    day = CAL.next_session(HISTORY[-1])
+    assert day is not None
+    # INF restated from 2024-06-03 on (a split's adjustment of only some rows, for the test):
+    # its April bars are unchanged (a 13-session bar from April ends before June), so the April
+    # files, read because INF has bars there, must not be rewritten.
+    split = date(2024, 6, 3)
+    rows = [
+        bronze_row("INF", d, 11.0 if d < split else 5.5, fetched_ms=7000 if d >= split else 0)
+        for d in HISTORY
+    ]
+    write_data(s, "INF", rows)
+    for sym in ("A", "INF", "H"):
+        write_date(s, bronze_row(sym, day, 20.0, fetched_ms=8000))
+    before = {
+        (n, m): s.stat(layout.silver_file(n, 2024, m)).version for n in INTERVALS for m in (4, 6)
+    }
+    plan = _run(lake, day)
+    assert _tail_used(plan) and plan.full_history == ("INF",)
+    # INF's whole history + the other symbols' tail (a few sessions each) + the new day's files.
+    assert len(HISTORY) < plan.input_rows < len(HISTORY) + 3 * 30
+    after = {(n, m): s.stat(layout.silver_file(n, 2024, m)).version for n, m in before}
+    assert all(after[n, 4] == before[n, 4] for n in INTERVALS)  # INF's April bars: unchanged
+    assert all(after[n, 6] != before[n, 6] for n in INTERVALS)  # June's: restated
+    assert all("202404" in p.months_to_write for p in plan.intervals)  # read, not rewritten
+    assert all(p.symbols_affected == ("INF",) for p in plan.intervals)  # no bar of A, H complete
+    # Back to the tail alone the next day.
+    nxt = CAL.next_session(day)
+    assert nxt is not None
+    write_date(s, bronze_row("A", nxt, 20.0, fetched_ms=9000))
+    plan = _run(lake, nxt)
+    assert _tail_used(plan) and plan.full_history == ()

@@ -5,7 +5,8 @@ Two ways to plan a run:
 * The tail path (resample_tail), for the daily incremental run: when every interval's checkpoint
   proves that no symbol's rows on or before its ``through`` changed, only rows dated from the
   cutoff are read, the bars that can have changed are recomputed and merged into the months they
-  start in (the rows of those months that start earlier are kept).
+  start in (the rows of those months that start earlier are kept). A symbol whose older rows
+  changed (a restatement, a correction) has its whole history read and all its bars replaced.
 * The full read, otherwise: the whole lake is read, in parts of whole symbols (resample_full:
   one DuckDB scan per part on disk), the bars of every interval computed in vectorised passes
   (condvest.core.bars), and each month partition's content digest compared with the interval's
@@ -26,12 +27,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from condvest.core import bars, layout
 from condvest.core.bars import BarAlignment, BarOptions
@@ -225,6 +228,7 @@ def _plan_interval(
         symbol_digests=symbol_digests,
         existing=existing,
         month_order=order,
+        symbol_spans=resample_tail.bar_spans(table, codes, symbols),
     )
 
 
@@ -265,82 +269,161 @@ def _plan_tail(
     checkpoints: dict[int, dict[str, Any] | None],
     existing: dict[int, dict[str, ObjectInfo]],
 ) -> ResamplePlan | None:
-    """The incremental plan that reads only the tail of bronze (resample_tail), or None when
-    it cannot be used (then everything is read)."""
+    """The incremental plan that reads only the tail of bronze (resample_tail) — and the whole
+    history of the symbols whose older rows changed —, or None when it cannot be used (then
+    everything is read)."""
     started = time.perf_counter()
     reason = resample_tail.why_not_tail(checkpoints, existing, alignment, through)
     got: Any = None
     first: dict[str, Any] = next((c for c in checkpoints.values() if c), {})
+    workers = 4 if ctx.storage.local_path("") is not None else 32
     if not reason:
         previous = date.fromisoformat(first["through"])
         starts = resample_tail.cutoffs(ctx.calendar, previous, tuple(checkpoints))
-        workers = 4 if ctx.storage.local_path("") is not None else 32
         got = resample_tail.read_tail(
             ctx, listing, first["bronze"], previous, min(starts.values()), workers
         )
         reason = got if isinstance(got, str) else ""
-    if reason:
-        log.info("incremental run reads all of bronze: %s", reason)
-        return None
-    source = got
-    log.info("incremental run reads bronze from %s", bars.EPOCH + timedelta(min(starts.values())))
-    daily = bars.daily_arrays(source.table, source.symbols, source.counts)
+    if not reason and got.changed and any("spans" not in (c or {}) for c in checkpoints.values()):
+        reason = f"rows of {got.changed[0]} on or before {previous} changed (no bar spans)"
     session_days = np.array(
         [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
     )
-    positions = bars.session_positions(daily.day, session_days)
-    state = resample_tail.advance_state(
-        first["bronze"], source, bars.day_number(previous), bars.day_number(through)
-    )
-    plans: list[IntervalPlan] = []
-    for n, checkpoint in checkpoints.items():
-        opts = BarOptions(
+
+    def bar_options(n: int) -> BarOptions:
+        return BarOptions(
             interval=n,
             alignment=alignment,
             latest_index=ctx.calendar.session_index(through),
             include_partial=options.include_partial,
             since_day=bars.day_number(options.since) if options.since else None,
         )
-        table, codes = resample_tail.tail_bars(daily, session_days, positions, opts, starts[n])
-        table, order, _, slices = _by_month(table)
-        codes = codes[order]
-        first_month = bars.month_label(int(bars.month_keys(np.array([starts[n]]))[0]))
-        to_write = sorted(set(slices) | {m for m in existing[n] if m >= first_month})
-        assert checkpoint is not None
-        plans.append(
-            IntervalPlan(
-                interval=n,
-                mode="incremental",
-                reason=f"bars from {bars.EPOCH + timedelta(days=starts[n])} (rows read from "
-                f"{bars.EPOCH + timedelta(days=min(starts.values()))})",
-                bars=table.num_rows,
-                months_to_write=tuple(to_write),
-                months_to_delete=(),
-                symbols_affected=tuple(sorted({daily.symbols[c] for c in codes.tolist()})),
-                rows_to_write=table.num_rows,
-                table=table,
-                month_slices=slices,
-                month_digests={},
-                symbol_digests=checkpoint.get("symbols", {}),
-                existing=existing[n],
-                replace_from=starts[n],
-                previous=checkpoint,
-            )
+
+    restated = None
+    if not reason and got.changed:
+        restated = _read_restated(ctx, listing, got.changed, tuple(checkpoints), bar_options)
+        reason = restated if isinstance(restated, str) else ""
+    if reason:
+        log.info("incremental run reads all of bronze: %s", reason)
+        return None
+    assert not isinstance(restated, str)
+    source = got.bronze
+    log.info("incremental run reads bronze from %s", bars.EPOCH + timedelta(min(starts.values())))
+    if restated is not None:
+        log.info("incremental run reads the whole history of %s", ", ".join(restated.symbols))
+    daily = bars.daily_arrays(source.table, source.symbols, source.counts)
+    positions = bars.session_positions(daily.day, session_days)
+    state = resample_tail.advance_state(
+        first["bronze"], source, bars.day_number(previous), bars.day_number(through)
+    )
+    if restated is not None:
+        state.update(restated.state)  # their rows counted afresh, every one of them read
+    plans = [
+        _tail_interval(
+            checkpoint,
+            resample_tail.tail_bars(daily, session_days, positions, bar_options(n), starts[n]),
+            daily.symbols,
+            starts,
+            n,
+            existing[n],
+            restated,
         )
-    calendar_pos = positions
+        for n, checkpoint in checkpoints.items()
+    ]
     return ResamplePlan(
         dry_run=options.dry_run,
         alignment=alignment,
         through=through,
         include_partial=options.include_partial,
         since=options.since,
-        symbols=len(source.symbols),
-        input_rows=source.table.num_rows,
-        files_read=source.files_read,
-        off_calendar_rows=int(np.count_nonzero(calendar_pos < 0)),
+        symbols=len(set(source.symbols) | set(restated.symbols if restated else ())),
+        input_rows=source.table.num_rows + (restated.input_rows if restated else 0),
+        files_read=source.files_read + (restated.files_read if restated else 0),
+        off_calendar_rows=int(np.count_nonzero(positions < 0)),
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
         bronze_state=state,
+        full_history=restated.symbols if restated else (),
+    )
+
+
+def _read_restated(
+    ctx: JobContext,
+    listing: dict[str, SymbolFiles],
+    changed: tuple[str, ...],
+    intervals: tuple[int, ...],
+    bar_options: Callable[[int], BarOptions],
+) -> resample_full.FullBars | str:
+    """Every bar of the symbol directories ``changed`` (their whole history read, the way the
+    full read does), or why the tail path cannot be used."""
+    settings = ctx.settings.resample
+    sub = {name: listing[name] for name in changed}
+    through = ctx.latest_completed_session()
+    got = resample_full.read_and_compute(
+        ctx.storage,
+        resample_full.split_listing(sub, {}, settings.full_read_rows),
+        intervals,
+        bar_options,
+        BarAlignment.CALENDAR,
+        np.array([bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64),
+        through,
+        workers=4 if ctx.storage.local_path("") is not None else 32,
+        threads=settings.threads,
+        memory_limit=settings.memory_limit,
+    )
+    if got.symbols != changed:
+        return "a changed symbol's directory holds another symbol's rows"
+    return got
+
+
+def _tail_interval(
+    checkpoint: dict[str, Any] | None,
+    computed: tuple[pa.Table, np.ndarray],
+    symbols: tuple[str, ...],
+    starts: dict[int, int],
+    n: int,
+    existing: dict[str, ObjectInfo],
+    restated: resample_full.FullBars | None,
+) -> IntervalPlan:
+    """Interval ``n``'s tail plan: the bars from its cutoff (``computed``) — for a restated
+    symbol every bar instead — and the months they, or a restated symbol's old bars, are in."""
+    assert checkpoint is not None
+    table, codes = computed
+    names = frozenset(restated.symbols) if restated is not None else frozenset()
+    spans: dict[str, list[int]] | None = checkpoint.get("spans")
+    if restated is not None:
+        drop = np.isin(codes, [i for i, s in enumerate(symbols) if s in names])
+        table = pa.concat_tables(
+            [
+                table.filter(pa.array(~drop)).cast(SILVER_SCHEMA),
+                restated.bars[n][0].cast(SILVER_SCHEMA),
+            ]
+        )
+    table, _, _, slices = _by_month(table)
+    first_month = bars.month_label(int(bars.month_keys(np.array([starts[n]]))[0]))
+    to_write = set(slices) | {m for m in existing if m >= first_month}
+    for lo, hi in resample_tail.span_months(spans or {}, names):
+        to_write |= {m for m in existing if lo <= m <= hi}  # the restated symbols' old bars
+    return IntervalPlan(
+        interval=n,
+        mode="incremental",
+        reason=f"bars from {bars.EPOCH + timedelta(days=starts[n])} (rows read from "
+        f"{bars.EPOCH + timedelta(days=min(starts.values()))})"
+        + (f"; every bar of {len(names)} symbols whose older rows changed" if names else ""),
+        bars=table.num_rows,
+        months_to_write=tuple(sorted(to_write)),
+        months_to_delete=(),
+        symbols_affected=tuple(sorted(map(str, pc.unique(table.column("symbol")).to_pylist()))),
+        rows_to_write=table.num_rows,
+        table=table,
+        month_slices=slices,
+        month_digests={},
+        symbol_digests=checkpoint.get("symbols", {}),
+        existing=existing,
+        replace_from=starts[n],
+        previous=checkpoint,
+        symbol_spans=None if spans is None else resample_tail.advance_spans(spans, table, names),
+        restated=names,
     )
 
 
@@ -486,6 +569,8 @@ def _write_checkpoint(
             "updated_at": ctx.now().isoformat(),
             "months": {label: [digest, versions.get(label)] for label, digest in digests.items()},
             "symbols": iplan.symbol_digests,
+            # Per symbol: [first, last] bar start day (where a restated symbol's bars are).
+            **({"spans": iplan.symbol_spans} if iplan.symbol_spans is not None else {}),
             # Per symbol: rows dated `through` or earlier and their newest fetched_at (the
             # next run's proof that nothing before its cutoff changed; resample_tail).
             "bronze": plan.bronze_state,
@@ -494,38 +579,43 @@ def _write_checkpoint(
 
 
 def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dict[str, Any]:
-    """Merge the recomputed bars into their months (rows starting before replace_from kept)."""
+    """Merge the recomputed bars into their months (rows starting before replace_from kept,
+    a restated symbol's rows all replaced)."""
     assert iplan.replace_from is not None and iplan.previous is not None
     storage = ctx.storage
-    merged: dict[str, pa.Table] = {}
-    removed = 0
+    labels = iplan.months_to_write
+
+    def read(label: str) -> pa.Table | None:
+        return _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
+
     # Every month is read before any is written: a corrupt month fails the interval untouched.
-    for label in iplan.months_to_write:
-        old = _check_readable(ctx, iplan.existing[label].key) if label in iplan.existing else None
-        new = iplan.month_rows(label)
-        merged[label] = resample_tail.merge_month(old, new, iplan.replace_from)
-        kept = merged[label].num_rows - new.num_rows  # the old rows still in the month
-        removed += (old.num_rows if old is not None else 0) - kept
+    with ThreadPoolExecutor(8) as pool:
+        olds = list(pool.map(read, labels))
+    new, where = iplan.months_table(labels)
+    merged, slices, month_digests, removed = resample_tail.merge_months(
+        olds, new, where, labels, iplan.replace_from, iplan.restated
+    )
+    del olds, new
 
     def write(label: str) -> int:
         key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))
-        storage.write_parquet(key, merged[label])
-        return int(merged[label].num_rows)
+        a, b = slices[label]
+        storage.write_parquet(key, merged.slice(a, b - a))
+        return b - a
 
     digests = {label: v[0] for label, v in iplan.previous.get("months", {}).items()}
     to_write = []
-    for label, table in merged.items():
-        if not table.num_rows:
+    for label in labels:
+        if label not in month_digests:
             digests.pop(label, None)
             continue
-        digest = resample_tail.month_digest(table)
-        if digests.get(label) != digest or label not in iplan.existing:
+        if digests.get(label) != month_digests[label] or label not in iplan.existing:
             to_write.append(label)  # a month whose content digest is unchanged is not rewritten
-        digests[label] = digest
+        digests[label] = month_digests[label]
     with ThreadPoolExecutor(8) as pool:
         rows = sum(pool.map(write, to_write))
     stale = [
-        iplan.existing[m].key for m in merged if not merged[m].num_rows and m in iplan.existing
+        iplan.existing[m].key for m in labels if m not in month_digests and m in iplan.existing
     ]
     if stale:
         storage.delete_many(stale)

@@ -49,6 +49,10 @@ class IntervalPlan:
     replace_from: int | None = None
     previous: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     month_order: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Per symbol [first, last] bar start day (the checkpoint's "spans"; None = not known).
+    symbol_spans: dict[str, list[int]] | None = field(default=None, repr=False, compare=False)
+    # Tail mode: symbols whose every bar is in ``table`` (their older rows changed).
+    restated: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def month_rows(self, label: str) -> pa.Table:
         """The bars of month ``label`` ("YYYYMM"), sorted by (symbol, start_date)."""
@@ -112,6 +116,8 @@ class ResamplePlan:
     bronze_state: dict[str, list[int | None]] = field(default_factory=dict, repr=False)
     read_parts: int = 1
     """How many parts the full read took (resample.full_read_rows); 1 for the tail path."""
+    full_history: tuple[str, ...] = ()
+    """Tail path: the symbols whose older rows changed, read in full (the rest: the tail)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +131,7 @@ class ResamplePlan:
             "input_rows": self.input_rows,
             "files_read": self.files_read,
             "read_parts": self.read_parts,
+            "full_history_symbols": len(self.full_history),
             "off_calendar_rows": self.off_calendar_rows,
             "intervals": {f"{p.interval}d": p.describe() for p in self.intervals},
         }

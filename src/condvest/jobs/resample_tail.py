@@ -13,15 +13,19 @@ alone (a halted symbol) is still recomputed.
 "Rows on or before ``through`` unchanged" is checked without reading them: per data.parquet, the
 count and newest fetched_at of those rows (an aggregate over two columns). Every rewrite of a row
 comes from a newer fetch (a restatement, a late correction), so a change shows as a newer
-fetched_at or a different count. Anything this path cannot vouch for — such a change, a date file
-on or before ``through`` still to be merged, a vanished symbol, a month file missing or changed
-since the checkpoint, other options, ``rows`` alignment — makes the run take the full-read path,
-which recomputes everything and rewrites the months whose content changed.
+fetched_at or a different count. Such a symbol (a restatement, a correction, a re-landed date
+file) has its whole history read apart, and every one of its bars replaced: in the months they
+start in, and in the months its old bars were in (per symbol, the checkpoint's ``spans``: first
+and last bar start). Anything else this path cannot vouch for — a vanished symbol, a month file
+missing or changed since the checkpoint, a checkpoint without spans, other options, ``rows``
+alignment — makes the run take the full-read path, which recomputes everything and rewrites the
+months whose content changed.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -112,6 +116,15 @@ def why_not_tail(
     return ""
 
 
+@dataclass(frozen=True)
+class TailRead:
+    """The rows dated from the cutoff, and the symbol directories whose rows on or before the
+    checkpoint's ``through`` changed (a restatement, a correction: read in full apart)."""
+
+    bronze: BronzeInput
+    changed: tuple[str, ...]
+
+
 def read_tail(
     ctx: JobContext,
     listing: dict[str, SymbolFiles],
@@ -119,8 +132,9 @@ def read_tail(
     previous: date,
     since: int,
     workers: int,
-) -> BronzeInput | str:
-    """The rows dated ``since`` or later, or why the tail path cannot be used."""
+) -> TailRead | str:
+    """The rows dated ``since`` or later and the symbols whose older rows changed, or why the
+    tail path cannot be used."""
     upto = bars.day_number(previous)
     for name in state:
         if name not in listing:
@@ -153,6 +167,7 @@ def read_tail(
         or day not in tail.held.get(name, set())
     ]
     extra = _unmerged_summary(ctx, unmerged, tail.held, workers)
+    changed: list[str] = []
     for name in listing:
         count, top = tail.old.get(name, (0, None))
         add, add_top = extra.get(name, (0, None))
@@ -160,10 +175,10 @@ def read_tail(
         now = [count + add, max(tops) if tops else None]
         was = state.get(name, [0, None])
         if now != [was[0], was[1]]:
-            return f"rows of {name} on or before {previous} changed"
+            changed.append(name)  # restated or corrected: its whole history is read
     if any(s not in listing for s in tail.bronze.symbols):
         return "a symbol directory holds another symbol's rows"
-    return tail.bronze
+    return TailRead(tail.bronze, tuple(sorted(changed)))
 
 
 def _unmerged_summary(
@@ -206,25 +221,98 @@ def tail_bars(
     return table.filter(pa.array(keep)), codes[keep]
 
 
-def merge_month(existing: pa.Table | None, new: pa.Table, replace_from: int) -> pa.Table:
-    """A month's rows: existing bars starting before ``replace_from`` + ``new``, sorted by
-    (symbol, start_date)."""
-    new = new.cast(SILVER_SCHEMA)
-    if existing is not None and existing.num_rows:
-        old = existing.cast(SILVER_SCHEMA)
-        keep = old.column("start_date").cast(pa.int32()).to_numpy() < replace_from
-        new = pa.concat_tables([old.filter(pa.array(keep)), new])
-    order = pc.sort_indices(new, [("symbol", "ascending"), ("start_date", "ascending")])
-    return new.take(order)
+def bar_spans(table: pa.Table, codes: np.ndarray, symbols: tuple[str, ...]) -> dict[str, list[int]]:
+    """Per symbol: [first, last] start day of its bars (``table`` sorted by code, start_date;
+    ``codes`` index ``symbols``). Kept in the checkpoint: the months a restated symbol's old
+    bars can be in, without reading every month."""
+    if not len(codes):
+        return {}
+    firsts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+    lasts = np.append(firsts[1:], len(codes)) - 1
+    days = table.column("start_date").cast(pa.int32()).to_numpy()
+    return {
+        symbols[c]: [int(a), int(b)]
+        for c, a, b in zip(
+            codes[firsts].tolist(), days[firsts].tolist(), days[lasts].tolist(), strict=True
+        )
+    }
 
 
-def month_digest(table: pa.Table) -> str:
-    """The same digest the full path computes for a month with these rows."""
-    if table.num_rows == 0:
-        return f"{0:016x}:0"
-    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+def advance_spans(
+    spans: dict[str, list[int]], new: pa.Table, restated: frozenset[str]
+) -> dict[str, list[int]]:
+    """``spans`` after merging ``new`` (bars sorted by symbol, start_date): a restated symbol's
+    span is its new bars' alone; any other's grows to cover them (a superset stays safe: a
+    month read for nothing is left unwritten, its digest unchanged)."""
+    out = {s: v for s, v in spans.items() if s not in restated}
+    if not new.num_rows:
+        return out
+    symbols = pc.dictionary_encode(new.column("symbol")).combine_chunks()
     codes = symbols.indices.to_numpy()
-    sym_hash = bars.symbol_hashes(tuple(str(s) for s in symbols.dictionary.to_pylist()))
-    hashes = bars.row_hashes(table, codes, sym_hash)
-    (digest,) = bars.group_digests(hashes, np.zeros(1, dtype=np.int64))
-    return f"{digest}:{table.num_rows}"
+    names = tuple(str(s) for s in symbols.dictionary.to_pylist())
+    order = np.argsort(codes, kind="stable")
+    got = bar_spans(new.take(pa.array(order)), codes[order], names)
+    for symbol, (first, last) in got.items():
+        was = out.get(symbol)
+        out[symbol] = [min(first, was[0]), max(last, was[1])] if was else [first, last]
+    return out
+
+
+def span_months(spans: dict[str, list[int]], symbols: frozenset[str]) -> list[tuple[str, str]]:
+    """The (first, last) month labels of the spans of ``symbols`` (those that have bars)."""
+    out: list[tuple[str, str]] = []
+    for symbol in sorted(symbols & set(spans)):
+        keys = bars.month_keys(np.array(spans[symbol], dtype=np.int64)).tolist()
+        out.append((bars.month_label(keys[0]), bars.month_label(keys[1])))
+    return out
+
+
+def merge_months(
+    olds: list[pa.Table | None],
+    new: pa.Table,
+    where: dict[str, tuple[int, int]],
+    labels: tuple[str, ...],
+    replace_from: int,
+    restated: frozenset[str],
+) -> tuple[pa.Table, dict[str, tuple[int, int]], dict[str, str], int]:
+    """Months ``labels`` merged: each month's existing bars (``olds[i]``: month ``labels[i]``'s
+    file) starting before ``replace_from`` of symbols not in ``restated`` (whose every bar
+    ``new`` holds), plus its new bars (month ``label``'s at rows ``where[label]`` of ``new``).
+    All months at once: a split day touching every month costs a few array passes, not
+    thousands of small ones. Returns the
+    rows sorted by (month, symbol, start_date), each month's rows [a, b) and digest (the one
+    the full path computes for such a month), and how many old rows were dropped."""
+    parts = [old.cast(SILVER_SCHEMA) for old in olds if old is not None and old.num_rows]
+    old_month = np.repeat(
+        np.arange(len(labels), dtype=np.int32),
+        [old.num_rows if old is not None else 0 for old in olds],
+    )
+    old = pa.concat_tables(parts) if parts else SILVER_SCHEMA.empty_table()
+    del parts
+    keep = old.column("start_date").cast(pa.int32()).to_numpy() < replace_from
+    if restated:
+        keep &= ~pc.is_in(old.column("symbol"), pa.array(sorted(restated))).to_numpy(
+            zero_copy_only=False
+        )
+    new_month = np.repeat(
+        np.arange(len(labels), dtype=np.int32), [b - a for a, b in (where[m] for m in labels)]
+    )
+    table = pa.concat_tables([old.filter(pa.array(keep)), new.cast(SILVER_SCHEMA)])
+    month = np.concatenate([old_month[keep], new_month])
+    dropped = len(keep) - int(np.count_nonzero(keep))
+    del old
+    order = pc.sort_indices(
+        table.append_column("month", pa.array(month)),
+        [("month", "ascending"), ("symbol", "ascending"), ("start_date", "ascending")],
+    )
+    table, month = table.take(order), month[order.to_numpy()]
+    counts = np.bincount(month, minlength=len(labels))
+    ends = np.cumsum(counts)
+    slices = {m: (int(e - c), int(e)) for m, c, e in zip(labels, counts, ends, strict=True)}
+    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    sym_hash = bars.symbol_hashes(tuple(str(x) for x in symbols.dictionary.to_pylist()))
+    hashes = bars.row_hashes(table, symbols.indices.to_numpy(), sym_hash)
+    filled = np.flatnonzero(counts)
+    sums = bars.group_digests(hashes, (ends - counts)[filled]) if len(filled) else []
+    digests = {labels[i]: f"{d}:{counts[i]}" for i, d in zip(filled.tolist(), sums, strict=True)}
+    return table, slices, digests, dropped
