@@ -160,17 +160,27 @@ def read_failures(storage: Storage) -> dict[date, str]:
     """Sessions a fetch could not land (session → reason); {} when none or unreadable (the
     file only explains; the fetch log and the calendar decide what is missing)."""
     try:
-        body = storage.read_json(layout.FETCH_FAILURES)
-    except (CorruptFileError, StorageError):
+        sessions = _failure_sessions(storage)
+    except StorageError:
         return {}
     out: dict[date, str] = {}
-    if isinstance(body, dict):
-        for key, value in (body.get("sessions") or {}).items():
-            try:
-                out[date.fromisoformat(str(key))] = str(value.get("reason", ""))
-            except (AttributeError, ValueError):
-                continue
+    for key, value in sessions.items():
+        try:
+            out[date.fromisoformat(str(key))] = str(value.get("reason", ""))
+        except (AttributeError, ValueError):
+            continue
     return out
+
+
+def _failure_sessions(storage: Storage) -> dict[str, Any]:
+    """The ``sessions`` mapping of the failures file ({} when absent or not one)."""
+    try:
+        body = storage.read_json(layout.FETCH_FAILURES)
+    except (CorruptFileError, NotFoundError):
+        return {}
+    if isinstance(body, dict) and isinstance(body.get("sessions"), dict):
+        return dict(body["sessions"])
+    return {}
 
 
 def update_failures(
@@ -178,13 +188,7 @@ def update_failures(
 ) -> None:
     """Add this run's failed sessions, drop the ones now in the fetch log. One PUT, only when
     something changed (fetch holds its stage lock: no concurrent writer)."""
-    try:
-        body = storage.read_json(layout.FETCH_FAILURES)
-    except (CorruptFileError, NotFoundError):
-        body = None
-    sessions: dict[str, Any] = {}
-    if isinstance(body, dict) and isinstance(body.get("sessions"), dict):
-        sessions = dict(body["sessions"])
+    sessions = _failure_sessions(storage)
     before = dict(sessions)
     for day in landed:
         sessions.pop(day.isoformat(), None)

@@ -115,6 +115,20 @@ LAST_SUCCESS_SCAN = 50
 did not succeed (status's SecondsSinceLastSuccess)."""
 
 
+def _history_keys(storage: Storage, stage: str) -> list[str]:
+    """The keys of ``stage``'s run records (``<started stamp>_<run id>.json``), oldest first;
+    one listing, without latest.json, the per-part records and temporaries."""
+    prefix = layout.run_latest(stage).rsplit("/", 1)[0] + "/"
+    return sorted(
+        obj.key
+        for obj in storage.list_objects(prefix)
+        if "/" not in obj.key[len(prefix) :]
+        and obj.key.endswith(".json")
+        and obj.key != layout.run_latest(stage)
+        and not layout.is_temp_key(obj.key)
+    )
+
+
 def last_success(storage: Storage, stage: str, latest: RunRecord | None) -> RunRecord | None:
     """The newest successful run of ``stage`` (any part of it: a consolidate shard counts),
     or None. One read at most when the latest run succeeded; otherwise one listing of the
@@ -122,17 +136,7 @@ def last_success(storage: Storage, stage: str, latest: RunRecord | None) -> RunR
     older records leaves None)."""
     if latest is not None and latest.outcome == "success":
         return latest
-    prefix = layout.run_latest(stage).rsplit("/", 1)[0] + "/"
-    keys = [
-        obj.key
-        for obj in storage.list_objects(prefix)
-        if "/" not in obj.key[len(prefix) :]
-        and obj.key.endswith(".json")
-        and obj.key != layout.run_latest(stage)
-        and not layout.is_temp_key(obj.key)
-    ]
-    # Keys are <started stamp>_<run id>.json: newest last.
-    for key in sorted(keys, reverse=True)[:LAST_SUCCESS_SCAN]:
+    for key in _history_keys(storage, stage)[::-1][:LAST_SUCCESS_SCAN]:
         try:
             record = RunRecord.from_json(storage.read_json(key))
         except (CondvestError, TypeError, AttributeError):
@@ -146,15 +150,7 @@ def recent_runs(storage: Storage, stage: str, limit: int) -> list[RunRecord]:
     """The last ``limit`` whole runs of ``stage`` recorded in its history, oldest first (the
     health report's durations). One listing and up to ``limit`` reads; records that are gone
     meanwhile or not records are skipped."""
-    prefix = layout.run_latest(stage).rsplit("/", 1)[0] + "/"
-    keys = sorted(
-        obj.key
-        for obj in storage.list_objects(prefix)
-        if "/" not in obj.key[len(prefix) :]
-        and obj.key.endswith(".json")
-        and obj.key != layout.run_latest(stage)
-        and not layout.is_temp_key(obj.key)
-    )
+    keys = _history_keys(storage, stage)
     out: list[RunRecord] = []
     for key in keys[-limit:] if limit > 0 else []:
         try:
