@@ -3,9 +3,11 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist): "auto" = one per CPU. Work stealing: the tests' lengths vary
-# from milliseconds to a minute, so an idle worker takes tests queued for the other.
-PYTEST_WORKERS ?= auto
+# Test processes (pytest-xdist): one more than the CPUs. Several long tests mostly wait (the
+# Terraform apply on moto: ~290 s of which ~100 s CPU; subprocess CLI runs; retry back-offs),
+# and a worker that waits would leave its core idle. Work stealing: the tests' lengths vary
+# from milliseconds to minutes, so an idle worker takes tests queued for another.
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 .PHONY: install demo test lint format bench-lake
 

@@ -107,6 +107,61 @@ def moto_copy_prefix(bucket: str, source: str, target: str) -> int:
     return len(names)
 
 
+@dataclass(frozen=True)
+class LakeCopy:
+    """A built lake kept for reuse: each test gets its own copy, byte for byte and with the
+    original modification times (consolidate's pending rule compares them), so an expensive
+    fixture lake is built once per module instead of once per test."""
+
+    kind: str
+    objects: tuple[tuple[str, bytes, Any], ...]  # (key under the lake, bytes, mtime)
+
+    @classmethod
+    def of(cls, lake: Lake) -> LakeCopy:
+        if lake.kind == "local":
+            root = Path(lake.uri)
+            files = sorted(p for p in root.rglob("*") if p.is_file())
+            objects = tuple(
+                (str(p.relative_to(root)), p.read_bytes(), p.stat().st_mtime_ns) for p in files
+            )
+            return cls("local", objects)
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        bucket, _, prefix = lake.uri.removeprefix("s3://").partition("/")
+        head = f"{prefix}/" if prefix else ""
+        with _MOTO_LOCK:
+            keys = s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_bucket(bucket).keys
+            objects = tuple(
+                (name[len(head) :], keys[name].value, keys[name].last_modified)
+                for name in sorted(keys)
+                if name.startswith(head)
+            )
+        return cls("s3", objects)
+
+    def restore(self, lake: Lake) -> Lake:
+        """Write the copy into ``lake`` (an empty location of the same kind)."""
+        assert lake.kind == self.kind
+        if lake.kind == "local":
+            root = Path(lake.uri)
+            for key, data, mtime in self.objects:
+                path = root / key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                os.utime(path, ns=(mtime, mtime))
+            return lake
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        bucket, _, prefix = lake.uri.removeprefix("s3://").partition("/")
+        head = f"{prefix}/" if prefix else ""
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        with _MOTO_LOCK:
+            for key, data, mtime in self.objects:
+                backend.put_object(bucket, head + key, data).last_modified = mtime
+        return lake
+
+
 def _reset_moto(endpoint: str) -> None:
     import urllib.request
 
@@ -339,9 +394,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with slow tests first (each file's tests stay together, in their order): under
     pytest-xdist (make test) the long crash, hostile-input and fault tests then start at once
-    instead of leaving one worker busy at the end while the other idles."""
+    instead of leaving one worker busy at the end while the other idles. A file with a test
+    marked ``slow(first=True)`` (the Terraform apply, which mostly waits) goes before them."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    first = {
+        item.path
+        for item in items
+        if (mark := item.get_closest_marker("slow")) and mark.kwargs.get("first")
+    }
+    items.sort(key=lambda item: (item.path not in first, item.path not in slow))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,7 +21,7 @@ from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.jobs.status import run_status
 from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.state.fetchlog import advance_watermark
-from conftest import Lake, at, make_local_lake
+from conftest import Lake, LakeCopy, at, make_local_lake
 
 NOW = at("2025-06-27T22:00:00Z")  # a Friday after the close
 PAST = at("2025-05-30T22:00:00Z")  # the host clock four weeks behind
@@ -45,12 +45,20 @@ STAGES: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_BUILT: dict[str, LakeCopy] = {}  # one built lake per backend and worker, copied per test
+
+
 @pytest.fixture
 def built(lake: Lake) -> Lake:
+    """Four months fetched, consolidated and resampled with the right clock (built once, then
+    restored into each test's own empty lake with the same bytes and modification times)."""
+    if lake.kind in _BUILT:
+        return _BUILT[lake.kind].restore(lake)
     ctx = _ctx(lake, NOW)
     assert run_fetch(ctx, plan_fetch(ctx, FetchOptions(start=date(2025, 3, 3)))).ok
     for stage in ("consolidate", "resample"):
         assert STAGES[stage](_ctx(lake, NOW)).ok
+    _BUILT[lake.kind] = LakeCopy.of(lake)
     return lake
 
 

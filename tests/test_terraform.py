@@ -410,6 +410,9 @@ def applied(
         terraform(initialised, "destroy", "-auto-approve", "-input=false", "-no-color", ok=False)
 
 
+# first=True: started before every other test (conftest): it mostly waits on moto and the
+# provider's pollers, so it overlaps the CPU-bound tests instead of trailing after them
+@pytest.mark.slow(first=True)
 def test_apply_against_moto_then_destroy(
     terraform: Terraform, applied: tuple[Path, str, dict[str, bool]], tmp_path: Path
 ) -> None:
