@@ -39,7 +39,7 @@ from condvest.jobs.read import (
     read_dividends,
     read_splits,
 )
-from condvest.state.marker import lake_price_scale
+from condvest.state.marker import recorded_price_scale
 
 log = logging.getLogger("condvest.read")
 _CLOSES = ["symbol", "date", "close"]
@@ -76,11 +76,8 @@ def check_as_of(ctx: JobContext, value: date | None) -> date | None:
 
 
 def price_scale(ctx: JobContext) -> PriceScale:
-    """The lake's stored scale (an empty location: the settings' one)."""
-    held = lake_price_scale(ctx.storage)
-    if held is not None:
-        return held
-    return PriceScale.SPLIT_ADJUSTED if ctx.settings.polygon.adjusted else PriceScale.RAW
+    """The lake's stored scale, from its marker (one read: every read mode needs it)."""
+    return recorded_price_scale(ctx.storage)
 
 
 def read_events(ctx: JobContext, symbols: Sequence[str] | None = None) -> pa.Table:

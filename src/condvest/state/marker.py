@@ -5,7 +5,10 @@ condvest writes it when it creates a lake (the first run on an empty location), 
 existing lake of an older condvest on its first successful run when the root holds only
 condvest's own names (``bronze/``, ``silver/``, ``processing_metadata/``). The commands that
 delete (consolidate, resample, vacuum) refuse a location that has neither a marker nor that
-layout, or whose marker condvest did not write."""
+layout, or whose marker condvest did not write.
+
+The marker also records the lake's ``price_scale`` (docs/corporate-actions.md#raw-lakes): what
+its bronze rows hold, so fetch never lands the other scale into it."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any, Literal
 from condvest import __version__
 from condvest.core import layout
 from condvest.core.factors import PriceScale
-from condvest.errors import ConfigError, CorruptFileError
+from condvest.errors import ConfigError, CorruptFileError, NotFoundError
 from condvest.storage.base import Storage, json_bytes
 
 log = logging.getLogger("condvest.lake")
@@ -137,7 +140,15 @@ def lake_price_scale(storage: Storage) -> PriceScale | None:
         return None
     if check.kind != "marked":
         return PriceScale.SPLIT_ADJUSTED
-    body = storage.read_json(layout.LAKE_MARKER)
+    return recorded_price_scale(storage)
+
+
+def recorded_price_scale(storage: Storage) -> PriceScale:
+    """The marker's ``price_scale`` (one read; no marker or no field: split-adjusted)."""
+    try:
+        body = storage.read_json(layout.LAKE_MARKER)
+    except NotFoundError:
+        return PriceScale.SPLIT_ADJUSTED
     value = body.get("price_scale") if isinstance(body, dict) else None
     if value is None:
         return PriceScale.SPLIT_ADJUSTED
