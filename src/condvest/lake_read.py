@@ -36,21 +36,31 @@ class LakeReads:
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
         columns: str | Sequence[str] | None = None,
+        *,
+        adjust: str = "split",
+        as_of: dt.date | str | None = None,
     ) -> pa.Table:
         """Daily bars in the canonical bronze schema, one row per (symbol, date), sorted by
         (symbol, date): each ``data.parquet`` plus the landed date files not merged yet, the
         newest fetch winning — consolidate's merge, so the result equals what
         ``consolidate --mode full`` would write. ``symbols`` None means every symbol (a symbol
         the lake lacks gives no rows); ``start``/``end`` are inclusive dates; ``columns`` a
-        subset of the bronze columns, in the order given."""
-        from condvest.jobs.read import read_daily
+        subset of the bronze columns, in the order given.
 
-        return read_daily(
+        ``adjust`` is ``"split"`` (default: split-adjusted, as a default lake stores it),
+        ``"raw"`` (as traded that day) or ``"total_return"`` (splits and dividends, backwards);
+        ``as_of`` a date: the series as it could be known then — no row after it, only the
+        actions with an ex-date on or before it applied (docs/corporate-actions.md)."""
+        from condvest.jobs.read_adjust import read_daily_adjusted
+
+        return read_daily_adjusted(
             self._job(),
             as_symbols(symbols),
             as_date(start, "--start"),
             as_date(end, "--end"),
             _columns(columns),
+            adjust,
+            as_date(as_of, "--as-of"),
         )
 
     def bars(
@@ -60,21 +70,28 @@ class LakeReads:
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
         include_partial: bool = False,
+        *,
+        adjust: str = "split",
+        as_of: dt.date | str | None = None,
     ) -> pa.Table:
         """``interval``-session bars (silver schema) whose ``start_date`` is in
         ``[start, end]``, sorted by (symbol, start_date), read from only the month files of
         those months. ``include_partial`` adds each symbol's trailing bar whose window is not
         over, computed from :meth:`daily` with resample's bar code. An interval never built is
-        a :class:`~condvest.errors.UsageError` naming ``condvest resample --intervals N``."""
-        from condvest.jobs.read_bars import read_bars
+        a :class:`~condvest.errors.UsageError` naming ``condvest resample --intervals N``.
+        ``adjust`` and ``as_of`` as for :meth:`daily`: bars in another mode than the stored one
+        (or as of a date) are computed from those daily rows with resample's bar code."""
+        from condvest.jobs.read_adjust import read_bars_adjusted
 
-        return read_bars(
+        return read_bars_adjusted(
             self._job(),
             interval,
             as_symbols(symbols),
             as_date(start, "--start"),
             as_date(end, "--end"),
             include_partial,
+            adjust,
+            as_date(as_of, "--as-of"),
         )
 
     def symbols(self) -> list[str]:
@@ -102,6 +119,14 @@ class LakeReads:
 
         return read_splits(self._job())
 
+    def factors(self, symbols: str | Sequence[str] | None = None) -> pa.Table:
+        """Per symbol and ex-date, the split ratio, the dividend factor (``1 - cash / previous
+        close``) and their cumulative products, plus the factors that turn a stored price into
+        each read mode (docs/corporate-actions.md; the ``factors`` SQL view)."""
+        from condvest.jobs.read_adjust import read_factors
+
+        return read_factors(self._job(), as_symbols(symbols))
+
     def sessions(
         self, start: dt.date | str | None = None, end: dt.date | str | None = None
     ) -> list[dt.date]:
@@ -113,7 +138,8 @@ class LakeReads:
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Run one read-only SELECT over the views ``daily`` (deduplicated as :meth:`daily`),
-        ``bars_<N>d`` (one per built interval), ``metadata`` and ``splits``; returns the DuckDB
+        ``bars_<N>d`` (one per built interval), ``metadata``, ``splits`` and ``factors``
+        (:meth:`factors`); returns the DuckDB
         relation (``.arrow()``, ``.df()``, ``.fetchall()``). Writes (``COPY``, ``ATTACH``,
         ``INSTALL``, ``LOAD``, ``CREATE``...) and a SQL error raise
         :class:`~condvest.errors.UsageError`; no DuckDB extension is installed or loaded."""

@@ -63,7 +63,11 @@ class PolygonSettings(_Section):
     max_retries: int = Field(5, ge=0, description="Retries on 429/5xx/timeouts before failing")
     backoff_base_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry")
     backoff_max_s: float = Field(60.0, ge=0, description="Longest single retry delay")
-    adjusted: bool = Field(True, description="Ask for split-adjusted aggregates")
+    adjusted: bool = Field(
+        True,
+        description="Ask for split-adjusted aggregates; false keeps traded prices (a raw lake, "
+        "fixed when the lake is created: docs/corporate-actions.md)",
+    )
     include_otc: bool = Field(False, description="Include OTC securities in grouped daily")
     max_pages: int = Field(
         10000, ge=1, description="Most next_url pages followed for one paginated request"

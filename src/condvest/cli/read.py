@@ -23,7 +23,7 @@ READ_HELP = (
 )
 SQL_HELP = (
     "Run one read-only SELECT over the views daily, bars_<N>d (one per built interval), "
-    "metadata and splits."
+    "metadata, splits and factors (corporate-action adjustment factors)."
 )
 
 
@@ -86,6 +86,16 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--include-partial", help="bars: add each symbol's unfinished bar."),
         ] = False,
+        adjust: Annotated[
+            str,
+            typer.Option(
+                "--adjust", help="split (default, as stored by default), raw or total_return."
+            ),
+        ] = "split",
+        as_of: Annotated[
+            str | None,
+            typer.Option("--as-of", help="The series as known on YYYY-MM-DD (no look-ahead)."),
+        ] = None,
         fmt: Annotated[TableFormat | None, format_option()] = None,
         out: Annotated[Path | None, out_option()] = None,
         force: Annotated[bool, force_option()] = False,
@@ -101,13 +111,15 @@ def register(app: typer.Typer) -> None:
                         "--interval and --include-partial are for read bars",
                         hint="condvest read bars --interval 5",
                     )
-                table = lake.daily(requested, start, end, columns)
+                table = lake.daily(requested, start, end, columns, adjust=adjust, as_of=as_of)
             else:
                 if interval is None:
                     raise UsageError("read bars needs --interval N", hint="e.g. --interval 5")
                 if columns is not None:
                     raise UsageError("--columns is for read daily", hint="select with condvest sql")
-                table = lake.bars(interval, requested, start, end, include_partial)
+                table = lake.bars(
+                    interval, requested, start, end, include_partial, adjust=adjust, as_of=as_of
+                )
         _say_missing(requested, table)
         title = f"condvest read {what.value}" + (f" {interval}d" if interval else "")
         write_table(table, chosen, out, force=force, title=title)

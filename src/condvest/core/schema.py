@@ -55,7 +55,7 @@ META_SCHEMA = pa.schema(
         pa.field("type", pa.string()),
         pa.field("active", pa.bool_()),
         pa.field("primary_exchange", pa.string()),
-        pa.field("currency", pa.string()),
+        pa.field("currency", pa.string(), nullable=False),
         pa.field("cik", pa.string()),
         pa.field("composite_figi", pa.string()),
         pa.field("list_date", pa.date32()),
@@ -65,6 +65,24 @@ META_SCHEMA = pa.schema(
         pa.field("industry", pa.string()),
         pa.field("description", pa.string()),
         pa.field("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+# Cash dividends (bronze/corporate_actions/dividends/date=<ex-date>.parquet), the vendor's fields.
+DIVIDEND_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ex_dividend_date", pa.date32(), nullable=False),
+        pa.field("cash_amount", pa.float64(), nullable=False),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("dividend_type", pa.string(), nullable=False),
+        pa.field("frequency", pa.int32()),
+        pa.field("declaration_date", pa.date32()),
+        pa.field("record_date", pa.date32()),
+        pa.field("pay_date", pa.date32()),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
     ]
 )
 

@@ -23,7 +23,7 @@ from condvest.progress import Tracker, close_open_trackers
 from condvest.settings import Settings
 from condvest.sinks import Sink, open_sink
 from condvest.state.lock import StageLock, exclude_other_parts
-from condvest.state.marker import adopt_lake, mark_new_lake
+from condvest.state.marker import adopt_lake, mark_new_lake, scale_of_settings
 from condvest.state.runs import RunRecord, write_run_record
 from condvest.storage import Storage, open_storage
 
@@ -237,7 +237,7 @@ def run_stage(
     sharded consolidate at once failed spuriously)."""
     refuse_clock_skew(ctx)  # before the lock: a refused run writes nothing
     # condvest creates a lake here (before the lock's own write makes the location non-empty)
-    mark_new_lake(ctx.storage, ctx.now())
+    mark_new_lake(ctx.storage, ctx.now(), scale_of_settings(ctx.settings.polygon.adjusted))
     lock = StageLock(
         ctx.storage,
         f"{stage}-{scope}" if scope else stage,

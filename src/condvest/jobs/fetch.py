@@ -39,6 +39,7 @@ from condvest.state.fetchlog import (
     landed_sessions,
     read_watermark,
 )
+from condvest.state.marker import require_price_scale
 
 log = logging.getLogger("condvest.jobs.fetch")
 STAGE = "fetch"
@@ -184,6 +185,8 @@ def plan_fetch(ctx: JobContext, opts: FetchOptions) -> FetchPlan:
     base: dict[str, Any] = dict(
         source=source, watermark=watermark, latest_completed=latest, symbols=opts.symbols
     )
+    if not opts.meta:  # prices of one scale never land in a lake of the other
+        require_price_scale(ctx.storage, s.polygon.adjusted)
     if opts.history or opts.meta:
         from condvest.jobs.fetch_extra import plan_history, plan_meta
 

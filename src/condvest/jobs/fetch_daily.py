@@ -405,7 +405,15 @@ def _splits_and_restatement(
         t.quarantined += write_quarantine(ctx.storage, window[1], f"{ctx.run_id}-splits", [bad])
         t.messages.append(f"{bad.num_rows} split row(s) quarantined{_why_rejected([bad])}")
     t.bytes += write_splits(ctx.storage, splits, source.name)
-    relevant = [s for s in splits if s.symbol in known]
+    if not ctx.settings.polygon.adjusted:
+        if splits:  # a raw lake: the rows stay as traded, the factors carry the splits on read
+            t.messages.append(
+                f"{len(splits)} split(s) recorded; no history re-fetched: the lake stores raw "
+                "prices (polygon.adjusted = false), so a split needs no restatement"
+            )
+        return len(splits), [], {}
+    # symbols landed by this run too: their rows before the split are on the old scale
+    relevant = [s for s in splits if s.symbol in known | t.symbols]
     if plan.symbols is not None:
         relevant = [s for s in relevant if s.symbol in plan.symbols]
     restated, failures, messages = restate_symbols(ctx, source, relevant, max(t.landed))

@@ -26,6 +26,7 @@ def open_source(
             symbols=settings.fetch.synthetic_symbols,
             seed=settings.fetch.synthetic_seed,
             requested=symbols,
+            adjusted=settings.polygon.adjusted,
         )
     key = settings.polygon.api_key
     value = key.get_secret_value() if key is not None else ""

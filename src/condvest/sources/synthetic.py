@@ -5,7 +5,8 @@ Each symbol's bars are a random walk over the exchange calendar from a fixed ori
 depends only on (seed, symbol, date), never on the range asked for. About one symbol in eight
 has a split; like Polygon's ``adjusted=true``, a session's grouped bars are on the scale of that
 day, while a history is adjusted for every split up to its end date — so the restatement path
-sees exactly what it would see live.
+sees exactly what it would see live. With ``polygon.adjusted = false`` (``adjusted=False``) a
+history is as traded too, as Polygon's ``adjusted=false`` aggregates are.
 
 Besides its own ``fetch.synthetic_symbols`` random tickers, it serves any valid symbol asked for
 (``fetch --symbols AAPL,MSFT``, ``--history``): a requested symbol joins the day's grouped bars,
@@ -93,11 +94,13 @@ class SyntheticSource:
         symbols: int,
         seed: int,
         requested: Sequence[str] | None = None,
+        adjusted: bool = True,
     ) -> None:
         extra = {s for s in requested or () if is_valid_symbol(s)}
         self.universe = sorted(set(synthetic_universe(symbols, seed)) | extra)
         """The symbols this market trades: its own random tickers plus the requested ones."""
         self.seed = seed
+        self.adjusted = adjusted
         self.sessions = calendar.sessions_between(ORIGIN, calendar.last_known_session)
         self._index = {d: i for i, d in enumerate(self.sessions)}
         self._series: dict[str, _Series] = {}
@@ -140,7 +143,8 @@ class SyntheticSource:
     ) -> dict[str, Batch | CondvestError]:
         out: dict[str, Batch | CondvestError] = {}
         days = [i for d, i in self._index.items() if start <= d <= end]
-        as_of = max(days) if days else 0
+        # as_of -1: no split is "up to" it, so every bar stays as traded (adjusted=false)
+        as_of = max(days) if days and self.adjusted else -1
         for symbol in symbols:
             self.requests += 1
             pairs = [(symbol, i) for i in days] if is_valid_symbol(symbol) else []

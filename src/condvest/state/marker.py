@@ -5,7 +5,10 @@ condvest writes it when it creates a lake (the first run on an empty location), 
 existing lake of an older condvest on its first successful run when the root holds only
 condvest's own names (``bronze/``, ``silver/``, ``processing_metadata/``). The commands that
 delete (consolidate, resample, vacuum) refuse a location that has neither a marker nor that
-layout, or whose marker condvest did not write."""
+layout, or whose marker condvest did not write.
+
+The marker also records the lake's ``price_scale`` (docs/corporate-actions.md#raw-lakes): what
+its bronze rows hold, so fetch never lands the other scale into it."""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from typing import Any, Literal
 
 from condvest import __version__
 from condvest.core import layout
-from condvest.errors import ConfigError, CorruptFileError
+from condvest.core.factors import PriceScale
+from condvest.errors import ConfigError, CorruptFileError, NotFoundError
 from condvest.storage.base import Storage, json_bytes
 
 log = logging.getLogger("condvest.lake")
@@ -36,12 +40,15 @@ class LakeCheck:
     """Why the marker is not condvest's, when it is not."""
 
 
-def marker_body(now: datetime) -> dict[str, Any]:
+def marker_body(
+    now: datetime, price_scale: PriceScale = PriceScale.SPLIT_ADJUSTED
+) -> dict[str, Any]:
     return {
         "format": layout.LAKE_FORMAT,
         "format_version": layout.LAKE_FORMAT_VERSION,
         "created_at": now.isoformat(),
         "created_by": f"condvest {__version__}",
+        "price_scale": price_scale.value,
     }
 
 
@@ -99,13 +106,15 @@ def require_lake(storage: Storage, command: str) -> LakeCheck:
     )
 
 
-def mark_new_lake(storage: Storage, now: datetime) -> bool:
-    """Before a run writes anything: an empty location becomes a lake, marked. True if the
-    marker was written now."""
+def mark_new_lake(
+    storage: Storage, now: datetime, price_scale: PriceScale = PriceScale.SPLIT_ADJUSTED
+) -> bool:
+    """Before a run writes anything: an empty location becomes a lake, marked, with the price
+    scale of the settings it was created with. True if the marker was written now."""
     names = storage.top_level()
     if layout.LAKE_MARKER in names or _unmarked(names).kind != "empty":
         return False
-    return storage.create(layout.LAKE_MARKER, json_bytes(marker_body(now)))
+    return storage.create(layout.LAKE_MARKER, json_bytes(marker_body(now, price_scale)))
 
 
 def adopt_lake(storage: Storage, now: datetime) -> bool:
@@ -115,7 +124,57 @@ def adopt_lake(storage: Storage, now: datetime) -> bool:
     names = storage.top_level()
     if layout.LAKE_MARKER in names or _unmarked(names).kind != "layout":
         return False
+    # a lake an older condvest wrote holds Polygon's split-adjusted scale
     created = storage.create(layout.LAKE_MARKER, json_bytes(marker_body(now)))
     if created:
         log.info("marked %s as a condvest lake (%s)", storage.uri, layout.LAKE_MARKER)
     return created
+
+
+def lake_price_scale(storage: Storage) -> PriceScale | None:
+    """The price scale the lake's bronze rows hold: the marker's ``price_scale``; a lake without
+    one (an older condvest's, marked or not) is split-adjusted; None for an empty location (the
+    first fetch decides)."""
+    check = inspect_lake(storage)
+    if check.kind == "empty":
+        return None
+    if check.kind != "marked":
+        return PriceScale.SPLIT_ADJUSTED
+    return recorded_price_scale(storage)
+
+
+def recorded_price_scale(storage: Storage) -> PriceScale:
+    """The marker's ``price_scale`` (one read; no marker or no field: split-adjusted)."""
+    try:
+        body = storage.read_json(layout.LAKE_MARKER)
+    except NotFoundError:
+        return PriceScale.SPLIT_ADJUSTED
+    value = body.get("price_scale") if isinstance(body, dict) else None
+    if value is None:
+        return PriceScale.SPLIT_ADJUSTED
+    try:
+        return PriceScale(value)
+    except ValueError:
+        raise CorruptFileError(
+            f"{storage.url(layout.LAKE_MARKER)} has price_scale {value!r}; this condvest knows "
+            f"{', '.join(repr(s.value) for s in PriceScale)}",
+        ) from None
+
+
+def scale_of_settings(adjusted: bool) -> PriceScale:
+    """``polygon.adjusted`` true → split-adjusted rows, false → traded (raw) prices."""
+    return PriceScale.SPLIT_ADJUSTED if adjusted else PriceScale.RAW
+
+
+def require_price_scale(storage: Storage, adjusted: bool) -> None:
+    """Refuse (ConfigError, exit 2) to land prices of one scale into a lake of the other."""
+    held = lake_price_scale(storage)
+    wanted = scale_of_settings(adjusted)
+    if held is None or held is wanted:
+        return
+    raise ConfigError(
+        f"refusing to fetch into {storage.uri}: the lake stores {held.value} prices and "
+        f"polygon.adjusted = {str(adjusted).lower()} would land {wanted.value} ones",
+        hint=f"set polygon.adjusted = {str(held is PriceScale.SPLIT_ADJUSTED).lower()} for this "
+        "lake, or fetch into a new lake (docs/corporate-actions.md#raw-lakes)",
+    )
