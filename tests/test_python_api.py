@@ -66,7 +66,9 @@ def test_the_pipeline_through_the_api_on_the_s3_server(
         preview = lake.consolidate(dry_run=True)
         assert isinstance(preview, DryRun) and preview.to_dict()["symbols_planned"] == 50
         merged = lake.consolidate()
-        assert merged.ok and merged.files_merged == fetched.rows
+        # every landed row's date file, less those a split's restated history replaced
+        assert merged.ok and merged.files_merged <= fetched.rows
+        assert merged.files_merged == fetched.rows or fetched.restated
         bars = lake.resample(intervals="3,5")
         assert bars.ok and bars.to_dict()["rows_written"] > 0
         health = lake.status()
