@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 standing in for Polygon: the response shapes of
-/work/shared/polygon-mocks (grouped daily, ticker range, splits, tickers, details), pagination
-through ``next_url`` (which, like the real API's, may carry ``apiKey``), and scripted failures."""
+/work/shared/polygon-mocks (grouped daily, ticker range, splits, dividends, tickers, details),
+pagination through ``next_url`` (which, like the real API's, may carry ``apiKey``), and scripted
+failures."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class FakePolygon:
         self.grouped: dict[date, list[dict[str, Any]]] = {}
         self.ranges: dict[str, list[dict[str, Any]]] = {}
         self.splits: list[dict[str, Any]] = []
+        self.dividends: list[dict[str, Any]] = []
+        """/v3/reference/dividends rows (filtered by ex_dividend_date.gte/.lte and ticker)."""
         self.tickers: list[dict[str, Any]] = []
         self.details: dict[str, dict[str, Any]] = {}
         self.script: dict[str, list[Scripted]] = {}
@@ -163,6 +166,19 @@ class FakePolygon:
             lo = query.get("execution_date.gte", "0000")
             hi = query.get("execution_date.lte", "9999")
             rows = [s for s in self.splits if lo <= s["execution_date"] <= hi]
+            return self._page(path, rows, query)
+        if path == "/v3/reference/dividends":
+            lo = query.get("ex_dividend_date.gte", "0000")
+            hi = query.get("ex_dividend_date.lte", "9999")
+            rows = [
+                r
+                for r in self.dividends
+                if not isinstance(r, dict)  # served as-is: the client must refuse it
+                or (
+                    lo <= str(r.get("ex_dividend_date", lo)) <= hi
+                    and query.get("ticker", r.get("ticker")) == r.get("ticker")
+                )
+            ]
             return self._page(path, rows, query)
         if path == "/v3/reference/tickers":
             return self._page(path, self.tickers, query)

@@ -68,6 +68,25 @@ META_SCHEMA = pa.schema(
     ]
 )
 
+# Cash dividends (bronze/corporate_actions/dividends/date=<ex-date>.parquet): the vendor's fields,
+# one row per vendor ``id`` (docs/lake-layout.md, docs/corporate-actions.md).
+DIVIDEND_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ex_dividend_date", pa.date32(), nullable=False),
+        pa.field("cash_amount", pa.float64(), nullable=False),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("dividend_type", pa.string(), nullable=False),
+        pa.field("frequency", pa.int32()),
+        pa.field("declaration_date", pa.date32()),
+        pa.field("record_date", pa.date32()),
+        pa.field("pay_date", pa.date32()),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _LEGACY_DROP = ("interval", "__index_level_0__", "timestamp", "timestamp_1")
 LEGACY_SOURCE = "legacy"

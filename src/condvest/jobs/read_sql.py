@@ -1,12 +1,12 @@
 """``Lake.sql``: one read-only SELECT over the lake's views, run by an in-memory DuckDB.
 
 The views are the Arrow tables the read methods return — ``daily`` (deduplicated as
-``Lake.daily``), ``bars_<N>d`` per built interval, ``metadata``, ``splits`` — registered only
-when the query names them, so every read goes through the storage layer (local disk or S3 alike)
-and DuckDB itself touches no file. The connection is opened with external access off and
-extension auto-install/auto-load off: ``COPY ... TO``, ``ATTACH``, ``INSTALL``, ``LOAD``,
-``read_parquet('/etc/...')`` cannot run; and anything but a single SELECT is refused before
-DuckDB runs it, with a message naming what was refused."""
+``Lake.daily``), ``bars_<N>d`` per built interval, ``metadata``, ``splits``, ``dividends`` —
+registered only when the query names them, so every read goes through the storage layer (local
+disk or S3 alike) and DuckDB itself touches no file. The connection is opened with external
+access off and extension auto-install/auto-load off: ``COPY ... TO``, ``ATTACH``, ``INSTALL``,
+``LOAD``, ``read_parquet('/etc/...')`` cannot run; and anything but a single SELECT is refused
+before DuckDB runs it, with a message naming what was refused."""
 
 from __future__ import annotations
 
@@ -36,13 +36,14 @@ def sql_error(exc: duckdb.Error) -> UsageError:
 
 def view_loaders(ctx: JobContext, intervals: list[int]) -> dict[str, Callable[[], pa.Table]]:
     """View name → the function that reads its table (called only for views a query names)."""
-    from condvest.jobs.read import read_daily, read_metadata, read_splits
+    from condvest.jobs.read import read_daily, read_dividends, read_metadata, read_splits
     from condvest.jobs.read_bars import read_bars
 
     loaders: dict[str, Callable[[], pa.Table]] = {
         "daily": lambda: read_daily(ctx, None, None, None, None),
         "metadata": lambda: read_metadata(ctx),
         "splits": lambda: read_splits(ctx),
+        "dividends": lambda: read_dividends(ctx),
     }
     for n in intervals:
         loaders[f"bars_{n}d"] = functools.partial(read_bars, ctx, n, None, None, None, False)
