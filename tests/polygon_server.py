@@ -170,21 +170,27 @@ class FakePolygon:
         if path == "/v3/reference/dividends":
             lo = query.get("ex_dividend_date.gte", "0000")
             hi = query.get("ex_dividend_date.lte", "9999")
-            rows = [
-                r
-                for r in self.dividends
-                if not isinstance(r, dict)  # served as-is: the client must refuse it
-                or (
-                    lo <= str(r.get("ex_dividend_date", lo)) <= hi
-                    and query.get("ticker", r.get("ticker")) == r.get("ticker")
-                )
-            ]
+            rows = [r for r in self.dividends if _dividend_in(r, lo, hi, query.get("ticker"))]
             return self._page(path, rows, query)
         if path == "/v3/reference/tickers":
             return self._page(path, self.tickers, query)
         if path.startswith("/v3/reference/tickers/"):
             return {"results": self.details[parts[-1]], "status": "OK", "request_id": "d"}
         raise web.HTTPNotFound()
+
+
+def _dividend_in(row: Any, lo: str, hi: str, ticker: str | None) -> bool:
+    """Whether the stand-in serves ``row`` for these filters; a row that is not an object or has
+    no valid ex-date is served to every query (the client must refuse it)."""
+    if not isinstance(row, dict):
+        return True
+    if ticker is not None and row.get("ticker") != ticker:
+        return False
+    try:
+        day = date.fromisoformat(str(row.get("ex_dividend_date")))
+    except ValueError:
+        return True
+    return lo <= day.isoformat() <= hi
 
 
 def load_mock(name: str) -> Any:
