@@ -20,7 +20,6 @@ from condvest.jobs.base import JobContext
 from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.jobs.read import read_dividends
 from condvest.jobs.status import run_status
-from condvest.lake import Lake as PublicLake
 from condvest.state.fetchlog import read_session, read_watermark
 from conftest import Lake, at, make_local_lake, make_s3_lake, polygon_overrides
 from polygon_server import FakePolygon, Scripted, agg, load_mock
@@ -214,6 +213,17 @@ def test_bad_answers_fail_the_run_visibly(
     assert not local_lake.storage.list_objects(layout.BRONZE_ACTIONS + "/dividends/")
 
 
+def test_a_transient_5xx_or_malformed_page_is_retried(
+    local_lake: Lake, polygon: FakePolygon
+) -> None:
+    week(polygon, "AAPL")
+    polygon.dividends = [div("AAPL", FRI)]
+    polygon.fail("/v3/reference/dividends", Scripted(502), Scripted(200, body="{broken"))
+    result = fetch(local_lake, polygon, day=FRI)
+    assert result.ok and result.dividends == 1 and result.retries == 2
+    assert len(polygon.requests_to("/v3/reference/dividends")) == 3
+
+
 def test_history_takes_the_symbols_dividends(lake: Lake, polygon: FakePolygon) -> None:
     days = [MON, TUE, WED, THU, FRI]
     polygon.ranges["AAPL"] = [agg(None, d, 100.0) for d in days]
@@ -341,7 +351,6 @@ def test_a_duplicated_split_is_applied_once(lake: Lake, polygon: FakePolygon) ->
     assert closes == [100.0] * 4 + [101.0]  # divided by 2 once, not by 4 (or 6)
     rows = lake.storage.read_parquet(layout.corporate_actions_file("splits", FRI)).to_pylist()
     assert [(r["symbol"], r["ratio"]) for r in rows] == [("NVDA", 2.0)]
-    assert PublicLake  # the public class reads the same files
     quarantined = [
         o.key
         for o in lake.storage.list_objects(layout.BRONZE_QUARANTINE + "/")
