@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 standing in for Polygon: the response shapes of
-/work/shared/polygon-mocks (grouped daily, ticker range, splits, tickers, details), pagination
-through ``next_url`` (which, like the real API's, may carry ``apiKey``), and scripted failures."""
+/work/shared/polygon-mocks (grouped daily, ticker range, splits, dividends, tickers, details),
+pagination through ``next_url`` (which, like the real API's, may carry ``apiKey``), and scripted
+failures."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class FakePolygon:
         self.grouped: dict[date, list[dict[str, Any]]] = {}
         self.ranges: dict[str, list[dict[str, Any]]] = {}
         self.splits: list[dict[str, Any]] = []
+        self.dividends: list[dict[str, Any]] = []
+        """/v3/reference/dividends rows (filtered by ex_dividend_date.gte/.lte and ticker)."""
         self.tickers: list[dict[str, Any]] = []
         self.details: dict[str, dict[str, Any]] = {}
         self.script: dict[str, list[Scripted]] = {}
@@ -164,11 +167,30 @@ class FakePolygon:
             hi = query.get("execution_date.lte", "9999")
             rows = [s for s in self.splits if lo <= s["execution_date"] <= hi]
             return self._page(path, rows, query)
+        if path == "/v3/reference/dividends":
+            lo = query.get("ex_dividend_date.gte", "0000")
+            hi = query.get("ex_dividend_date.lte", "9999")
+            rows = [r for r in self.dividends if _dividend_in(r, lo, hi, query.get("ticker"))]
+            return self._page(path, rows, query)
         if path == "/v3/reference/tickers":
             return self._page(path, self.tickers, query)
         if path.startswith("/v3/reference/tickers/"):
             return {"results": self.details[parts[-1]], "status": "OK", "request_id": "d"}
         raise web.HTTPNotFound()
+
+
+def _dividend_in(row: Any, lo: str, hi: str, ticker: str | None) -> bool:
+    """Whether the stand-in serves ``row`` for these filters; a row that is not an object or has
+    no valid ex-date is served to every query (the client must refuse it)."""
+    if not isinstance(row, dict):
+        return True
+    if ticker is not None and row.get("ticker") != ticker:
+        return False
+    try:
+        day = date.fromisoformat(str(row.get("ex_dividend_date")))
+    except ValueError:
+        return True
+    return lo <= day.isoformat() <= hi
 
 
 def load_mock(name: str) -> Any:

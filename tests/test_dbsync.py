@@ -21,6 +21,7 @@ from condvest.errors import CondvestError
 from condvest.jobs.base import JobResult, run_stage
 from condvest.jobs.dbsync import plan_db_sync, run_db_sync, sync_if_behind
 from condvest.jobs.status import check_failed, run_status
+from condvest.sinks.pg_schema import latest_version
 from condvest.sinks.postgres import PostgresSink
 from condvest.state.fetchlog import SessionEntry, advance_watermark, record_session
 from condvest.state.runs import last_runs
@@ -220,7 +221,7 @@ def test_status_init_db_cli(tmp_path: Path, pg_schema: tuple[str, str]) -> None:
     out = _cli(["--output", "json", "status", "--init-db"], env, tmp_path)
     assert out.returncode == 0, out.stderr
     db = json.loads(out.stdout)["database"]
-    assert (db["schema_version_before"], db["schema_version"]) == (0, 1)
+    assert (db["schema_version_before"], db["schema_version"]) == (0, latest_version())
     off = _cli(["status", "--init-db"], {"CONDVEST_LAKE__URI": str(tmp_path / "lake")}, tmp_path)
     assert off.returncode == 2
     assert off.stderr.strip().count("\n") == 0 and "PostgreSQL" in off.stderr

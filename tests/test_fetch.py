@@ -52,7 +52,8 @@ def test_daily_session_lands_validated_rows(lake: Lake, polygon: FakePolygon) ->
     result = fetch(lake, polygon)
     assert result.ok and result.sessions == [FRI] and result.rows == 3
     assert result.quarantined == 3 and result.symbols == 3 and result.files == 3
-    assert result.requests == 2  # one grouped daily + one splits request
+    assert result.requests == 3  # one grouped daily + one splits + one dividends request
+    assert len(polygon.requests_to("/v3/reference/dividends")) == 1
     for symbol in ("AAPL", "KIMpL", "BRK.A"):
         rows = read_bronze(lake.storage, layout.date_file(symbol, FRI)).to_pylist()
         assert len(rows) == 1 and rows[0]["date"] == FRI and rows[0]["source"] == "polygon"
@@ -140,7 +141,7 @@ def test_plan_and_usage_errors(lake: Lake, polygon: FakePolygon) -> None:
     ctx = lake.context(now=NOW, **polygon_overrides(polygon.url, requests_per_minute=5))
     plan = plan_fetch(ctx, FetchOptions(start=date(2025, 3, 10)))
     assert plan.sessions == sessions(lake, date(2025, 3, 10), FRI)
-    assert plan.requests == 6 and plan.estimated_s == 60.0
+    assert plan.requests == 7 and plan.estimated_s == 72.0  # 5 sessions + splits + dividends
     with pytest.raises(UsageError, match="not a XNYS trading session"):
         plan_fetch(ctx, FetchOptions(day=date(2025, 3, 15)))
     with pytest.raises(UsageError, match="has not completed"):

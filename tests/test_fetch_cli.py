@@ -190,7 +190,7 @@ def test_dry_run_prints_plan_and_changes_nothing(tmp_path: Path, polygon: FakePo
         "2025-01-08",
         "2025-01-10",
     ]  # 2025-01-09: national mourning
-    assert plan["requests"] == 7 and "estimated_s" in plan
+    assert plan["requests"] == 8 and "estimated_s" in plan  # 6 sessions + splits + dividends
     assert polygon.seen == [] and not (tmp_path / "lake").exists()
 
 

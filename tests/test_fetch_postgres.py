@@ -1,6 +1,6 @@
 """fetch with the PostgreSQL cache on: the same validated rows land in the lake and the
 database; a database failure leaves the lake write standing and exits 1; the next run (or
-``fetch --sync-db``) heals the database from the lake."""
+``fetch --sync-db``) heals the database from the lake. Dividends land in both too."""
 
 from __future__ import annotations
 
@@ -76,3 +76,53 @@ def test_sync_db_without_postgres_is_a_usage_error(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "needs PostgreSQL" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _dividend_ids(dsn: str, schema: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(f'select id from "{schema}".dividends order by id').fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_fetch_lands_dividends_in_the_database(tmp_path: Path, pg_schema: tuple[str, str]) -> None:
+    from condvest import open_lake
+
+    dsn, schema = pg_schema
+    lake = make_local_lake(tmp_path / "lake")
+    good = {"CONDVEST_POSTGRES__DSN": dsn, "CONDVEST_POSTGRES__SCHEMA_NAME": schema}
+    out = _cli(
+        lake.uri,
+        good,
+        "fetch",
+        "--source",
+        "synthetic",
+        "--start",
+        "2024-09-02",
+        "--end",
+        "2024-12-31",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["dividends"] > 0
+    with open_lake(lake.uri) as opened:
+        in_lake = sorted(opened.dividends().column("id").to_pylist())
+    assert _dividend_ids(dsn, schema) == in_lake and len(in_lake) == result["dividends"]
+    # A backfill over the same and more dates: the database follows the lake, no duplicates.
+    out = _cli(
+        lake.uri,
+        good,
+        "fetch",
+        "--source",
+        "synthetic",
+        "--corporate-actions",
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-12-31",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    backfill = json.loads(out.stdout)
+    assert backfill["corporate_actions"]["dividends"] >= result["dividends"]
+    with open_lake(lake.uri) as opened:
+        in_lake = sorted(opened.dividends().column("id").to_pylist())
+    assert _dividend_ids(dsn, schema) == in_lake and len(in_lake) == len(set(in_lake))

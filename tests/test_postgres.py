@@ -17,7 +17,7 @@ import pytest
 from condvest.errors import DatabaseError
 from condvest.logging import redact
 from condvest.sinks import open_sink
-from condvest.sinks.pg_schema import V1, Migration
+from condvest.sinks.pg_schema import MIGRATIONS, V1, Migration, latest_version
 from condvest.sinks.postgres import PostgresSink
 from condvest.state.runs import RunRecord
 from pg_helpers import bronze, password_refusing_server, pg_settings
@@ -80,9 +80,9 @@ def test_schema_created_on_first_use_and_init_is_idempotent(
             [schema],
         )
     }
-    assert {"raw_ohlcv", "symbol_metadata", "watermarks", "job_runs"} <= tables
-    assert sink.init_schema() == (1, 1)
-    assert sink.schema_version() == 1
+    assert {"raw_ohlcv", "symbol_metadata", "watermarks", "job_runs", "dividends"} <= tables
+    assert sink.init_schema() == (2, 2)
+    assert sink.schema_version() == 2 == latest_version()
     types = dict(
         query(
             dsn,
@@ -97,17 +97,18 @@ def test_schema_created_on_first_use_and_init_is_idempotent(
 def test_upgrade_path_applies_the_next_migration_once(pg_schema: tuple[str, str]) -> None:
     dsn, schema = pg_schema
     settings = pg_settings(dsn, schema)
-    v2 = Migration(
-        2, "test: a note column", ("alter table {schema}.raw_ohlcv add column note text",)
+    n = latest_version()
+    nxt = Migration(
+        n + 1, "test: a note column", ("alter table {schema}.raw_ohlcv add column note text",)
     )
-    with PostgresSink(settings) as v1_sink:
-        assert v1_sink.init_schema() == (0, 1)
+    with PostgresSink(settings) as current:
+        assert current.init_schema() == (0, n)
 
-    # Two processes' worth of upgraders at once: the advisory lock lets exactly one apply v2.
+    # Two processes' worth of upgraders at once: the advisory lock lets exactly one apply it.
     outcomes: list[tuple[int, int]] = []
 
     def upgrade() -> None:
-        with PostgresSink(settings, migrations=(V1, v2)) as upgrader:
+        with PostgresSink(settings, migrations=(*MIGRATIONS, nxt)) as upgrader:
             outcomes.append(upgrader.init_schema())
 
     threads = [threading.Thread(target=upgrade) for _ in range(4)]
@@ -115,11 +116,9 @@ def test_upgrade_path_applies_the_next_migration_once(pg_schema: tuple[str, str]
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == [(1, 2)] + [(2, 2)] * 3
-    assert query(dsn, f'select version from "{schema}".condvest_schema_version order by 1') == [
-        (1,),
-        (2,),
-    ]
+    assert sorted(outcomes) == [(n, n + 1)] + [(n + 1, n + 1)] * 3
+    versions = query(dsn, f'select version from "{schema}".condvest_schema_version order by 1')
+    assert versions == [(v,) for v in range(1, n + 2)]
     cols = query(
         dsn,
         "select column_name from information_schema.columns where table_schema = %s "
@@ -131,10 +130,13 @@ def test_upgrade_path_applies_the_next_migration_once(pg_schema: tuple[str, str]
     with PostgresSink(settings) as old, pytest.raises(DatabaseError, match="newer than"):
         old.upsert_rows(bronze(["AAA"], [D1]))
     # A failing migration rolls back whole: version and tables stay as they were.
-    v3 = Migration(3, "broken", ("create table {schema}.half_done (x int)", "select 1/0"))
-    with PostgresSink(settings, migrations=(V1, v2, v3)) as broken, pytest.raises(DatabaseError):
+    bad = Migration(n + 2, "broken", ("create table {schema}.half_done (x int)", "select 1/0"))
+    with (
+        PostgresSink(settings, migrations=(*MIGRATIONS, nxt, bad)) as broken,
+        pytest.raises(DatabaseError),
+    ):
         broken.init_schema()
-    assert query(dsn, f'select max(version) from "{schema}".condvest_schema_version') == [(2,)]
+    assert query(dsn, f'select max(version) from "{schema}".condvest_schema_version') == [(n + 1,)]
     assert query(dsn, "select to_regclass(%s)", [f'"{schema}".half_done']) == [(None,)]
 
 
@@ -255,6 +257,62 @@ def test_concurrent_sessions_keep_one_current_watermark_at_the_max(
     values = [r[0] for r in query(dsn, f'select value from "{schema}".watermarks order by id')]
     assert values == sorted(values) and len(set(values)) == len(values)  # only ever forwards
     assert query(dsn, f'select count(*) from "{schema}".raw_ohlcv') == [(3 * len(days),)]
+
+
+# -- dividends --------------------------------------------------------------------------------
+def _dividends(amounts: dict[str, float], fetched: datetime) -> pa.Table:
+    from condvest.core.schema import DIVIDEND_SCHEMA
+
+    return pa.Table.from_pylist(
+        [
+            {
+                "id": ident,
+                "symbol": "KO",
+                "ex_dividend_date": D1 + timedelta(days=i),
+                "cash_amount": amount,
+                "currency": "USD",
+                "dividend_type": "CD",
+                "frequency": 4 if i else None,
+                "declaration_date": None,
+                "record_date": D1,
+                "pay_date": D3,
+                "fetched_at": fetched,
+                "source": "polygon",
+            }
+            for i, (ident, amount) in enumerate(sorted(amounts.items()))
+        ],
+        schema=DIVIDEND_SCHEMA,
+    )
+
+
+def test_dividends_upsert_on_id_is_idempotent_and_newest_wins(
+    sink: PostgresSink, pg_schema: tuple[str, str]
+) -> None:
+    dsn, schema = pg_schema
+    t0 = datetime(2026, 1, 5, 22, tzinfo=UTC)
+    assert sink.upsert_dividends(_dividends({"a": 0.485, "b": 0.5}, t0)) == 2
+    assert sink.upsert_dividends(_dividends({"a": 0.485, "b": 0.5}, t0 + timedelta(hours=1))) == 0
+    assert sink.upsert_dividends(_dividends({"a": 0.49}, t0 + timedelta(hours=2))) == 1
+    assert sink.upsert_dividends(_dividends({"a": 0.1}, t0)) == 0  # an older answer
+    rows = query(
+        dsn,
+        "select id, cash_amount, frequency, record_date, fetched_at "
+        f'from "{schema}".dividends order by id',
+    )
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [("a", 0.49, None, D1), ("b", 0.5, 4, D1)]
+    assert rows[0][4] == t0 + timedelta(hours=2)
+    assert sink.upsert_dividends(_dividends({}, t0)) == 0
+
+
+def test_a_v1_database_gains_the_dividends_table(pg_schema: tuple[str, str]) -> None:
+    dsn, schema = pg_schema
+    settings = pg_settings(dsn, schema)
+    with PostgresSink(settings, migrations=(V1,)) as old:
+        old.upsert_rows(bronze(["AAA"], [D1]))
+    with PostgresSink(settings) as new:
+        assert new.init_schema() == (1, 2)
+        assert new.upsert_dividends(_dividends({"x": 1.0}, datetime.now(UTC))) == 1
+    assert query(dsn, f'select count(*) from "{schema}".raw_ohlcv') == [(1,)]
 
 
 # -- metadata, runs, retention --------------------------------------------------------------------

@@ -164,8 +164,9 @@ def test_dry_run_estimates_history_and_metadata_at_the_configured_rate(
     )
     assert got.returncode == 0, got.stderr
     plan = json.loads(got.stdout)
-    assert plan["requests"] == 500 and plan["estimated_s"] == 499 * 12.0
-    assert plan["estimated"] == "1h39m"
+    # a range and a dividends request per symbol
+    assert plan["requests"] == 1000 and plan["estimated_s"] == 999 * 12.0
+    assert plan["estimated"] == "3h19m"
     # metadata: the ticker list (one page here) and a details request per symbol due
     listed = load_mock("v3_reference_tickers.json")["results"]
     polygon.tickers = listed

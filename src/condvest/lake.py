@@ -160,6 +160,7 @@ class Lake(LakeReads):
         source: SourceKind | str | None = ...,
         history: bool = ...,
         meta: bool = ...,
+        corporate_actions: bool = ...,
         dry_run: Literal[False] = ...,
     ) -> FetchResult: ...
     @overload
@@ -175,6 +176,7 @@ class Lake(LakeReads):
         source: SourceKind | str | None = ...,
         history: bool = ...,
         meta: bool = ...,
+        corporate_actions: bool = ...,
         dry_run: Literal[True],
     ) -> DryRun[FetchPlan]: ...
     @overload
@@ -190,6 +192,7 @@ class Lake(LakeReads):
         source: SourceKind | str | None = ...,
         history: bool = ...,
         meta: bool = ...,
+        corporate_actions: bool = ...,
         dry_run: bool = ...,
     ) -> FetchResult | DryRun[FetchPlan]: ...
     def fetch(
@@ -204,6 +207,7 @@ class Lake(LakeReads):
         source: SourceKind | str | None = None,
         history: bool = False,
         meta: bool = False,
+        corporate_actions: bool = False,
         dry_run: bool = False,
     ) -> FetchResult | DryRun[FetchPlan]:
         """Land daily bars (``condvest fetch``; docs/commands/fetch.md).
@@ -211,8 +215,10 @@ class Lake(LakeReads):
         Without arguments: every completed session the lake lacks, up to
         ``fetch.max_backfill_days``. ``date`` fetches one session, ``start``/``end`` a bounded
         range; ``history`` fetches ``symbols``' daily history into their data files, ``meta`` the
-        ticker list and details. ``force`` re-fetches landed sessions; ``source`` is
-        ``"polygon"`` or ``"synthetic"`` (default ``fetch.source``)."""
+        ticker list and details, ``corporate_actions`` the splits and dividends of
+        ``start``..``end`` (default: ``fetch.history_years`` back) for the whole lake (or
+        ``symbols``). ``force`` re-fetches landed sessions; ``source`` is ``"polygon"`` or
+        ``"synthetic"`` (default ``fetch.source``)."""
         from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 
         options = FetchOptions(
@@ -224,6 +230,7 @@ class Lake(LakeReads):
             force=force,
             history=history,
             meta=meta,
+            corporate_actions=corporate_actions,
         )
         job = self._job()
         with self._with_source(source):

@@ -119,6 +119,25 @@ class LakeReads:
 
         return read_splits(self._job())
 
+    def dividends(
+        self,
+        symbols: str | Sequence[str] | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+    ) -> pa.Table:
+        """Every cash dividend the fetches have landed, one row per vendor ``id`` (the newest
+        fetch winning), sorted by (symbol, ex_dividend_date, id); ``symbols``, ``start`` and
+        ``end`` (inclusive, on ``ex_dividend_date``) narrow it."""
+        from condvest.jobs.read import filter_actions, read_dividends
+
+        return filter_actions(
+            read_dividends(self._job()),
+            "ex_dividend_date",
+            as_symbols(symbols),
+            as_date(start, "--start"),
+            as_date(end, "--end"),
+        )
+
     def factors(self, symbols: str | Sequence[str] | None = None) -> pa.Table:
         """Per symbol and ex-date, the split ratio, the dividend factor (``1 - cash / previous
         close``) and their cumulative products, plus the factors that turn a stored price into
@@ -138,10 +157,10 @@ class LakeReads:
 
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
         """Run one read-only SELECT over the views ``daily`` (deduplicated as :meth:`daily`),
-        ``bars_<N>d`` (one per built interval), ``metadata``, ``splits`` and ``factors``
-        (:meth:`factors`); returns the DuckDB
-        relation (``.arrow()``, ``.df()``, ``.fetchall()``). Writes (``COPY``, ``ATTACH``,
-        ``INSTALL``, ``LOAD``, ``CREATE``...) and a SQL error raise
+        ``bars_<N>d`` (one per built interval), ``metadata``, ``splits``, ``dividends`` and
+        ``factors`` (:meth:`factors`); returns the DuckDB relation (``.arrow()``, ``.df()``,
+        ``.fetchall()``). Writes (``COPY``, ``ATTACH``, ``INSTALL``, ``LOAD``, ``CREATE``...)
+        and a SQL error raise
         :class:`~condvest.errors.UsageError`; no DuckDB extension is installed or loaded."""
         from condvest.jobs.read import built_intervals
         from condvest.jobs.read_sql import run_sql, view_loaders

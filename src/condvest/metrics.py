@@ -81,6 +81,7 @@ STAGE_COUNT_METRICS: dict[str, tuple[str, Unit]] = {
     "symbols": ("Symbols", "Count"),
     "new_symbols": ("NewSymbols", "Count"),
     "splits": ("Splits", "Count"),
+    "dividends": ("Dividends", "Count"),
     "symbols_planned": ("SymbolsPlanned", "Count"),
     "files_planned": ("FilesPlanned", "Count"),
     "bytes_planned": ("BytesPlanned", "Bytes"),

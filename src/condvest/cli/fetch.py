@@ -1,5 +1,5 @@
-"""``condvest fetch``: daily sessions (backfill planner), --history, --meta; see
-docs/commands/fetch.md."""
+"""``condvest fetch``: daily sessions (backfill planner), --history, --meta,
+--corporate-actions; see docs/commands/fetch.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from condvest.settings import SourceKind
 
 HELP = (
     "Fetch daily OHLCV for missing trading sessions (one grouped-daily request per session), "
-    "per-symbol history (--history), symbol metadata (--meta); restate split symbols."
+    "per-symbol history (--history), symbol metadata (--meta), splits and dividends "
+    "(--corporate-actions); restate split symbols."
 )
 
 
@@ -55,6 +56,14 @@ def register(app: typer.Typer) -> None:
         meta: Annotated[
             bool, typer.Option("--meta", help="Fetch the ticker list and symbol details.")
         ] = False,
+        corporate_actions: Annotated[
+            bool,
+            typer.Option(
+                "--corporate-actions",
+                help="Backfill splits and dividends over --start/--end for the whole lake "
+                "(or --symbols).",
+            ),
+        ] = False,
         sync_db: Annotated[
             bool,
             typer.Option(
@@ -81,6 +90,7 @@ def register(app: typer.Typer) -> None:
                 source=source,
                 history=history,
                 meta=meta,
+                corporate_actions=corporate_actions,
                 dry_run=dry_run,
             )
         plan = " (plan)" if isinstance(result, DryRun) else ""

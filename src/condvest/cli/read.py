@@ -1,12 +1,13 @@
-"""``condvest read daily|bars`` and ``condvest sql``: thin commands over ``Lake.daily``,
-``Lake.bars`` and ``Lake.sql`` (docs/reading.md); the table is written by cli/tables."""
+"""``condvest read daily|bars|actions`` and ``condvest sql``: thin commands over ``Lake.daily``,
+``Lake.bars``, ``Lake.splits``/``Lake.dividends`` and ``Lake.sql`` (docs/reading.md); the table
+is written by cli/tables."""
 
 from __future__ import annotations
 
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -15,21 +16,27 @@ from condvest.cli.common import CliState, state_of
 from condvest.cli.output import OutputFormat
 from condvest.cli.tables import TableFormat, check_out, write_table
 from condvest.errors import UsageError
-from condvest.lake_values import as_symbols
+from condvest.jobs.read_actions import ActionKind, combined_actions
+from condvest.lake_values import as_date, as_symbols
+
+if TYPE_CHECKING:
+    from condvest.lake import Lake
 
 READ_HELP = (
     "Print daily bars (one row per symbol and session, landed files not yet consolidated "
-    "included) or N-session bars, as a table, csv, json, ndjson or parquet (--out)."
+    "included), N-session bars, or corporate actions (splits, dividends), as a table, csv, "
+    "json, ndjson or parquet (--out)."
 )
 SQL_HELP = (
     "Run one read-only SELECT over the views daily, bars_<N>d (one per built interval), "
-    "metadata, splits and factors (corporate-action adjustment factors)."
+    "metadata, splits, dividends and factors (corporate-action adjustment factors)."
 )
 
 
 class ReadWhat(StrEnum):
     DAILY = "daily"
     BARS = "bars"
+    ACTIONS = "actions"
 
 
 def _format(state: CliState, fmt: TableFormat | None) -> TableFormat:
@@ -63,11 +70,32 @@ def _say_missing(requested: list[str] | None, table: pa.Table) -> None:
         sys.stderr.write(f"no rows for: {', '.join(missing)}\n")
 
 
+def read_actions(
+    lake: Lake,
+    kind: ActionKind | None,
+    symbols: list[str] | None,
+    start: str | None,
+    end: str | None,
+) -> pa.Table:
+    """Splits, dividends (each in its own columns) or both (one table, ACTIONS_SCHEMA)."""
+    from condvest.jobs.read import filter_actions
+
+    first, last = as_date(start, "--start"), as_date(end, "--end")
+    dividends = lake.dividends(symbols, first, last) if kind is not ActionKind.SPLITS else None
+    if kind is ActionKind.DIVIDENDS:
+        assert dividends is not None
+        return dividends
+    splits = filter_actions(lake.splits(), "execution_date", symbols, first, last)
+    if kind is ActionKind.SPLITS or dividends is None:
+        return splits
+    return combined_actions(splits, dividends)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("read", help=READ_HELP)
     def read(
         ctx: typer.Context,
-        what: Annotated[ReadWhat, typer.Argument(help="daily or bars.")],
+        what: Annotated[ReadWhat, typer.Argument(help="daily, bars or actions.")],
         interval: Annotated[
             int | None, typer.Option("--interval", help="bars: the bar size in sessions, e.g. 5.")
         ] = None,
@@ -96,6 +124,10 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--as-of", help="The series as known on YYYY-MM-DD (no look-ahead)."),
         ] = None,
+        kind: Annotated[
+            ActionKind | None,
+            typer.Option("--kind", help="actions: only splits or only dividends (their columns)."),
+        ] = None,
         fmt: Annotated[TableFormat | None, format_option()] = None,
         out: Annotated[Path | None, out_option()] = None,
         force: Annotated[bool, force_option()] = False,
@@ -104,8 +136,19 @@ def register(app: typer.Typer) -> None:
         chosen = _format(state, fmt)
         check_out(chosen, out, force)
         requested = as_symbols(symbols)
+        if kind is not None and what is not ReadWhat.ACTIONS:
+            raise UsageError(
+                "--kind is for read actions", hint="condvest read actions --kind splits"
+            )
         with state.open() as lake:
-            if what is ReadWhat.DAILY:
+            if what is ReadWhat.ACTIONS:
+                if interval is not None or include_partial or columns is not None:
+                    raise UsageError(
+                        "--interval, --include-partial and --columns are not for read actions",
+                        hint="select columns with condvest sql",
+                    )
+                table = read_actions(lake, kind, requested, start, end)
+            elif what is ReadWhat.DAILY:
                 if interval is not None or include_partial:
                     raise UsageError(
                         "--interval and --include-partial are for read bars",

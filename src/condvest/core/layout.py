@@ -137,6 +137,8 @@ FETCH_FAILURES = f"{METADATA}/fetch_failures.json"
 RUNS_PREFIX = f"{METADATA}/runs/"
 LOCKS_PREFIX = f"{METADATA}/locks/"
 RESTATED_PREFIX = f"{METADATA}/restated/"
+SUSPICIOUS_SPLITS = f"{METADATA}/suspicious_splits.json"
+"""Splits whose restatement showed another ratio than the vendor listed (status reports them)."""
 CLEANUP_JOURNAL_PREFIX = f"{METADATA}/consolidate_cleanup/"
 """Symbols a consolidate run still has to clean up (written before its manifest update, removed
 once their cleanup is done), so a run killed in between has its cleanup finished by the next."""

@@ -68,7 +68,8 @@ META_SCHEMA = pa.schema(
     ]
 )
 
-# Cash dividends (bronze/corporate_actions/dividends/date=<ex-date>.parquet), the vendor's fields.
+# Cash dividends (bronze/corporate_actions/dividends/date=<ex-date>.parquet): the vendor's fields,
+# one row per vendor ``id`` (docs/lake-layout.md, docs/corporate-actions.md).
 DIVIDEND_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),

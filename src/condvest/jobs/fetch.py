@@ -43,7 +43,7 @@ from condvest.state.marker import require_price_scale
 
 log = logging.getLogger("condvest.jobs.fetch")
 STAGE = "fetch"
-FetchMode = Literal["daily", "history", "meta"]
+FetchMode = Literal["daily", "history", "meta", "corporate_actions"]
 _STOP_MARGIN_S = 60.0
 """Stop before a Lambda deadline with this much time left (one session takes seconds)."""
 
@@ -61,6 +61,8 @@ class FetchOptions:
     force: bool = False
     history: bool = False
     meta: bool = False
+    corporate_actions: bool = False
+    """--corporate-actions: backfill splits and dividends over [start, end]."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class FetchResult(JobResult):
     files: int = 0
     bytes: int = 0
     splits: int = 0
+    dividends: int = 0
+    """Dividends landed (distinct vendor ids in the answers, after --symbols)."""
+    corporate_actions: dict[str, int] = field(default_factory=dict)
+    """--corporate-actions: splits, dividends, quarantined, windows."""
     restated: list[str] = field(default_factory=list)
     symbols_missing: list[str] = field(default_factory=list)
     """--symbols the source delivered no bar for (in any landed session / the history range)."""
@@ -185,13 +191,19 @@ def plan_fetch(ctx: JobContext, opts: FetchOptions) -> FetchPlan:
     base: dict[str, Any] = dict(
         source=source, watermark=watermark, latest_completed=latest, symbols=opts.symbols
     )
+    if sum((opts.history, opts.meta, opts.corporate_actions)) > 1:
+        raise UsageError(
+            "--history, --meta and --corporate-actions are separate runs; pass one of them"
+        )
     if not opts.meta:  # prices of one scale never land in a lake of the other
         require_price_scale(ctx.storage, s.polygon.adjusted)
+    if opts.corporate_actions:
+        from condvest.jobs.fetch_dividends import plan_corporate_actions
+
+        return plan_corporate_actions(ctx, opts, base)
     if opts.history or opts.meta:
         from condvest.jobs.fetch_extra import plan_history, plan_meta
 
-        if opts.history and opts.meta:
-            raise UsageError("--history and --meta are separate runs; pass one of them")
         return plan_history(ctx, opts, base) if opts.history else plan_meta(ctx, opts, base)
     landed = landed_sessions(ctx.storage)
     notes: list[str] = []
@@ -225,7 +237,7 @@ def plan_fetch(ctx: JobContext, opts: FetchOptions) -> FetchPlan:
             "fetch.backfill_new_symbols is on: each symbol first seen costs one more request "
             f"(~{per:.0f}s at the configured rate) for {s.fetch.history_years} years of history"
         )
-    requests = len(todo) + (1 if todo else 0)  # + one splits request for the fetched range
+    requests = len(todo) + (2 if todo else 0)  # + one splits, one dividends request (paged)
     rpm = s.polygon.requests_per_minute if source == SourceKind.POLYGON.value else 0
     return FetchPlan(
         mode="daily",
@@ -277,6 +289,10 @@ def _execute(ctx: JobContext, plan: FetchPlan) -> FetchResult:
             from condvest.jobs.fetch_extra import run_history
 
             result = run_history(ctx, plan, source)
+        elif plan.mode == "corporate_actions":
+            from condvest.jobs.fetch_dividends import run_corporate_actions
+
+            result = run_corporate_actions(ctx, plan, source)
         else:
             from condvest.jobs.fetch_extra import run_meta
 

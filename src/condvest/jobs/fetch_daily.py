@@ -1,11 +1,12 @@
 """Daily landing: one grouped-daily request per session → validated per-symbol date files →
-quarantine → optional PostgreSQL → splits → fetch log.
+quarantine → optional PostgreSQL → splits → dividends → fetch log.
 
 A session is complete — recorded in the fetch log, so the watermark may pass it — only when its
-files are written *and* the split check of the run's window succeeded (a split restatement that
-failed keeps its execution session open). A session the source answered with no rows, or with
-far fewer accepted rows than the recent sessions, is a failed session: nothing of it is written,
-it stays missing (status shows the reason) and the next run asks again."""
+files are written *and* the split check and the dividends request of the run's window succeeded
+(a split restatement that failed keeps its execution session open). A session the source
+answered with no rows, or with far fewer accepted rows than the recent sessions, is a failed
+session: nothing of it is written, it stays missing (status shows the reason) and the next run
+asks again."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from condvest.jobs.fetch import (
     paced_per_s,
     row_bounds,
 )
+from condvest.jobs.fetch_dividends import Landed, daily_dividends
 from condvest.jobs.fetch_write import (
     lake_symbols,
     restrict,
@@ -264,6 +266,7 @@ def _record(ctx: JobContext, t: _Tally, held: dict[date, str]) -> list[date]:
 
 def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     t = _Tally()
+    dividends = Landed()
     known = lake_symbols(ctx.storage)
     sink = ctx.sink()
     partial = False
@@ -309,6 +312,13 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
                 progress.advance()
         progress.close()
         splits, restated, held = _splits_and_restatement(ctx, plan, source, t, known)
+        dividends, held_back = daily_dividends(
+            ctx, source, t.landed, plan.symbols, sink, t.failed, t.messages
+        )
+        held = held_back | held  # a session held by both keeps the split check's reason
+        t.bytes += dividends.bytes
+        t.quarantined += dividends.quarantined
+        t.sink_errors.extend(dividends.sink_errors)
         if plan.symbols is None:
             recorded = _record(ctx, t, held)
             try:
@@ -348,6 +358,7 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
         files=t.files,
         bytes=t.bytes,
         splits=splits,
+        dividends=dividends.dividends,
         restated=restated,
         symbols_missing=missing,
         gap=plan.gap,

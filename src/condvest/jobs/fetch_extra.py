@@ -18,6 +18,7 @@ from condvest.core.validate import rejected_table, validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
 from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.corporate_actions import check_split, stored_closes
 from condvest.jobs.fetch import (
     _STOP_MARGIN_S,
     STAGE,
@@ -52,7 +53,7 @@ def plan_history(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> F
     if end < start:
         raise UsageError(f"--start {start} is after the end of the history {end}")
     rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
-    requests = len(opts.symbols)
+    requests = 2 * len(opts.symbols)  # a range and a dividends request per symbol
     return FetchPlan(
         mode="history",
         sessions=[],
@@ -178,20 +179,30 @@ def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult
     failures, rows, size, messages, missing = land_histories(
         ctx, source, plan.symbols, plan.history_start, plan.history_end
     )
+    from condvest.jobs.fetch_dividends import history_dividends
+
+    dividends, failed = history_dividends(
+        ctx, source, plan.symbols, plan.history_start, plan.history_end
+    )
+    failures.update(failed)
+    messages.extend(dividends.messages)
     return FetchResult(
         stage=STAGE,
         run_id=ctx.run_id,
         dry_run=False,
-        ok=not failures,
+        ok=not failures and not dividends.sink_errors,
         duration_s=0.0,
         mode="history",
         source=source.name,
         partial=any("time limit" in e for e in failures.values()),
         failed=failures,
         rows=rows,
-        symbols=len(plan.symbols) - len(failures),
+        symbols=len(plan.symbols) - len([f for f in failures if f != "dividends"]),
         symbols_missing=missing,
-        bytes=size,
+        bytes=size + dividends.bytes,
+        quarantined=dividends.quarantined,
+        dividends=dividends.dividends,
+        sink_errors=dividends.sink_errors,
         messages=messages,
     )
 
@@ -225,7 +236,9 @@ def _restate_one(
         raise got
     rejected.append(got.rejected)
     good = checked_history(ctx, got.rows, start, end, rejected)
+    old = stored_closes(ctx, symbol, start, split.execution_date)
     merge_into_data_file(ctx.storage, symbol, good)  # re-fetched rows are newer: they win
+    suspicious = check_split(ctx, split, old, good)  # before the marker: it reads the last one
     covered = set(good.column("date").to_pylist())
     stale = [d for d in date_files if d < split.execution_date]
     gone = [date_files[d] for d in stale if d in covered]
@@ -246,7 +259,7 @@ def _restate_one(
     note += f"{split.execution_date}): {good.num_rows} rows, {len(gone)} stale date file(s) removed"
     if kept:
         note += f"; {len(kept)} pre-split date file(s) NOT covered by the new history were kept"
-    return note
+    return note + (f"; {suspicious}" if suspicious else "")
 
 
 def restate_symbols(

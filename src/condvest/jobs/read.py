@@ -351,30 +351,36 @@ def read_splits(ctx: JobContext) -> pa.Table:
 
 
 def read_dividends(ctx: JobContext) -> pa.Table:
-    """Every cash dividend landed (``bronze/corporate_actions/dividends``: one file per
-    ex-dividend date), deduplicated on the vendor ``id`` (the newest ``fetched_at`` wins),
-    sorted by (symbol, ex_dividend_date, id)."""
+    """Every dividend landed (``bronze/corporate_actions/dividends``: one file per ex-date), one
+    row per vendor ``id`` (the newest ``fetched_at``), sorted by (symbol, ex_dividend_date, id)."""
+    from condvest.core.actions import latest_dividends
     from condvest.core.schema import DIVIDEND_SCHEMA
 
     storage = ctx.storage
-    schema = DIVIDEND_SCHEMA.with_metadata(None)
     keys = sorted(
         o.key
         for o in storage.list_objects(layout.BRONZE_ACTIONS + "/dividends/")
         if o.key.endswith(".parquet") and not layout.is_temp_key(o.key)
     )
     tables = [
-        _conform(read_parquet_file(storage, key)[0], schema, storage.url(key)) for key in keys
+        _conform(read_parquet_file(storage, key)[0], DIVIDEND_SCHEMA, storage.url(key))
+        for key in keys
     ]
-    if not tables:
-        return schema.empty_table()
-    table = pa.concat_tables(tables).sort_by([("id", "ascending"), ("fetched_at", "descending")])
-    ids = table.column("id").to_pylist()
-    keep = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
-    table = table.filter(pa.array(keep, pa.bool_()))
-    return table.sort_by(
-        [("symbol", "ascending"), ("ex_dividend_date", "ascending"), ("id", "ascending")]
-    )
+    return latest_dividends(tables)
+
+
+def filter_actions(
+    table: pa.Table,
+    day_column: str,
+    symbols: Sequence[str] | None,
+    start: date | None,
+    end: date | None,
+) -> pa.Table:
+    """Rows of ``symbols`` (all when None) whose ``day_column`` is in ``[start, end]``."""
+    check_range(start, end)
+    if symbols is not None:
+        table = table.filter(pc.is_in(table.column("symbol"), pa.array(list(symbols), pa.string())))
+    return _between(table, day_column, start, end)
 
 
 def sessions_table(ctx: JobContext, start: date | None, end: date | None) -> list[date]:

@@ -1,7 +1,8 @@
 """``Lake.sql``: one read-only SELECT over the lake's views, run by an in-memory DuckDB.
 
 The views are the Arrow tables the read methods return — ``daily`` (deduplicated as
-``Lake.daily``), ``bars_<N>d`` per built interval, ``metadata``, ``splits``, ``factors`` —
+``Lake.daily``), ``bars_<N>d`` per built interval, ``metadata``, ``splits``, ``dividends``,
+``factors`` —
 registered only when the query names them, so every read goes through the storage layer (local
 disk or S3 alike) and DuckDB itself touches no file. The connection is opened with external
 access off and extension auto-install/auto-load off: ``COPY ... TO``, ``ATTACH``, ``INSTALL``,
@@ -36,7 +37,7 @@ def sql_error(exc: duckdb.Error) -> UsageError:
 
 def view_loaders(ctx: JobContext, intervals: list[int]) -> dict[str, Callable[[], pa.Table]]:
     """View name → the function that reads its table (called only for views a query names)."""
-    from condvest.jobs.read import read_daily, read_metadata, read_splits
+    from condvest.jobs.read import read_daily, read_dividends, read_metadata, read_splits
     from condvest.jobs.read_adjust import read_factors
     from condvest.jobs.read_bars import read_bars
 
@@ -45,6 +46,7 @@ def view_loaders(ctx: JobContext, intervals: list[int]) -> dict[str, Callable[[]
         "metadata": lambda: read_metadata(ctx),
         "splits": lambda: read_splits(ctx),
         "factors": lambda: read_factors(ctx),
+        "dividends": lambda: read_dividends(ctx),
     }
     for n in intervals:
         loaders[f"bars_{n}d"] = functools.partial(read_bars, ctx, n, None, None, None, False)

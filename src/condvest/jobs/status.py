@@ -13,6 +13,7 @@ from typing import Any
 from condvest.core import layout
 from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
+from condvest.jobs.corporate_actions import suspicious_problems
 from condvest.state.fetchlog import (
     empty_entries,
     landed_sessions,
@@ -49,6 +50,8 @@ class StatusResult(JobResult):
     locks: list[dict[str, Any]] = field(default_factory=list)
     quarantine: dict[str, Any] = field(default_factory=dict)
     database: dict[str, Any] = field(default_factory=dict)
+    suspicious_splits: list[dict[str, Any]] = field(default_factory=list)
+    """Splits whose restatement showed another ratio (symbol, date, expected, observed)."""
 
 
 def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
@@ -410,6 +413,8 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
             f"{temps} temporary file(s) from interrupted writes: condvest vacuum removes them"
         )
     quarantine = _quarantine_summary(ctx)
+    suspicious, split_problems = suspicious_problems(ctx.storage)
+    problems.extend(split_problems)
     database, db_problems = _database_summary(ctx, watermark or latest_landed, init_db=init_db)
     problems.extend(db_problems)
     result = StatusResult(
@@ -444,6 +449,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         locks=locks,
         quarantine=quarantine,
         database=database,
+        suspicious_splits=suspicious,
     )
     _emit_metrics(ctx, result)
     log.info(

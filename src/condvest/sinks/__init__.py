@@ -33,6 +33,10 @@ class Sink(Protocol):
         """Upsert symbol metadata rows (the columns of ``bronze/raw_meta``)."""
         ...
 
+    def upsert_dividends(self, rows: pa.Table) -> int:
+        """Upsert dividends (``DIVIDEND_SCHEMA`` rows) on their vendor id; rows changed."""
+        ...
+
     def record_run(self, record: RunRecord) -> None:
         """Insert or update one job-run row."""
         ...

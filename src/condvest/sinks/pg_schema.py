@@ -98,7 +98,32 @@ V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1,)
+# Cash dividends, one row per vendor id (condvest.sinks.pg_dividends writes them).
+V2 = Migration(
+    2,
+    "dividends",
+    (
+        """create table if not exists {schema}.dividends (
+            id text primary key,
+            symbol text not null,
+            ex_dividend_date date not null,
+            cash_amount double precision not null,
+            currency text not null,
+            dividend_type text not null,
+            frequency integer,
+            declaration_date date,
+            record_date date,
+            pay_date date,
+            fetched_at timestamptz not null,
+            source text not null
+        )""",
+        """create index if not exists dividends_symbol_idx
+            on {schema}.dividends (symbol, ex_dividend_date)""",
+    ),
+)
+
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2)
 """Append a ``Migration(N + 1, …)`` to change the schema; never edit an applied one."""
 
 

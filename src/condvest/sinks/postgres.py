@@ -1,5 +1,5 @@
-"""The PostgreSQL serving cache (docs/design.md §9): ``raw_ohlcv``, ``symbol_metadata``, the
-watermark and the job-run log. Imported only when PostgreSQL is enabled
+"""The PostgreSQL serving cache (docs/design.md §9): ``raw_ohlcv``, ``symbol_metadata``,
+``dividends``, the watermark and the job-run log. Imported only when PostgreSQL is enabled
 (:func:`condvest.sinks.open_sink`).
 
 Bulk writes stream the Arrow table as CSV (written by Arrow's C++ writer, so no Python loop per
@@ -24,6 +24,9 @@ from psycopg.types.json import Jsonb
 from condvest.errors import DatabaseError
 from condvest.settings import Settings
 from condvest.sinks.pg_connect import CONNECT_HINT, Target, connect, one_line, resolve_target
+from condvest.sinks.pg_dividends import dividend_rows
+from condvest.sinks.pg_dividends import stage_sql as dividend_stage_sql
+from condvest.sinks.pg_dividends import upsert_sql as dividend_upsert_sql
 from condvest.sinks.pg_schema import MIGRATIONS, Migration, latest_version, migrate, read_version
 from condvest.sinks.pg_sql import (
     canonical_rows,
@@ -261,6 +264,21 @@ class PostgresSink:
                     copy.write_row([meta_text(v) for v in values])
             cursor = conn.execute(metadata_upsert_sql(self._t("symbol_metadata"), present))
             return int(cursor.rowcount)
+
+    # -- dividends ---------------------------------------------------------------------------
+    def upsert_dividends(self, rows: pa.Table) -> int:
+        """Upsert dividends (:data:`~condvest.core.schema.DIVIDEND_SCHEMA` rows) on their id: a
+        repeat changes nothing, an older fetch never replaces a newer one. Returns rows changed."""
+        if rows.num_rows == 0:
+            return 0
+        create, copy_sql = dividend_stage_sql(self._t("dividends"))
+        with self._tx(f"upserting {rows.num_rows} dividend(s)") as conn:
+            conn.execute("set local time zone 'UTC'")
+            conn.execute(create)
+            with conn.cursor().copy(copy_sql) as copy:
+                for values in dividend_rows(rows):
+                    copy.write_row(values)
+            return int(conn.execute(dividend_upsert_sql(self._t("dividends"))).rowcount)
 
     # -- job runs ----------------------------------------------------------------------------
     def record_run(self, record: RunRecord) -> None:

@@ -16,6 +16,7 @@ from condvest.core.layout import is_valid_symbol
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.core.validate import QUARANTINE_SCHEMA, rejected_table
 from condvest.errors import CondvestError
+from condvest.sources.dividends import DividendBatch
 
 NEW_YORK = ZoneInfo("America/New_York")
 RAW_SCHEMA = pa.schema([f.with_nullable(True) for f in BRONZE_SCHEMA])
@@ -87,9 +88,18 @@ def split_batch(rows: Iterable[Any], *, source: str) -> SplitBatch:
     """Vendor split rows → :class:`SplitBatch` (a bad row is refused, the others kept)."""
     good: list[Split] = []
     bad: list[tuple[str | None, Any, str, dict[str, Any]]] = []
+    seen: dict[tuple[str, date], Split] = {}
     for row in rows:
         symbol, day, reason, split = _split_problem(row)
+        if split is not None and (first := seen.get((split.symbol, split.execution_date))):
+            # Polygon has listed one split twice: it is applied once; a second listing with
+            # another ratio cannot be told from the first, so it is refused, visibly.
+            if first.ratio == split.ratio:
+                continue
+            reason = f"another split of {symbol} on {day} is listed with ratio {first.ratio:g}"
+            split = None
         if split is not None:
+            seen[(split.symbol, split.execution_date)] = split
             good.append(split)
         else:
             raw = dict(row) if isinstance(row, Mapping) else {"row": row}
@@ -126,6 +136,13 @@ class Source(Protocol):
 
     def splits(self, start: date, end: date) -> SplitBatch:
         """Splits executed from ``start`` to ``end`` (inclusive); bad rows in ``rejected``."""
+        ...
+
+    def dividends(
+        self, start: date, end: date, symbols: Sequence[str] | None = None
+    ) -> DividendBatch:
+        """Cash dividends with an ex-date from ``start`` to ``end`` (inclusive), of ``symbols``
+        (None: every ticker, one paginated request); bad rows in ``rejected``."""
         ...
 
     def tickers(self) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from condvest.errors import AuthError, CondvestError, SourceError
 from condvest.logging import redact
 from condvest.settings import PolygonSettings
 from condvest.sources.base import Batch, SplitBatch, aggregates_to_batch, split_batch
+from condvest.sources.dividends import DividendBatch, dividend_batch
 
 log = logging.getLogger("condvest.sources.polygon")
 SOURCE = "polygon"
@@ -300,6 +301,18 @@ class PolygonClient:
         rows = await self.get_pages("splits", "/v3/reference/splits", params)
         return split_batch(rows, source=SOURCE)
 
+    async def dividends(self, start: date, end: date, symbol: str | None = None) -> list[Any]:
+        """The raw dividend rows with an ex-date in ``[start, end]`` (of ``symbol``)."""
+        params = {
+            "ex_dividend_date.gte": start.isoformat(),
+            "ex_dividend_date.lte": end.isoformat(),
+            "limit": str(_PAGE_LIMIT),
+        }
+        if symbol is not None:
+            params["ticker"] = symbol
+        endpoint = "dividends" if symbol is None else f"dividends {symbol}"
+        return await self.get_pages(endpoint, "/v3/reference/dividends", params)
+
     async def tickers(self) -> list[dict[str, Any]]:
         params = {"market": "stocks", "active": "true", "limit": str(_PAGE_LIMIT)}
         rows = await self.get_pages("tickers", "/v3/reference/tickers", params)
@@ -360,6 +373,22 @@ class PolygonSource:
 
     def splits(self, start: date, end: date) -> SplitBatch:
         return self._run(self._client.splits(start, end))
+
+    def dividends(
+        self, start: date, end: date, symbols: Sequence[str] | None = None
+    ) -> DividendBatch:
+        """One paginated request for every ticker, or one per symbol (concurrently); any failed
+        request fails the whole answer (a partial set of dividends would pass for complete)."""
+        if symbols is None:
+            rows = self._run(self._client.dividends(start, end))
+            return dividend_batch(rows, source=SOURCE)
+        answers = self._each(symbols, lambda s: self._client.dividends(start, end, s))
+        every: list[Any] = []
+        for got in answers.values():
+            if isinstance(got, CondvestError):
+                raise got
+            every.extend(got)
+        return dividend_batch(every, source=SOURCE)
 
     def tickers(self) -> list[dict[str, Any]]:
         return self._run(self._client.tickers())

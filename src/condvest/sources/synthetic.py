@@ -8,6 +8,11 @@ day, while a history is adjusted for every split up to its end date — so the r
 sees exactly what it would see live. With ``polygon.adjusted = false`` (``adjusted=False``) a
 history is as traded too, as Polygon's ``adjusted=false`` aggregates are.
 
+About two symbols in five pay a quarterly cash dividend (``CD``) of 0.3-1% of the close of the
+session before its ex-date, on that ex-date's price scale (as paid per share that day); about a
+third of those also pay one special dividend (``SC``) of 2-5%. Dividends are drawn from their own
+seeded stream, so they never change the bars.
+
 Besides its own ``fetch.synthetic_symbols`` random tickers, it serves any valid symbol asked for
 (``fetch --symbols AAPL,MSFT``, ``--history``): a requested symbol joins the day's grouped bars,
 seeded from its name like every other, so the default universe's bars never change."""
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,11 +32,14 @@ from condvest.core.layout import is_valid_symbol
 from condvest.core.validate import QUARANTINE_SCHEMA
 from condvest.errors import CondvestError
 from condvest.sources.base import RAW_SCHEMA, Batch, Split, SplitBatch
+from condvest.sources.dividends import DividendBatch, dividend_batch
 
 SOURCE = "synthetic"
 ORIGIN = date(2000, 1, 3)
 """First synthetic bar (a session); earlier dates have no bars."""
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_QUARTER = 63
+"""Sessions between two quarterly ex-dates (252 a year / 4)."""
 
 
 def synthetic_universe(count: int, seed: int) -> list[str]:
@@ -72,6 +80,28 @@ class _Series:
                 arr[at:] /= ratio
             self.volume[at:] *= ratio
         self.open, self.close = open_, close
+        self.dividends = self._dividends(symbol, seed, n)
+
+    def _dividends(self, symbol: str, seed: int, n: int) -> list[tuple[int, float, str]]:
+        """(session index, cash per share, CD|SC): a separate stream, so the bars stay as they
+        were before dividends existed."""
+        digest = hashlib.sha256(f"{seed}:{symbol}:dividends".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        if rng.random() >= 0.4 or n < 2:
+            return []
+        quarterly = float(rng.uniform(0.003, 0.01))
+        phase = int(rng.integers(1, _QUARTER + 1))
+        out = [(i, quarterly, "CD") for i in range(phase, n, _QUARTER)]
+        if rng.random() < 0.35:
+            at = int(rng.integers(1, n))
+            if all(i != at for i, _, _ in out):
+                out.append((at, float(rng.uniform(0.02, 0.05)), "SC"))
+        # The cash is a fraction of the previous close on the ex-date's scale (a split on the
+        # ex-date itself divides it, as the exchange adjusts the reference price).
+        return sorted(
+            (i, round(float(self.close[i - 1]) / self.factor(i - 1, i) * share, 4), kind)
+            for i, share, kind in out
+        )
 
     def factor(self, index: int, as_of: int) -> float:
         """Divide raw prices of bar ``index`` by this to adjust for splits up to ``as_of``."""
@@ -160,6 +190,32 @@ class SyntheticSource:
                 if start <= day <= end:
                     out.append(Split(symbol, day, 1.0, ratio))
         return SplitBatch(out, QUARANTINE_SCHEMA.empty_table())
+
+    def dividends(
+        self, start: date, end: date, symbols: Sequence[str] | None = None
+    ) -> DividendBatch:
+        self.requests += 1 if symbols is None else len(symbols)
+        chosen = self.universe if symbols is None else [s for s in symbols if is_valid_symbol(s)]
+        rows = []
+        for symbol in chosen:
+            for i, cash, kind in self._of(symbol).dividends:
+                day = self.sessions[i]
+                if start <= day <= end:
+                    rows.append(
+                        {
+                            "id": f"syn-{symbol}-{day.isoformat()}-{kind}",
+                            "ticker": symbol,
+                            "ex_dividend_date": day.isoformat(),
+                            "cash_amount": cash,
+                            "currency": "USD",
+                            "dividend_type": kind,
+                            "frequency": 4 if kind == "CD" else 0,
+                            "declaration_date": (day - timedelta(days=21)).isoformat(),
+                            "record_date": day.isoformat(),
+                            "pay_date": (day + timedelta(days=14)).isoformat(),
+                        }
+                    )
+        return dividend_batch(rows, source=SOURCE)
 
     def tickers(self) -> list[dict[str, Any]]:
         self.requests += 1
