@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from _common import run_child  # bench/ is sys.path[0] when run as a script
+from _common import Child, run_child  # bench/ is sys.path[0] when run as a script
 from condvest.storage import Storage
 
 HERE = Path(__file__).resolve().parent
@@ -93,6 +93,92 @@ print(result.through)
 """
 
 
+DUCKDB_CODE = r"""
+import sys, json
+from datetime import timedelta
+import duckdb, pyarrow as pa
+from condvest.core.calendar import get_calendar
+lake, out, through = sys.argv[1], sys.argv[2], sys.argv[3]
+cal = get_calendar()
+days = cal.all_sessions()
+sessions = pa.table(
+    {"day": pa.array(days, pa.date32()), "idx": pa.array(range(len(days)), pa.int64())}
+)
+latest = [d.isoformat() for d in days].index(through)
+con = duckdb.connect(config={"memory_limit": "3GB"})
+con.execute("SET enable_progress_bar = false")
+con.register("sessions", sessions)
+rows = con.execute(f'''
+COPY (
+  WITH daily AS (
+    SELECT b.symbol, b.date, s.idx, b.open, b.high, b.low, b.close, b.volume, b.vwap,
+           b.transactions
+    FROM read_parquet('{lake}/bronze/raw_ohlcv/*/data.parquet', hive_partitioning=false) b
+    JOIN sessions s ON s.day = b.date
+  ), bars AS (
+    SELECT iv.n, d.symbol, d.idx // iv.n AS bar,
+           arg_min(d.open, d.date) AS open, max(d.high) AS high, min(d.low) AS low,
+           arg_max(d.close, d.date) AS close, sum(d.volume) AS volume,
+           sum(d.vwap * d.volume) FILTER (d.vwap IS NOT NULL)
+             / nullif(sum(d.volume) FILTER (d.vwap IS NOT NULL), 0) AS vwap,
+           sum(d.transactions) AS transactions, count(*)::INTEGER AS sessions
+    FROM daily d CROSS JOIN (VALUES (3), (5), (8), (13), (21), (34)) iv(n)
+    GROUP BY ALL
+  )
+  SELECT b.n, b.symbol, f.day AS start_date, l.day AS end_date, b.open, b.high, b.low,
+         b.close, b.volume, b.vwap, b.transactions, b.sessions, true AS complete,
+         year(f.day) AS year, month(f.day) AS month
+  FROM bars b
+  JOIN sessions f ON f.idx = b.bar * b.n
+  JOIN sessions l ON l.idx = b.bar * b.n + b.n - 1
+  WHERE b.bar * b.n + b.n - 1 <= {latest}
+  ORDER BY b.n, b.symbol, start_date
+) TO '{out}' (FORMAT parquet, PARTITION_BY (n, year, month), OVERWRITE_OR_IGNORE)
+''').fetchone()[0]
+print(json.dumps({"rows_written": rows}))
+"""
+
+
+def check_duckdb(lake: Path, out: Path) -> str:
+    """The query's bars against silver: rows per interval, and 3 months of each compared
+    row for row (sorted; floats to 1e-9 relative: the sums run in another order)."""
+    import duckdb
+
+    from condvest.state.checkpoints import read_checkpoint
+    from condvest.storage import open_storage
+
+    storage = open_storage(str(lake))
+    con = duckdb.connect()
+    notes = []
+    for n in (3, 5, 8, 13, 21, 34):
+        checkpoint = read_checkpoint(storage, n)
+        assert checkpoint is not None
+        query = f"SELECT count(*) FROM read_parquet('{out}/n={n}/*/*/*.parquet')"
+        got = con.sql(query).fetchall()[0][0]
+        labels = sorted(checkpoint["months"])
+        cols = "symbol, start_date, end_date, open, high, low, close, volume, vwap, "
+        cols += "transactions, sessions, complete"
+        same = True
+        for label in (labels[0], labels[len(labels) // 2], labels[-1]):
+            year, month = int(label[:4]), int(label[4:])
+            a = con.sql(
+                f"SELECT {cols} FROM read_parquet('{out}/n={n}/year={year}/month={month}/"
+                "*.parquet') ORDER BY symbol, start_date"
+            ).fetchall()
+            b = con.sql(
+                f"SELECT {cols} FROM read_parquet('{lake}/silver/silver_{n}d/year={year:04d}/"
+                f"month={month:02d}/*.parquet') ORDER BY symbol, start_date"
+            ).fetchall()
+            same &= len(a) == len(b) and all(
+                x == y or (isinstance(x, float) and abs(x - y) <= 1e-9 * max(abs(x), 1.0))
+                for ra, rb in zip(a, b, strict=True)
+                for x, y in zip(ra, rb, strict=True)
+            )
+        bars = int(checkpoint["bars"])
+        notes.append(f"{n}d {got}/{bars} bars, 3 months {'same' if same else 'DIFFER'}")
+    return "; ".join(notes)
+
+
 RESTATED = 5
 
 
@@ -124,10 +210,29 @@ def restate_longest(storage: Storage, n: int) -> list[str]:
     return symbols
 
 
+def print_full(a: argparse.Namespace, full: Child, floor: Child, query: Child, check: str) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"lake {a.lake} (scale {a.scale}); cpus {os.cpu_count()}; load {load}")
+    print(f"full rebuild, 6 intervals : {full.figures()}")
+    print(f"I/O floor (read + write)  : {floor.figures()}  {floor.out.strip()}")
+    print(
+        f"full / floor              : {full.wall_s / floor.wall_s:6.2f}x wall, "
+        f"{full.cpu_s / floor.cpu_s:.2f}x cpu"
+    )
+    print(f"DuckDB same-bars query    : {query.figures()}  {query.out.strip()}")
+    print(f"  its bars against silver : {check}")
+    print(
+        f"full / DuckDB query       : {full.wall_s / query.wall_s:6.2f}x wall, "
+        f"{full.cpu_s / query.cpu_s:.2f}x cpu, {full.peak_mb / query.peak_mb:.2f}x peak memory "
+        "(target <= 1.0x wall, peak no higher)"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--lake", default="/tmp/condvest-bench-lake-resample")
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--skip-daily", action="store_true", help="only the full rebuild and baselines")
     a = p.parse_args()
     py = sys.executable
     from condvest.core import layout
@@ -153,6 +258,16 @@ def main() -> int:
     assert full.out.strip() == previous.isoformat(), full.out
     floor = run_child([py, "-c", FLOOR_CODE, str(lake)], "I/O floor")
     storage.delete_many([o.key for o in storage.list_objects(FLOOR_PREFIX)])
+    duck_out = lake.with_name(lake.name + "-duckdb-bars")
+    shutil.rmtree(duck_out, ignore_errors=True)
+    query = run_child(
+        [py, "-c", DUCKDB_CODE, str(lake), str(duck_out), previous.isoformat()], "DuckDB query"
+    )
+    duck_check = check_duckdb(lake, duck_out)
+    shutil.rmtree(duck_out)
+    if a.skip_daily:
+        print_full(a, full, floor, query, duck_check)
+        return 0
     # Yesterday's lake, twice (hard links: every lake write is temp + rename, so the copies never
     # change each other): one new session lands in both (a date file per symbol, as fetch writes
     # it). In the first, resample runs right away (the date files are read); in the second,
@@ -182,14 +297,7 @@ def main() -> int:
 
     got, got_after = json.loads(inc.out), json.loads(inc_after.out)
     got_split = json.loads(inc_split.out)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"lake {lake} (scale {a.scale}); cpus {os.cpu_count()}; load {load}")
-    print(f"full rebuild, 6 intervals : {full.figures()}")
-    print(f"I/O floor (read + write)  : {floor.figures()}  {floor.out.strip()}")
-    print(
-        f"full / floor              : {full.wall_s / floor.wall_s:6.2f}x wall, "
-        f"{full.cpu_s / floor.cpu_s:.2f}x cpu"
-    )
+    print_full(a, full, floor, query, duck_check)
     print(
         f"daily run without (+1 day): {inc.figures()}  "
         f"months written {got['months_written']}, rows {got['rows_written']}, "

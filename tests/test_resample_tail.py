@@ -158,3 +158,29 @@ def test_a_restatement_reads_one_history_and_rewrites_only_changed_months(lake: 
     write_date(s, bronze_row("A", nxt, 20.0, fetched_ms=9000))
     plan = _run(lake, nxt)
     assert _tail_used(plan) and plan.full_history == ()
+
+
+def test_bytes_read_counts_the_files_each_path_reads(lake: Lake) -> None:
+    """The result's bytes_read: every bronze file for the first (full) run; on the tail path
+    the bronze files opened plus the silver months read back to be merged."""
+    s = lake.storage
+    _history(lake)
+    ctx = lake.context(now=_now(HISTORY[-1]))
+    first = run_resample(ctx, plan_resample(ctx, ResampleOptions(intervals=INTERVALS)))
+    bronze = sum(o.size for o in s.list_objects(layout.BRONZE_OHLCV + "/"))
+    assert first.bytes_read == bronze > 0
+    day = CAL.next_session(HISTORY[-1])
+    assert day is not None
+    for sym in ("A", "INF"):
+        write_date(s, bronze_row(sym, day, 20.0, fetched_ms=5000))
+    ctx = lake.context(now=_now(day))
+    plan = plan_resample(ctx, ResampleOptions(intervals=INTERVALS))
+    assert _tail_used(plan)
+    assert plan.bytes_read == sum(o.size for o in s.list_objects(layout.BRONZE_OHLCV + "/"))
+    result = run_resample(ctx, plan)
+    merged = {(p.interval, m) for p in plan.intervals for m in p.months_to_write if m in p.existing}
+    silver = sum(
+        p.existing[m].size for p in plan.intervals for m in p.months_to_write if m in p.existing
+    )
+    assert merged and result.bytes_read == plan.bytes_read + silver
+    assert result.to_dict()["bytes_read"] == result.bytes_read

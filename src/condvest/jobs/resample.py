@@ -137,6 +137,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         symbols=len(got.symbols),
         input_rows=got.input_rows,
         files_read=got.files_read,
+        bytes_read=got.bytes_read,
         off_calendar_rows=got.off_calendar_rows if alignment is BarAlignment.CALENDAR else 0,
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
@@ -339,6 +340,7 @@ def _plan_tail(
         symbols=len(set(source.symbols) | set(restated.symbols if restated else ())),
         input_rows=source.table.num_rows + (restated.input_rows if restated else 0),
         files_read=source.files_read + (restated.files_read if restated else 0),
+        bytes_read=got.bytes_read + (restated.bytes_read if restated else 0),
         off_calendar_rows=int(np.count_nonzero(positions < 0)),
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,
@@ -487,12 +489,14 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
     if iplan.replace_from is not None:
         return _write_tail(ctx, plan, iplan)
     storage = ctx.storage
+    checked = 0
     if iplan.mode == "incremental":
         # Every existing file about to be replaced must be readable: a corrupt month is reported
         # (the interval fails, nothing of it is written), never silently replaced.
         for label in iplan.months_to_write:
             if label in iplan.existing:
                 _check_readable(ctx, iplan.existing[label].key)
+                checked += iplan.existing[label].size
 
     # The months' rows in one take and one cast per batch of months, then zero-copy slices:
     # per-file takes and casts in the writer threads were mostly Python calls contending for
@@ -526,6 +530,7 @@ def _write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) ->
         "months_deleted": len(stale),
         "rows_written": rows,
         "symbols_affected": len(iplan.symbols_affected),
+        "bytes_read": checked,
     }
 
 
@@ -628,6 +633,7 @@ def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dic
         "months_deleted": len(stale),
         "rows_written": rows,
         "symbols_affected": len(iplan.symbols_affected),
+        "bytes_read": sum(iplan.existing[m].size for m in labels if m in iplan.existing),
     }
 
 
@@ -680,6 +686,7 @@ def _result(
         months_written=sum(int(d.get("months_written", 0)) for d in done.values()),
         months_deleted=sum(int(d.get("months_deleted", 0)) for d in done.values()),
         rows_written=sum(int(d.get("rows_written", 0)) for d in done.values()),
+        bytes_read=plan.bytes_read + sum(int(d.get("bytes_read", 0)) for d in done.values()),
         failed_intervals=failed,
         intervals=intervals,
     )

@@ -47,6 +47,7 @@ class FullBars:
     state: dict[str, list[int | None]] = field(default_factory=dict)
     input_rows: int = 0
     files_read: int = 0
+    bytes_read: int = 0
     off_calendar_rows: int = 0
     parts: int = 1
 
@@ -100,6 +101,7 @@ def read_and_compute(
         out.state.update(resample_tail.bronze_state(source, upto, days=daily.day))
         out.input_rows += source.table.num_rows
         out.files_read += source.files_read
+        out.bytes_read += source.bytes_read
         del source  # the numpy copies are all that is needed from here on
         release_freed_memory()  # DuckDB's freed scan buffers (~1 GB for 10 M rows)
         calendar_pos = bars.session_positions(daily.day, session_days)

@@ -20,7 +20,7 @@ read again — this is what keeps a lake with 30 days of retained date files che
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -132,6 +132,8 @@ class BronzeInput:
     symbols: tuple[str, ...]
     counts: np.ndarray
     files_read: int
+    bytes_read: int = 0
+    """Size of the files read (the listing's; a filtered scan may decode less of them)."""
 
 
 def read_bronze(
@@ -222,7 +224,8 @@ def _assemble(
     if order is not None:
         table, row_dir = table.take(pa.array(order)), row_dir[order]
     files_read = len(data_objs) + len(wanted)
-    return _by_symbol(reader.storage, table, row_dir, dirs, files_read)
+    size = sum(o.size for _, o in data_objs) + sum(o.size for _, o in wanted)
+    return replace(_by_symbol(reader.storage, table, row_dir, dirs, files_read), bytes_read=size)
 
 
 def _by_symbol(

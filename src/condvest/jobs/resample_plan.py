@@ -118,6 +118,8 @@ class ResamplePlan:
     """How many parts the full read took (resample.full_read_rows); 1 for the tail path."""
     full_history: tuple[str, ...] = ()
     """Tail path: the symbols whose older rows changed, read in full (the rest: the tail)."""
+    bytes_read: int = 0
+    """Size of the bronze files read while planning."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class ResamplePlan:
             "symbols": self.symbols,
             "input_rows": self.input_rows,
             "files_read": self.files_read,
+            "bytes_read": self.bytes_read,
             "read_parts": self.read_parts,
             "full_history_symbols": len(self.full_history),
             "off_calendar_rows": self.off_calendar_rows,
@@ -148,5 +151,8 @@ class ResampleResult(JobResult):
     months_written: int = 0
     months_deleted: int = 0
     rows_written: int = 0
+    bytes_read: int = 0
+    """Bronze files read while planning plus silver months read back to be merged or checked
+    (their sizes)."""
     failed_intervals: list[int] = field(default_factory=list)
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)

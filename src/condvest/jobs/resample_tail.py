@@ -123,6 +123,8 @@ class TailRead:
 
     bronze: BronzeInput
     changed: tuple[str, ...]
+    bytes_read: int = 0
+    """The bronze files read: the tail scan's and the unmerged older date files'."""
 
 
 def read_tail(
@@ -178,7 +180,8 @@ def read_tail(
             changed.append(name)  # restated or corrected: its whole history is read
     if any(s not in listing for s in tail.bronze.symbols):
         return "a symbol directory holds another symbol's rows"
-    return TailRead(tail.bronze, tuple(sorted(changed)))
+    size = tail.bronze.bytes_read + sum(obj.size for _, _, obj in unmerged)
+    return TailRead(tail.bronze, tuple(sorted(changed)), size)
 
 
 def _unmerged_summary(
