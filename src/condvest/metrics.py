@@ -94,6 +94,7 @@ STAGE_COUNT_METRICS: dict[str, tuple[str, Unit]] = {
     "symbols_per_s": ("SymbolsPerSecond", "Count/Second"),
     "input_rows": ("InputRows", "Count"),
     "bars": ("Bars", "Count"),
+    "bytes_read": ("BytesRead", "Bytes"),
     "months_deleted": ("MonthsDeleted", "Count"),
     "symbols_scanned": ("SymbolsScanned", "Count"),
     "symbols_cleaned": ("SymbolsCleaned", "Count"),
