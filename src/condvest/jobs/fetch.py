@@ -137,7 +137,7 @@ class FetchResult(JobResult):
 
 
 # -- planning ---------------------------------------------------------------------------------
-def _estimate_s(requests: int, per_minute: int) -> float:
+def estimate_s(requests: int, per_minute: int) -> float:
     return 0.0 if per_minute <= 0 else max(0, requests - 1) * 60.0 / per_minute
 
 
@@ -232,7 +232,7 @@ def plan_fetch(ctx: JobContext, opts: FetchOptions) -> FetchPlan:
     if opts.symbols:
         notes.append("--symbols: only these symbols are written; the fetch log is not updated")
     if s.fetch.backfill_new_symbols:
-        per = _estimate_s(2, s.polygon.requests_per_minute) if source == "polygon" else 0.0
+        per = estimate_s(2, s.polygon.requests_per_minute) if source == "polygon" else 0.0
         notes.append(
             "fetch.backfill_new_symbols is on: each symbol first seen costs one more request "
             f"(~{per:.0f}s at the configured rate) for {s.fetch.history_years} years of history"
@@ -247,7 +247,7 @@ def plan_fetch(ctx: JobContext, opts: FetchOptions) -> FetchPlan:
         history_start=None,
         history_end=None,
         requests=requests,
-        estimated_s=_estimate_s(requests, rpm),
+        estimated_s=estimate_s(requests, rpm),
         force=opts.force,
         notes=notes,
         **base,

@@ -26,7 +26,7 @@ from condvest.core.calendar import years_before
 from condvest.core.schema import DIVIDEND_SCHEMA
 from condvest.errors import AuthError, CondvestError, CorruptFileError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.fetch import STAGE, FetchOptions, FetchPlan, FetchResult
+from condvest.jobs.fetch import STAGE, FetchOptions, FetchPlan, FetchResult, estimate_s
 from condvest.jobs.fetch_write import restrict, write_quarantine, write_splits
 from condvest.sinks import Sink, open_sink
 from condvest.sources.base import Source
@@ -217,7 +217,7 @@ def plan_corporate_actions(ctx: JobContext, opts: FetchOptions, base: dict[str, 
         history_start=start,
         history_end=end,
         requests=requests,
-        estimated_s=max(0, requests - 1) * 60.0 / rpm if rpm > 0 else 0.0,
+        estimated_s=estimate_s(requests, rpm),
         force=opts.force,
         notes=notes,
         **base,

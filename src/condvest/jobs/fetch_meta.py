@@ -94,7 +94,7 @@ def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
-    from condvest.jobs.fetch import FetchPlan, _estimate_s
+    from condvest.jobs.fetch import FetchPlan, estimate_s
     from condvest.progress import format_s
 
     previous = latest_snapshot(ctx)
@@ -116,7 +116,7 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
     rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
     notes = []
     if not previous and not wanted:
-        per_1000 = format_s(_estimate_s(1001, rpm))
+        per_1000 = format_s(estimate_s(1001, rpm))
         notes.append(
             "no previous snapshot: every symbol of the ticker list (thousands for US stocks) "
             f"costs one details request, ~{per_1000} per 1,000 symbols at the configured rate; "
@@ -130,7 +130,7 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
         history_start=None,
         history_end=None,
         requests=requests,
-        estimated_s=_estimate_s(requests, rpm),
+        estimated_s=estimate_s(requests, rpm),
         force=opts.force,
         notes=[
             f"previous snapshot: {len(previous)} symbol(s), {len(stale)} due for refresh"

@@ -334,16 +334,7 @@ def read_splits(ctx: JobContext) -> pa.Table:
     the full set seen for it), sorted by (execution_date, symbol)."""
     from condvest.jobs.fetch_write import SPLITS_SCHEMA
 
-    storage = ctx.storage
-    keys = sorted(
-        o.key
-        for o in storage.list_objects(layout.BRONZE_ACTIONS + "/splits/")
-        if o.key.endswith(".parquet") and not layout.is_temp_key(o.key)
-    )
-    tables = [
-        _conform(read_parquet_file(storage, key)[0], SPLITS_SCHEMA, storage.url(key))
-        for key in keys
-    ]
+    tables = _action_tables(ctx.storage, "splits", SPLITS_SCHEMA)
     if not tables:
         return SPLITS_SCHEMA.with_metadata(None).empty_table()
     table = pa.concat_tables(tables)
@@ -356,17 +347,17 @@ def read_dividends(ctx: JobContext) -> pa.Table:
     from condvest.core.actions import latest_dividends
     from condvest.core.schema import DIVIDEND_SCHEMA
 
-    storage = ctx.storage
+    return latest_dividends(_action_tables(ctx.storage, "dividends", DIVIDEND_SCHEMA))
+
+
+def _action_tables(storage: Storage, kind: str, schema: pa.Schema) -> list[pa.Table]:
+    """Every landed ``bronze/corporate_actions/<kind>/`` file, conformed to ``schema``."""
     keys = sorted(
         o.key
-        for o in storage.list_objects(layout.BRONZE_ACTIONS + "/dividends/")
+        for o in storage.list_objects(f"{layout.BRONZE_ACTIONS}/{kind}/")
         if o.key.endswith(".parquet") and not layout.is_temp_key(o.key)
     )
-    tables = [
-        _conform(read_parquet_file(storage, key)[0], DIVIDEND_SCHEMA, storage.url(key))
-        for key in keys
-    ]
-    return latest_dividends(tables)
+    return [_conform(read_parquet_file(storage, key)[0], schema, storage.url(key)) for key in keys]
 
 
 def filter_actions(

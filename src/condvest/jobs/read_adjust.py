@@ -13,12 +13,10 @@ import logging
 from collections.abc import Sequence
 from datetime import date
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from condvest.core import bars
-from condvest.core.bars import BarAlignment, BarOptions
+from condvest.core.bars import BarAlignment
 from condvest.core.calendar import ORIGIN
 from condvest.core.factors import (
     AdjustMode,
@@ -29,7 +27,7 @@ from condvest.core.factors import (
     skipped_dividends,
     stored_mode,
 )
-from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA, SILVER_SCHEMA
+from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext
 from condvest.jobs.read import (
@@ -180,7 +178,7 @@ def read_bars_adjusted(
     """``read_bars`` in ``mode`` as of ``as_of``: in the stored mode without ``as_of`` silver
     as written; else bars computed from :func:`read_daily_adjusted`'s rows, complete when their
     window ended by ``as_of`` (and by the latest completed session)."""
-    from condvest.jobs.read_bars import alignment_of, check_interval, read_bars
+    from condvest.jobs.read_bars import alignment_of, bars_of, check_interval, read_bars
 
     chosen = check_mode(mode)
     as_of = check_as_of(ctx, as_of)
@@ -199,49 +197,13 @@ def read_bars_adjusted(
     # row bars count each symbol's rows from its first, so they need the whole history
     since = start if alignment is BarAlignment.CALENDAR else None
     daily = read_daily_adjusted(ctx, symbols, since, as_of, None, chosen, as_of)
-    table = _bars_of(ctx, daily, interval, alignment, latest, include_partial)
+    table = bars_of(ctx, daily, interval, alignment, latest, include_partial=include_partial)
     keep = pc.less_equal(table["start_date"], pa.scalar(through, pa.date32()))
     if start is not None:
         keep = pc.and_(keep, pc.greater_equal(table["start_date"], pa.scalar(start, pa.date32())))
     if end is not None:
         keep = pc.and_(keep, pc.less_equal(table["start_date"], pa.scalar(end, pa.date32())))
     return table.filter(keep)
-
-
-def _bars_of(
-    ctx: JobContext,
-    daily: pa.Table,
-    interval: int,
-    alignment: BarAlignment,
-    latest: int,
-    include_partial: bool,
-) -> pa.Table:
-    """SILVER_SCHEMA bars of ``daily`` (sorted by symbol, date), as resample computes them."""
-    if not daily.num_rows:
-        return SILVER_SCHEMA.empty_table()
-    names, counts = _runs(daily.column("symbol"))
-    arrays = bars.daily_arrays(daily, names, counts)
-    session_days = np.array(
-        [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
-    )
-    positions = (
-        bars.row_numbers(arrays.code)
-        if alignment is BarAlignment.ROWS
-        else bars.session_positions(arrays.day, session_days)
-    )
-    options = BarOptions(interval, alignment, latest, include_partial=include_partial)
-    computed, _ = bars.compute_bars(arrays, session_days, positions, options)
-    return computed.cast(SILVER_SCHEMA)
-
-
-def _runs(column: pa.ChunkedArray) -> tuple[tuple[str, ...], np.ndarray]:
-    """The symbols of a column sorted by symbol, and how many rows each has."""
-    encoded = pc.dictionary_encode(column).combine_chunks()
-    codes = encoded.indices.to_numpy()
-    starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
-    counts = np.diff(np.append(starts, len(codes)))
-    names = tuple(str(s) for s in encoded.dictionary.take(pa.array(codes[starts])).to_pylist())
-    return names, counts.astype(np.int64)
 
 
 __all__ = [

@@ -83,18 +83,36 @@ def partial_bars(ctx: JobContext, interval: int, symbols: Sequence[str] | None) 
     daily = read_daily(ctx, symbols, since, None, None)
     if not daily.num_rows:
         return SILVER_SCHEMA.empty_table()
+    computed = bars_of(ctx, daily, interval, alignment, latest, include_partial=True)
+    return computed.filter(pc.invert(computed.column("complete")))
+
+
+def bars_of(
+    ctx: JobContext,
+    daily: pa.Table,
+    interval: int,
+    alignment: BarAlignment,
+    latest: int,
+    *,
+    include_partial: bool,
+) -> pa.Table:
+    """SILVER_SCHEMA bars of ``daily`` (sorted by symbol, date), computed with resample's bar
+    code in ``alignment``; ``latest`` is the index of the latest completed session."""
+    if not daily.num_rows:
+        return SILVER_SCHEMA.empty_table()
     names, counts = _runs(daily.column("symbol"))
     arrays = bars.daily_arrays(daily, names, counts)
-    session_days = np.array([bars.day_number(d) for d in cal.all_sessions()], dtype=np.int64)
+    session_days = np.array(
+        [bars.day_number(d) for d in ctx.calendar.all_sessions()], dtype=np.int64
+    )
     positions = (
         bars.row_numbers(arrays.code)
         if alignment is BarAlignment.ROWS
         else bars.session_positions(arrays.day, session_days)
     )
-    options = BarOptions(interval, alignment, latest, include_partial=True)
+    options = BarOptions(interval, alignment, latest, include_partial=include_partial)
     computed, _ = bars.compute_bars(arrays, session_days, positions, options)
-    trailing = computed.filter(pc.invert(computed.column("complete")))
-    return trailing.cast(SILVER_SCHEMA)
+    return computed.cast(SILVER_SCHEMA)
 
 
 def _runs(column: pa.ChunkedArray) -> tuple[tuple[str, ...], np.ndarray]:
@@ -107,4 +125,4 @@ def _runs(column: pa.ChunkedArray) -> tuple[tuple[str, ...], np.ndarray]:
     return names, counts.astype(np.int64)
 
 
-__all__ = ["alignment_of", "check_interval", "partial_bars", "read_bars"]
+__all__ = ["alignment_of", "bars_of", "check_interval", "partial_bars", "read_bars"]
