@@ -65,7 +65,7 @@ def phase_floor(uri: str, endpoint: str | None, workers: int) -> dict[str, Any]:
     """Read + decode what the consolidation will read: data.parquet and the pending files."""
     from condvest.core import layout
     from condvest.jobs.base import JobContext
-    from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate
+    from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate
 
     storage, overrides = _storage(uri, endpoint)
     from condvest.settings import load_settings
@@ -87,7 +87,7 @@ def phase_floor(uri: str, endpoint: str | None, workers: int) -> dict[str, Any]:
 
 def phase_consolidate(uri: str, endpoint: str | None, workers: int) -> dict[str, Any]:
     from condvest.jobs.base import JobContext
-    from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+    from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
     from condvest.settings import load_settings
 
     storage, overrides = _storage(uri, endpoint)

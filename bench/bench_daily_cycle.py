@@ -96,7 +96,7 @@ FULL_AS_YESTERDAY = r"""
 import json, sys
 from datetime import timedelta
 from condvest.jobs.base import JobContext
-from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 from condvest.settings import load_settings
 ctx = JobContext.from_settings(load_settings())
 previous = ctx.calendar.previous_session(ctx.calendar.latest_completed_session(ctx.clock()))

@@ -20,7 +20,7 @@ import psycopg
 import pyarrow as pa
 
 from condvest.core.schema import BRONZE_SCHEMA
-from condvest.jobs.dbsync import BATCH_ROWS
+from condvest.jobs.fetch.dbsync import BATCH_ROWS
 from condvest.settings import load_settings
 from condvest.sinks.postgres import PostgresSink
 

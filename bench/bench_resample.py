@@ -44,7 +44,7 @@ import numpy as np, pyarrow as pa
 from concurrent.futures import ThreadPoolExecutor
 from condvest.core import layout
 from condvest.core.schema import SILVER_SCHEMA
-from condvest.jobs.resample_input import list_bronze, read_bronze
+from condvest.jobs.resample.reader import list_bronze, read_bronze
 from condvest.storage import open_storage
 from condvest.state.checkpoints import read_checkpoint
 storage = open_storage(sys.argv[1])
@@ -80,7 +80,7 @@ FULL_CODE = r"""
 import sys
 from datetime import timedelta
 from condvest.jobs.base import JobContext
-from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 from condvest.settings import load_settings
 settings = load_settings(overrides={"lake": {"uri": sys.argv[1]}})
 ctx = JobContext.from_settings(settings)

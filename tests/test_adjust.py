@@ -29,7 +29,7 @@ from condvest.core.factors import (
 )
 from condvest.core.schema import BRONZE_SCHEMA, DIVIDEND_SCHEMA
 from condvest.errors import ConfigError, UsageError
-from condvest.jobs.fetch_write import write_splits
+from condvest.jobs.fetch.landing import write_splits
 from condvest.sources.base import Split
 from condvest.sources.synthetic import SyntheticSource
 from condvest.state.marker import marker_body

@@ -60,5 +60,24 @@ def test_core_imports_nothing_above_it() -> None:
 
 
 def test_jobs_load_no_cli_library() -> None:
-    modules = loaded_after("import condvest.jobs.base, condvest.jobs.status")
+    modules = loaded_after("import condvest.jobs.base, condvest.jobs.status.job")
     assert [m for m in ("typer", "rich", "click") if m in modules] == []
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """A leading underscore means "this module's own": another module that needs the name
+    makes it public instead (issue 15)."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("condvest"):
+                found += [
+                    f"{path.relative_to(src)}:{node.lineno} {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert found == []

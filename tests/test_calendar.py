@@ -403,8 +403,8 @@ def test_one_years_before_for_fetch_and_lambda() -> None:
     """History, new-symbol backfill and Lambda events share the calendar's function (a second
     copy in jobs/fetch raised on 29 February)."""
     import condvest.aws.events as events
-    import condvest.jobs.fetch as fetch
-    import condvest.jobs.fetch_extra as fetch_extra
+    import condvest.jobs.fetch.history as fetch_extra
+    import condvest.jobs.fetch.plan as fetch
     from condvest.core import calendar
 
     assert events.years_before is calendar.years_before

@@ -14,12 +14,12 @@ import pytest
 
 import cli_proc
 from condvest.errors import UsageError
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
-from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 from condvest.jobs.run import RunOptions, plan_run, run_run
-from condvest.jobs.status import run_status
-from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.jobs.status.job import run_status
+from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.state.fetchlog import advance_watermark
 from conftest import Lake, LakeCopy, at, make_local_lake
 

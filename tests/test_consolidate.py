@@ -18,7 +18,7 @@ import cli_proc
 from condvest.core import layout
 from condvest.core.retention import parse_shard, shard_of
 from condvest.errors import StorageError, UsageError
-from condvest.jobs.consolidate import (
+from condvest.jobs.consolidate.job import (
     ConsolidateOptions,
     ConsolidateResult,
     plan_consolidate,
@@ -116,7 +116,7 @@ def test_cleanup_keeps_a_correction_landed_after_verification(
     """fetch may re-land an old date (a correction) while consolidate cleans up: if it lands
     between the check that the old file is in data.parquet and the delete, the correction is
     kept (its version is not the one verified) and merged by the next run."""
-    from condvest.jobs import consolidate as job
+    from condvest.jobs.consolidate import job
 
     old = [date(2025, 11, 3), date(2025, 11, 4)]
     for day in old:
@@ -364,7 +364,7 @@ def test_many_batches_are_all_recorded_and_cleaned(
     """Batches overlap (the next one merges while the previous one is recorded): every merged
     symbol still ends up in the manifest, cleanup runs only for recorded symbols, and a failed
     symbol in the middle keeps its files."""
-    from condvest.jobs import consolidate as job
+    from condvest.jobs.consolidate import job
 
     monkeypatch.setattr(job, "_MANIFEST_BATCH", 2)
     names = [f"B{i}" for i in range(7)]
@@ -387,7 +387,7 @@ def test_a_deadline_between_batches_leaves_nothing_unrecorded(
 ) -> None:
     """The deadline passes while the second batch is merging: the run stops with partial, every
     data.parquet it swapped in is in the manifest, and the next run does the rest."""
-    from condvest.jobs import consolidate as job
+    from condvest.jobs.consolidate import job
 
     monkeypatch.setattr(job, "_MANIFEST_BATCH", 2)
     names = [f"D{i}" for i in range(6)]

@@ -15,7 +15,7 @@ import pytest
 import cli_proc
 from condvest.core import layout
 from condvest.faults import KILL_ENV
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
 from condvest.state.manifest import read_manifest
 from condvest.storage import Storage
 from conftest import Lake, make_local_lake, make_s3_lake

@@ -30,12 +30,12 @@ import condvest.faults as faults
 from condvest.core import layout
 from condvest.core.calendar import get_calendar
 from condvest.jobs.base import JobResult
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
-from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 from condvest.jobs.run import RunOptions, plan_run, run_run
-from condvest.jobs.status import run_status
-from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.jobs.status.job import run_status
+from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.state import landed_sessions, read_manifest, read_watermark
 from condvest.state.lock import holder_is_dead, read_lock
 from condvest.storage import Storage

@@ -19,8 +19,8 @@ import cli_proc
 from condvest.core import layout
 from condvest.errors import CondvestError
 from condvest.jobs.base import JobResult, run_stage
-from condvest.jobs.dbsync import plan_db_sync, run_db_sync, sync_if_behind
-from condvest.jobs.status import check_failed, run_status
+from condvest.jobs.fetch.dbsync import plan_db_sync, run_db_sync, sync_if_behind
+from condvest.jobs.status.job import check_failed, run_status
 from condvest.sinks.pg_schema import latest_version
 from condvest.sinks.postgres import PostgresSink
 from condvest.state.fetchlog import SessionEntry, advance_watermark, record_session

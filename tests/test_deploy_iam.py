@@ -19,7 +19,7 @@ import pytest
 
 import cli_proc
 from condvest.core import layout
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
 from conftest import Lake, make_s3_lake
 from consolidate_helpers import date_files, land
 from deploy_docs import DEPLOY, consolidate_jobs, policies

@@ -17,9 +17,9 @@ import pytest
 
 from condvest.core import layout
 from condvest.jobs.base import JobContext
-from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
-from condvest.jobs.read import read_dividends
-from condvest.jobs.status import run_status
+from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
+from condvest.jobs.read.tables import read_dividends
+from condvest.jobs.status.job import run_status
 from condvest.state.fetchlog import read_session, read_watermark
 from conftest import Lake, at, make_local_lake, make_s3_lake, polygon_overrides
 from polygon_server import FakePolygon, Scripted, agg, load_mock
@@ -372,7 +372,7 @@ def test_synthetic_dividends_follow_its_prices(local_lake: Lake) -> None:
     assert result.ok and result.dividends > 0
     ctx: JobContext = local_lake.context()
     dividends = read_dividends(ctx)
-    from condvest.jobs.read import read_daily
+    from condvest.jobs.read.tables import read_daily
 
     daily = read_daily(ctx, None, None, None, ["symbol", "date", "close"]).to_pylist()
     closes = {(r["symbol"], r["date"]): r["close"] for r in daily}

@@ -18,7 +18,7 @@ import pytest
 from condvest.core import layout
 from condvest.errors import SourceError
 from condvest.jobs.compaction import read_bronze
-from condvest.jobs.fetch_meta import latest_snapshot
+from condvest.jobs.fetch.metadata import latest_snapshot
 from conftest import Lake, at
 from polygon_server import FakePolygon, Scripted, agg, load_mock, ms
 from test_session_trust import fetch  # the same in-process fetch, NOW = FRI's close

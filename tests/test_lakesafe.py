@@ -20,9 +20,9 @@ import cli_proc
 from condvest import faults
 from condvest.core import layout
 from condvest.errors import ConfigError
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
-from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
 from conftest import Lake, at, make_local_lake
 from consolidate_helpers import T0, all_rows, date_files, land
 

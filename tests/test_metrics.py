@@ -22,12 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 import cli_proc
 from condvest.errors import StorageError
 from condvest.jobs.base import run_stage
-from condvest.jobs.consolidate import ConsolidateResult
-from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
-from condvest.jobs.resample_plan import ResampleResult
+from condvest.jobs.consolidate.job import ConsolidateResult
+from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
+from condvest.jobs.resample.plan import ResampleResult
 from condvest.jobs.run import RunOptions, RunResult, plan_run, run_run
-from condvest.jobs.status import StatusResult, run_status
-from condvest.jobs.vacuum import VacuumResult
+from condvest.jobs.status.job import StatusResult, run_status
+from condvest.jobs.vacuum.job import VacuumResult
 from condvest.metrics import (
     CORE_STAGE_METRICS,
     HEALTH_FIGURES,

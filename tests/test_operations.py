@@ -19,7 +19,7 @@ import cli_proc
 from condvest.core import layout
 from condvest.errors import LockHeldError
 from condvest.jobs.compaction import read_bronze
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
 from condvest.state.lock import StageLock
 from conftest import Lake, make_local_lake
 from polygon_server import KEY, FakePolygon, agg

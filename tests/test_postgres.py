@@ -55,7 +55,7 @@ def test_postgres_off_never_imports_psycopg(tmp_path: object) -> None:
         "from condvest.settings import load_settings\n"
         "from condvest.sinks import open_sink\n"
         "from condvest.jobs.base import JobContext\n"
-        "from condvest.jobs.status import run_status\n"
+        "from condvest.jobs.status.job import run_status\n"
         "import condvest.cli.app\n"
         f"s = load_settings(env={{}}, overrides={{'lake': {{'uri': {str(tmp_path)!r}}}}})\n"
         "assert open_sink(s) is None\n"

@@ -21,7 +21,7 @@ import condvest
 from condvest.core import layout
 from condvest.core.schema import BRONZE_SCHEMA, SILVER_SCHEMA
 from condvest.errors import CorruptFileError, InvalidSymbolError, UsageError
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
 from condvest.settings import ConsolidateMode
 from conftest import Lake, at, make_local_lake, make_s3_lake, moto_copy_prefix
 from resample_helpers import bronze_row, read_silver, table_of, write_data, write_date
@@ -333,7 +333,7 @@ def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
     local_lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A date file deleted between the listing and its read (consolidated, then vacuumed)."""
-    from condvest.jobs import read as read_module
+    from condvest.jobs.read import tables as read_module
 
     build_mixed(local_lake)
     reader = open_read(local_lake)

@@ -16,7 +16,7 @@ from condvest.core import layout
 from condvest.core.bars import BarAlignment
 from condvest.core.schema import BRONZE_SCHEMA, SILVER_SCHEMA
 from condvest.errors import CorruptFileError, StorageError
-from condvest.jobs.resample import ResampleOptions, ResampleResult, plan_resample, run_resample
+from condvest.jobs.resample.job import ResampleOptions, ResampleResult, plan_resample, run_resample
 from condvest.state.checkpoints import read_checkpoint
 from conftest import Lake, at
 from resample_helpers import bars_by_key, bronze_row, read_silver, write_data, write_date
@@ -297,7 +297,7 @@ def test_cli_dry_run_run_and_bad_intervals(lake: Lake, tmp_path: Path) -> None:
 
 
 def test_out_of_time_stops_cleanly_and_status_shows_coverage(lake: Lake) -> None:
-    from condvest.jobs.status import run_status
+    from condvest.jobs.status.job import run_status
 
     write_data(lake.storage, "A", [bronze_row("A", d, 1.0) for d in HOLIDAY_BAR])
     ctx = lake.context(now=AFTER_0712)
@@ -414,7 +414,7 @@ def test_months_written_in_small_batches_are_the_same(
     """The full rebuild writes an interval's months in batches (bounded memory); batches of a
     few bars write exactly the files one batch writes."""
     from condvest.core.calendar import get_calendar
-    from condvest.jobs import resample as job
+    from condvest.jobs.resample import job
 
     days = get_calendar().sessions_between(D(2024, 3, 1), D(2024, 7, 12))
     for i, sym in enumerate(("AAA", "BBB", "CCC")):

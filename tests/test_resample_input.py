@@ -15,8 +15,8 @@ import pytest
 from condvest.core import layout
 from condvest.core.calendar import get_calendar
 from condvest.errors import CorruptFileError, StorageError
-from condvest.jobs.bronze_scan import COLUMNS, read_bronze_file
-from condvest.jobs.resample_input import list_bronze, read_bronze
+from condvest.jobs.resample.reader import list_bronze, read_bronze
+from condvest.jobs.resample.scan import COLUMNS, read_bronze_file
 from conftest import Lake
 from resample_helpers import bronze_row, table_of, write_data, write_date
 

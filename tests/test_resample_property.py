@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from condvest.core import layout
 from condvest.core.bars import BarAlignment
 from condvest.core.calendar import get_calendar
-from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 from condvest.storage import Storage
 from conftest import BUCKET, Lake, make_local_lake, make_s3_lake
 from resample_helpers import bars_by_key, bronze_row, read_silver, table_of

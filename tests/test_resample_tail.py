@@ -10,7 +10,7 @@ import pytest
 
 from condvest.core import layout
 from condvest.core.calendar import get_calendar
-from condvest.jobs.resample import ResampleOptions, ResamplePlan, plan_resample, run_resample
+from condvest.jobs.resample.job import ResampleOptions, ResamplePlan, plan_resample, run_resample
 from conftest import Lake, at
 from resample_helpers import bars_by_key, bronze_row, read_silver, write_data, write_date
 

@@ -15,7 +15,7 @@ from condvest.core import layout
 from condvest.core.calendar import get_calendar
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import StorageError
-from condvest.jobs.status import check_failed, run_status
+from condvest.jobs.status.job import check_failed, run_status
 from condvest.state import (
     ManifestRow,
     RunRecord,
@@ -288,7 +288,7 @@ def test_check_failed_last_run_exits_1(tmp_path: Path) -> None:
 def test_temp_files_outside_bronze_ohlcv_are_reported(local_lake: Lake) -> None:
     """A process killed while writing a silver month file or a fetch-log entry leaves a temp file
     there (found by the crash suite); status reports it and vacuum removes it."""
-    from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+    from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
 
     storage = local_lake.storage
     for key in (layout.silver_file(3, 2026, 11), layout.fetch_log_entry(date(2026, 11, 25))):
@@ -306,7 +306,7 @@ def test_a_failed_shard_is_not_hidden_by_another_shards_success(tmp_path: Path) 
     0/2 fails and shard 1/2 finishes after it, the stage's latest.json says success; status
     still reports the failed shard (and --check exits 1) until a later whole run succeeds."""
     from condvest.core.retention import shard_of
-    from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
+    from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
 
     lake = fresh_lake(tmp_path / "lake")
     symbols = ["AAPL", "MSFT", "IBM", "KO", "XOM", "GE"]
@@ -353,9 +353,9 @@ def test_status_shows_a_shard_lock(local_lake: Lake) -> None:
 
 def test_a_failed_runs_record_says_what_failed() -> None:
     """The run record's error (what status shows) names what failed, not just "failed"."""
-    from condvest.jobs.consolidate import ConsolidateResult
-    from condvest.jobs.fetch import FetchResult
-    from condvest.jobs.resample import ResampleResult
+    from condvest.jobs.consolidate.job import ConsolidateResult
+    from condvest.jobs.fetch.plan import FetchResult
+    from condvest.jobs.resample.job import ResampleResult
 
     base = {"run_id": "r", "dry_run": False, "ok": False, "duration_s": 1.0}
     failures = [{"symbol": f"S{i}", "reason": "unreadable"} for i in range(5)]
@@ -377,7 +377,7 @@ def test_silver_behind_bronze_fails_the_check_until_resample_runs(tmp_path: Path
     """resample stopped running (disabled, or failing before it records a run): bronze is
     fresh, silver is not. status says so and --check exits 1; a resample clears it. A lake whose
     silver was never built is not reported (bronze-only lakes are fine)."""
-    from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
+    from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 
     lake = fresh_lake(tmp_path / "lake")
     assert not check_failed(run_status(lake.context()))  # no silver built: nothing to say

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 import cli_proc
 from condvest.core import layout
 from condvest.errors import UsageError
-from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.vacuum import VacuumOptions, VacuumResult, plan_vacuum, run_vacuum
+from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
+from condvest.jobs.vacuum.job import VacuumOptions, VacuumResult, plan_vacuum, run_vacuum
 from condvest.settings import ConsolidateMode
 from conftest import Lake, at, make_local_lake
 from consolidate_helpers import T0, all_rows, date_files, history, land

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from condvest.errors import UsageError
-from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
 from condvest.sinks import open_sink
 from conftest import Lake
 from pg_helpers import bronze

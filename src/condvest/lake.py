@@ -21,9 +21,8 @@ from condvest.core.bars import BarAlignment
 from condvest.errors import UsageError
 from condvest.jobs.base import DEADLINE, JobContext, new_run_id, run_stage
 from condvest.jobs.consolidate import ConsolidatePlan, ConsolidateResult
-from condvest.jobs.dbsync import DbSyncPlan, DbSyncResult
-from condvest.jobs.fetch import FetchPlan, FetchResult
-from condvest.jobs.resample_plan import ResamplePlan, ResampleResult
+from condvest.jobs.fetch import DbSyncPlan, DbSyncResult, FetchPlan, FetchResult
+from condvest.jobs.resample import ResamplePlan, ResampleResult
 from condvest.jobs.run import RunPlan, RunResult
 from condvest.jobs.status import StatusResult, check_failed
 from condvest.jobs.vacuum import VacuumPlan, VacuumResult
@@ -272,7 +271,7 @@ class Lake(LakeReads):
     ) -> DbSyncResult | DryRun[DbSyncPlan]:
         """Copy landed sessions the PostgreSQL cache lacks from the lake (``fetch --sync-db``);
         ``start``/``end`` re-sync that range. Needs ``postgres.dsn`` or ``RDS_SECRET_ARN``."""
-        from condvest.jobs.dbsync import plan_db_sync, run_db_sync
+        from condvest.jobs.fetch import plan_db_sync, run_db_sync
 
         job = self._job()
         sink = job.sink()
@@ -422,8 +421,7 @@ class Lake(LakeReads):
         ``alignment`` ``"calendar"`` or ``"rows"``; ``full`` rebuilds every interval,
         ``include_partial`` also writes bars whose window is not over, ``since`` limits the
         output to bars starting on or after that date (docs/commands/resample.md)."""
-        from condvest.jobs.resample import plan_resample, run_resample
-        from condvest.jobs.resample_plan import ResampleOptions
+        from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
 
         options = ResampleOptions(
             intervals=as_intervals(intervals),

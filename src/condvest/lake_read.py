@@ -51,7 +51,7 @@ class LakeReads:
         ``"raw"`` (as traded that day) or ``"total_return"`` (splits and dividends, backwards);
         ``as_of`` a date: the series as it could be known then — no row after it, only the
         actions with an ex-date on or before it applied (docs/corporate-actions.md)."""
-        from condvest.jobs.read_adjust import read_daily_adjusted
+        from condvest.jobs.read import read_daily_adjusted
 
         return read_daily_adjusted(
             self._job(),
@@ -81,7 +81,7 @@ class LakeReads:
         a :class:`~condvest.errors.UsageError` naming ``condvest resample --intervals N``.
         ``adjust`` and ``as_of`` as for :meth:`daily`: bars in another mode than the stored one
         (or as of a date) are computed from those daily rows with resample's bar code."""
-        from condvest.jobs.read_adjust import read_bars_adjusted
+        from condvest.jobs.read import read_bars_adjusted
 
         return read_bars_adjusted(
             self._job(),
@@ -142,7 +142,7 @@ class LakeReads:
         """Per symbol and ex-date, the split ratio, the dividend factor (``1 - cash / previous
         close``) and their cumulative products, plus the factors that turn a stored price into
         each read mode (docs/corporate-actions.md; the ``factors`` SQL view)."""
-        from condvest.jobs.read_adjust import read_factors
+        from condvest.jobs.read import read_factors
 
         return read_factors(self._job(), as_symbols(symbols))
 
@@ -162,8 +162,7 @@ class LakeReads:
         ``.fetchall()``). Writes (``COPY``, ``ATTACH``, ``INSTALL``, ``LOAD``, ``CREATE``...)
         and a SQL error raise
         :class:`~condvest.errors.UsageError`; no DuckDB extension is installed or loaded."""
-        from condvest.jobs.read import built_intervals
-        from condvest.jobs.read_sql import run_sql, view_loaders
+        from condvest.jobs.read import built_intervals, run_sql, view_loaders
 
         if not isinstance(query, str):
             raise UsageError(f"the query must be a string, not {type(query).__name__}")

@@ -16,7 +16,7 @@ from condvest.cli.common import CliState, state_of
 from condvest.cli.output import OutputFormat
 from condvest.cli.tables import TableFormat, check_out, write_table
 from condvest.errors import UsageError
-from condvest.jobs.read_actions import ActionKind, combined_actions
+from condvest.jobs.read import ActionKind, combined_actions
 from condvest.lake_values import as_date, as_symbols
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import duckdb
 
-        from condvest.jobs.read_sql import sql_error
+        from condvest.jobs.read import sql_error
 
         state = state_of(ctx)
         chosen = _format(state, fmt)

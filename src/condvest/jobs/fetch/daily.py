@@ -22,23 +22,23 @@ import pyarrow as pa
 from condvest.core.validate import validate_rows
 from condvest.errors import AuthError, CondvestError, DatabaseError, SourceError
 from condvest.jobs.base import JobContext
-from condvest.jobs.fetch import (
-    _STOP_MARGIN_S,
+from condvest.jobs.fetch.dividends import Landed, daily_dividends
+from condvest.jobs.fetch.landing import (
+    lake_symbols,
+    restrict,
+    write_date_files,
+    write_quarantine,
+    write_splits,
+)
+from condvest.jobs.fetch.plan import (
     STAGE,
+    STOP_MARGIN_S,
     FetchPlan,
     FetchResult,
     fetched_at_iso,
     finish_watermark,
     paced_per_s,
     row_bounds,
-)
-from condvest.jobs.fetch_dividends import Landed, daily_dividends
-from condvest.jobs.fetch_write import (
-    lake_symbols,
-    restrict,
-    write_date_files,
-    write_quarantine,
-    write_splits,
 )
 from condvest.sinks import Sink
 from condvest.sources.base import Batch, Source
@@ -99,7 +99,7 @@ def sink_upsert_session(sink: Sink | None, session: date, rows: pa.Table, run_id
 def _heal_database(ctx: JobContext, sink: Sink, t: _Tally) -> None:
     """Before landing anything, bring the database up to the lake's watermark (a previous run's
     database write may have failed while its lake write stood)."""
-    from condvest.jobs.dbsync import sync_if_behind
+    from condvest.jobs.fetch.dbsync import sync_if_behind
 
     try:
         healed = sync_if_behind(ctx, sink)
@@ -136,7 +136,7 @@ def _ask(ctx: JobContext, source: Source, session: date, t: _Tally) -> Batch:
     (and the run's time budget) allow — a run just after the close may beat the vendor."""
     batch = source.grouped_daily(session)
     pause = ctx.settings.fetch.unpublished_retry_s
-    while batch.empty and t.wait_left_s > 0 and not ctx.out_of_time(_STOP_MARGIN_S + pause):
+    while batch.empty and t.wait_left_s > 0 and not ctx.out_of_time(STOP_MARGIN_S + pause):
         nap = min(pause, t.wait_left_s)
         log.info("%s: not published yet; asking again in %.0fs", session, nap)
         time.sleep(nap)
@@ -280,7 +280,7 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     try:
         in_a_row = 0
         for i, session in enumerate(plan.sessions):
-            if ctx.out_of_time(_STOP_MARGIN_S):
+            if ctx.out_of_time(STOP_MARGIN_S):
                 partial = True
                 t.messages.append(
                     f"stopped before the time limit; {len(plan.sessions) - i} session(s) left "
@@ -397,7 +397,7 @@ def _splits_and_restatement(
     symbol's restatement fails, its execution session is."""
     if not t.landed:
         return 0, [], {}
-    from condvest.jobs.fetch_extra import restate_symbols
+    from condvest.jobs.fetch.history import restate_symbols
 
     window = (min(t.landed), max(t.landed))
     try:
@@ -452,7 +452,7 @@ def _report_new_symbols(
             f"{','.join(new[:20])}{',…' if len(new) > 20 else ''} costs one request per symbol"
         )
         return
-    from condvest.jobs.fetch_extra import land_histories
+    from condvest.jobs.fetch.history import land_histories
 
     failures, rows, size, messages, _ = land_histories(ctx, source, new, None, max(t.landed))
     t.failed.update(failures)

@@ -26,8 +26,8 @@ from condvest.core.calendar import years_before
 from condvest.core.schema import DIVIDEND_SCHEMA
 from condvest.errors import AuthError, CondvestError, CorruptFileError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.fetch import STAGE, FetchOptions, FetchPlan, FetchResult, estimate_s
-from condvest.jobs.fetch_write import restrict, write_quarantine, write_splits
+from condvest.jobs.fetch.landing import restrict, write_quarantine, write_splits
+from condvest.jobs.fetch.plan import STAGE, FetchOptions, FetchPlan, FetchResult, estimate_s
 from condvest.sinks import Sink, open_sink
 from condvest.sources.base import Source
 from condvest.sources.dividends import DividendBatch

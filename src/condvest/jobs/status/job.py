@@ -13,7 +13,7 @@ from typing import Any
 from condvest.core import layout
 from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
-from condvest.jobs.corporate_actions import suspicious_problems
+from condvest.jobs.fetch import suspicious_problems
 from condvest.state.fetchlog import (
     empty_entries,
     landed_sessions,

@@ -19,7 +19,7 @@ from condvest.errors import AuthError, CondvestError, SourceError
 from condvest.jobs.base import JobContext
 
 if TYPE_CHECKING:
-    from condvest.jobs.fetch import FetchOptions, FetchPlan, FetchResult
+    from condvest.jobs.fetch.plan import FetchOptions, FetchPlan, FetchResult
     from condvest.sources.base import Source
 
 _LIST_PAGE = 1000
@@ -94,7 +94,7 @@ def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
-    from condvest.jobs.fetch import FetchPlan, estimate_s
+    from condvest.jobs.fetch.plan import FetchPlan, estimate_s
     from condvest.progress import format_s
 
     previous = latest_snapshot(ctx)
@@ -144,7 +144,7 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
 
 
 def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
-    from condvest.jobs.fetch import _STOP_MARGIN_S, STAGE, FetchResult, paced_per_s, today_ny
+    from condvest.jobs.fetch.plan import STAGE, STOP_MARGIN_S, FetchResult, paced_per_s, today_ny
 
     previous = latest_snapshot(ctx)
     listed = {t["ticker"]: t for t in source.tickers() if isinstance(t.get("ticker"), str)}
@@ -178,7 +178,7 @@ def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     rate = paced_per_s(ctx, source.name)  # one details request per symbol
     progress = ctx.progress(STAGE, len(due), "symbol details", rate_per_s=rate).start()
     for i in range(0, len(due), 20):
-        if ctx.out_of_time(_STOP_MARGIN_S):
+        if ctx.out_of_time(STOP_MARGIN_S):
             partial = True
             messages.append(f"stopped before the time limit; {len(due) - i} detail(s) left")
             break

@@ -81,7 +81,7 @@ def _date_filter(
     return out or None
 
 
-def _between(table: pa.Table, name: str, start: date | None, end: date | None) -> pa.Table:
+def between(table: pa.Table, name: str, start: date | None, end: date | None) -> pa.Table:
     if start is None and end is None:
         return table
     column = table.column(name)
@@ -129,7 +129,7 @@ def read_bronze_range(storage: Storage, key: str, start: date | None, end: date 
         table = canonical(table.replace_schema_metadata(None))
     else:
         table = normalise_bronze(table, where=storage.url(key))
-    return table if filtered else _between(table, "date", start, end)
+    return table if filtered else between(table, "date", start, end)
 
 
 def _symbol_rows(
@@ -154,7 +154,7 @@ def _symbol_rows(
     # date files were chosen by their session: read whole (one row), then bounded as a guard
     tables = [read_bronze_range(storage, key, None, None) for key in sorted(landed)]
     incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
-    merged, _ = merge_bronze(history, _between(incoming, "date", start, end))
+    merged, _ = merge_bronze(history, between(incoming, "date", start, end))
     return merged
 
 
@@ -332,7 +332,7 @@ def _conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
 def read_splits(ctx: JobContext) -> pa.Table:
     """Every split seen (``bronze/corporate_actions/splits``: one file per execution date,
     the full set seen for it), sorted by (execution_date, symbol)."""
-    from condvest.jobs.fetch_write import SPLITS_SCHEMA
+    from condvest.jobs.fetch import SPLITS_SCHEMA
 
     tables = _action_tables(ctx.storage, "splits", SPLITS_SCHEMA)
     if not tables:
@@ -371,7 +371,7 @@ def filter_actions(
     check_range(start, end)
     if symbols is not None:
         table = table.filter(pc.is_in(table.column("symbol"), pa.array(list(symbols), pa.string())))
-    return _between(table, day_column, start, end)
+    return between(table, day_column, start, end)
 
 
 def sessions_table(ctx: JobContext, start: date | None, end: date | None) -> list[date]:

@@ -30,11 +30,11 @@ import pyarrow.compute as pc
 from condvest.core import layout
 from condvest.core.bars import day_number
 from condvest.errors import CorruptFileError, StorageError
-from condvest.jobs.bronze_scan import (
-    _NONE,
+from condvest.jobs.resample.scan import (
+    NO_DAY,
     BronzeReader,
-    _day_array,
-    _Rows,
+    Rows,
+    day_array,
 )
 from condvest.storage.base import ObjectInfo, Storage
 
@@ -187,7 +187,7 @@ def read_bronze_tail(
     held: dict[str, set[int]] = {}
     for j, (i, _) in enumerate(data_objs):
         top = int(summary.max_fetched[j])
-        old[dirs[i]] = (int(summary.count[j]), None if top == _NONE else top)
+        old[dirs[i]] = (int(summary.count[j]), None if top == NO_DAY else top)
         held[dirs[i]] = summary.held.get(j, set())
     bronze = _assemble(reader, listing, dirs, data_objs, a, since)
     return TailInput(bronze, old, held)
@@ -198,19 +198,19 @@ def _assemble(
     listing: dict[str, SymbolFiles],
     dirs: list[str],
     data_objs: list[tuple[int, ObjectInfo]],
-    a: _Rows,
+    a: Rows,
     since: int | None,
 ) -> BronzeInput:
     """Data rows ``a`` + the date files to read (dated ``since`` or later), merged."""
     a_dir = np.array([i for i, _ in data_objs], dtype=np.int64)[a.owner]
-    a_keys = _keys(a_dir, _day_array(a.table))
+    a_keys = _keys(a_dir, day_array(a.table))
     wanted = _date_files_to_read(listing, dirs, a_keys, since)
     b = reader.read([o.key for _, o in wanted], optional=True)
     b_dir = np.array([i for i, _ in wanted], dtype=np.int64)[b.owner]
     if b.table.num_rows:
         table = pa.concat_tables([a.table, b.table])
         row_dir = np.concatenate([a_dir, b_dir])
-        keys = np.concatenate([a_keys, _keys(b_dir, _day_array(b.table))])
+        keys = np.concatenate([a_keys, _keys(b_dir, day_array(b.table))])
     else:
         table, row_dir, keys = a.table, a_dir, a_keys
     del a, b

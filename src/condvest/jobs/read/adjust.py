@@ -30,7 +30,7 @@ from condvest.core.factors import (
 from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.read import (
+from condvest.jobs.read.tables import (
     check_columns,
     check_range,
     read_daily,
@@ -178,7 +178,7 @@ def read_bars_adjusted(
     """``read_bars`` in ``mode`` as of ``as_of``: in the stored mode without ``as_of`` silver
     as written; else bars computed from :func:`read_daily_adjusted`'s rows, complete when their
     window ended by ``as_of`` (and by the latest completed session)."""
-    from condvest.jobs.read_bars import alignment_of, bars_of, check_interval, read_bars
+    from condvest.jobs.read.bars import alignment_of, bars_of, check_interval, read_bars
 
     chosen = check_mode(mode)
     as_of = check_as_of(ctx, as_of)

@@ -44,7 +44,7 @@ from condvest.state.marker import require_price_scale
 log = logging.getLogger("condvest.jobs.fetch")
 STAGE = "fetch"
 FetchMode = Literal["daily", "history", "meta", "corporate_actions"]
-_STOP_MARGIN_S = 60.0
+STOP_MARGIN_S = 60.0
 """Stop before a Lambda deadline with this much time left (one session takes seconds)."""
 
 
@@ -198,11 +198,11 @@ def plan_fetch(ctx: JobContext, opts: FetchOptions) -> FetchPlan:
     if not opts.meta:  # prices of one scale never land in a lake of the other
         require_price_scale(ctx.storage, s.polygon.adjusted)
     if opts.corporate_actions:
-        from condvest.jobs.fetch_dividends import plan_corporate_actions
+        from condvest.jobs.fetch.dividends import plan_corporate_actions
 
         return plan_corporate_actions(ctx, opts, base)
     if opts.history or opts.meta:
-        from condvest.jobs.fetch_extra import plan_history, plan_meta
+        from condvest.jobs.fetch.history import plan_history, plan_meta
 
         return plan_history(ctx, opts, base) if opts.history else plan_meta(ctx, opts, base)
     landed = landed_sessions(ctx.storage)
@@ -282,19 +282,19 @@ def _execute(ctx: JobContext, plan: FetchPlan) -> FetchResult:
     source = open_source(ctx.settings, ctx.calendar, symbols=plan.symbols)
     try:
         if plan.mode == "daily":
-            from condvest.jobs.fetch_daily import run_daily
+            from condvest.jobs.fetch.daily import run_daily
 
             result = run_daily(ctx, plan, source)
         elif plan.mode == "history":
-            from condvest.jobs.fetch_extra import run_history
+            from condvest.jobs.fetch.history import run_history
 
             result = run_history(ctx, plan, source)
         elif plan.mode == "corporate_actions":
-            from condvest.jobs.fetch_dividends import run_corporate_actions
+            from condvest.jobs.fetch.dividends import run_corporate_actions
 
             result = run_corporate_actions(ctx, plan, source)
         else:
-            from condvest.jobs.fetch_extra import run_meta
+            from condvest.jobs.fetch.history import run_meta
 
             result = run_meta(ctx, plan, source)
     finally:

@@ -41,10 +41,11 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.memory import release_freed_memory
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import CondvestError, CorruptFileError
-from condvest.jobs import resample_full, resample_tail
 from condvest.jobs.base import JobContext, run_stage
-from condvest.jobs.resample_input import SymbolFiles, list_bronze
-from condvest.jobs.resample_plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
+from condvest.jobs.resample import full as resample_full
+from condvest.jobs.resample import tail as resample_tail
+from condvest.jobs.resample.plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
+from condvest.jobs.resample.reader import SymbolFiles, list_bronze
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.lock import StageLock
 from condvest.state.manifest import read_manifest

@@ -37,9 +37,9 @@ def sql_error(exc: duckdb.Error) -> UsageError:
 
 def view_loaders(ctx: JobContext, intervals: list[int]) -> dict[str, Callable[[], pa.Table]]:
     """View name → the function that reads its table (called only for views a query names)."""
-    from condvest.jobs.read import read_daily, read_dividends, read_metadata, read_splits
-    from condvest.jobs.read_adjust import read_factors
-    from condvest.jobs.read_bars import read_bars
+    from condvest.jobs.read.adjust import read_factors
+    from condvest.jobs.read.bars import read_bars
+    from condvest.jobs.read.tables import read_daily, read_dividends, read_metadata, read_splits
 
     loaders: dict[str, Callable[[], pa.Table]] = {
         "daily": lambda: read_daily(ctx, None, None, None, None),

@@ -83,7 +83,7 @@ _TAIL_SUMMARY = (
     "FROM read_parquet($files, hive_partitioning=false) GROUP BY ALL"
 )
 _GLOB_CHARS = frozenset("*?[]{}")
-_NONE = np.iinfo(np.int64).min
+NO_DAY = np.iinfo(np.int64).min
 
 
 def _day(number: int) -> date:
@@ -95,7 +95,7 @@ EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 @dataclass(frozen=True)
 class FileSummary:
-    """Per file (by index): rows dated ``upto`` or earlier, their newest fetched_at (ms; _NONE
+    """Per file (by index): rows dated ``upto`` or earlier, their newest fetched_at (ms; NO_DAY
     when none) and the days in [d0, upto] it holds (only files that hold any)."""
 
     count: np.ndarray
@@ -104,15 +104,15 @@ class FileSummary:
 
 
 def _empty_summary(n: int) -> FileSummary:
-    return FileSummary(np.zeros(n, dtype=np.int64), np.full(n, _NONE, dtype=np.int64), {})
+    return FileSummary(np.zeros(n, dtype=np.int64), np.full(n, NO_DAY, dtype=np.int64), {})
 
 
-def _summary_of(rows: _Rows, n: int, summary: tuple[int, int] | None) -> FileSummary | None:
+def _summary_of(rows: Rows, n: int, summary: tuple[int, int] | None) -> FileSummary | None:
     if summary is None:
         return None
     upto, d0 = summary
     out = _empty_summary(n)
-    days = _day_array(rows.table)
+    days = day_array(rows.table)
     fetched = np.asarray(pc.fill_null(rows.table.column("fetched"), 0).to_numpy(), np.int64)
     old = days <= upto
     out.count[:] = np.bincount(rows.owner[old], minlength=n)[:n]
@@ -123,23 +123,23 @@ def _summary_of(rows: _Rows, n: int, summary: tuple[int, int] | None) -> FileSum
     return out
 
 
-def _tail_of(rows: _Rows, since: int | None) -> _Rows:
+def _tail_of(rows: Rows, since: int | None) -> Rows:
     if since is None or rows.table.num_rows == 0:
         return rows
-    keep = _day_array(rows.table) >= since
-    return _Rows(rows.table.filter(pa.array(keep)), rows.owner[keep])
+    keep = day_array(rows.table) >= since
+    return Rows(rows.table.filter(pa.array(keep)), rows.owner[keep])
 
 
 @dataclass(frozen=True)
-class _Rows:
+class Rows:
     """Rows of several files: ``COLUMNS`` + ``fetched``; ``owner[i]`` = index of row i's file."""
 
     table: pa.Table
     owner: np.ndarray
 
 
-def _rows_of(tables: list[tuple[int, pa.Table]]) -> _Rows:
-    """Per-file canonical tables -> _Rows."""
+def _rows_of(tables: list[tuple[int, pa.Table]]) -> Rows:
+    """Per-file canonical tables -> Rows."""
     parts = [
         pa.table(
             [*(t.column(c) for c in COLUMNS), t.column("fetched_at").cast(pa.int64())],
@@ -151,7 +151,7 @@ def _rows_of(tables: list[tuple[int, pa.Table]]) -> _Rows:
         np.array([i for i, _ in tables], dtype=np.int64),
         [t.num_rows for _, t in tables],
     )
-    return _Rows(pa.concat_tables(parts) if parts else _empty_rows(), owner)
+    return Rows(pa.concat_tables(parts) if parts else _empty_rows(), owner)
 
 
 def _empty_rows() -> pa.Table:
@@ -175,7 +175,7 @@ class BronzeReader:
         self.memory_limit = memory_limit
         self.local = storage.local_path("") is not None
 
-    def read(self, keys: list[str], *, optional: bool) -> _Rows:
+    def read(self, keys: list[str], *, optional: bool) -> Rows:
         """Rows of ``keys`` (``optional``: a file vacuumed since the listing is skipped)."""
         return self.read_tail(keys, optional=optional)[0]
 
@@ -186,11 +186,11 @@ class BronzeReader:
         optional: bool,
         since: int | None = None,
         summary: tuple[int, int] | None = None,
-    ) -> tuple[_Rows, FileSummary | None]:
+    ) -> tuple[Rows, FileSummary | None]:
         """Rows of ``keys`` dated ``since`` or later (a day number; None = all rows), and with
         ``summary=(upto, d0)`` a FileSummary of every file's rows dated ``upto`` or earlier."""
         if not keys:
-            return _Rows(_empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
+            return Rows(_empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
         if self.local:
             try:
                 return self._read_bulk(keys, optional, since, summary)
@@ -201,7 +201,7 @@ class BronzeReader:
         rows = self._read_each(keys, list(range(len(keys))), optional)
         return _tail_of(rows, since), _summary_of(rows, len(keys), summary)
 
-    def _read_each(self, keys: list[str], indexes: list[int], optional: bool) -> _Rows:
+    def _read_each(self, keys: list[str], indexes: list[int], optional: bool) -> Rows:
         def one(i: int) -> tuple[int, pa.Table] | None:
             try:
                 return i, read_bronze_file(self.storage, keys[i])
@@ -232,7 +232,7 @@ class BronzeReader:
 
     def _read_bulk(
         self, keys: list[str], optional: bool, since: int | None, summary: tuple[int, int] | None
-    ) -> tuple[_Rows, FileSummary | None]:
+    ) -> tuple[Rows, FileSummary | None]:
         paths = [str(self.storage.local_path(k)) for k in keys]
         plain = [i for i, p in enumerate(paths) if not (_GLOB_CHARS & set(p))]
         con = self._connect()
@@ -261,7 +261,7 @@ class BronzeReader:
             con.close()
         rest = sorted(set(range(len(paths))) - set(bulk))
         owner = np.asarray(bulk, dtype=np.int64)[table.column("owner").to_numpy()]
-        rows = _Rows(table.drop_columns(["owner"]).cast(_empty_rows().schema), owner)
+        rows = Rows(table.drop_columns(["owner"]).cast(_empty_rows().schema), owner)
         if not rest:
             return rows, found
         other = self._read_each(keys, rest, optional)  # legacy shapes: pyarrow + normalise
@@ -273,7 +273,7 @@ class BronzeReader:
                 if j in extra.held:
                     found.held[j] = extra.held[j]
         other = _tail_of(other, since)
-        rows = _Rows(
+        rows = Rows(
             pa.concat_tables([rows.table, other.table]), np.concatenate([rows.owner, other.owner])
         )
         return rows, found
@@ -309,7 +309,7 @@ class BronzeReader:
         ):
             j = bulk[i]
             found.count[j] = n
-            found.max_fetched[j] = _NONE if top is None else top
+            found.max_fetched[j] = NO_DAY if top is None else top
             if held:
                 found.held[j] = {day_number(d) for d in held}
         tail = got.column("tail").combine_chunks()
@@ -334,5 +334,5 @@ class BronzeReader:
         return [i for i, p in enumerate(paths) if found.get(p) == expected]
 
 
-def _day_array(table: pa.Table) -> np.ndarray:
+def day_array(table: pa.Table) -> np.ndarray:
     return np.asarray(table.column("date").cast(pa.int32()).to_numpy(), dtype=np.int64)

@@ -1,6 +1,6 @@
 """``fetch --history`` and split restatement: per-ticker ranges merged straight into each
 symbol's data.parquet through the shared verified, atomic merge (never thousands of one-row
-date files), and ``fetch --meta`` (in :mod:`condvest.jobs.fetch_meta`)."""
+date files), and ``fetch --meta`` (in :mod:`condvest.jobs.fetch.metadata`)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from condvest.core.validate import rejected_table, validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
 from condvest.jobs.compaction import merge_into_data_file, read_bronze
-from condvest.jobs.corporate_actions import check_split, stored_closes
-from condvest.jobs.fetch import (
-    _STOP_MARGIN_S,
+from condvest.jobs.fetch.landing import write_quarantine
+from condvest.jobs.fetch.metadata import plan_meta, run_meta
+from condvest.jobs.fetch.plan import (
     STAGE,
+    STOP_MARGIN_S,
     FetchOptions,
     FetchPlan,
     FetchResult,
@@ -30,8 +31,7 @@ from condvest.jobs.fetch import (
     row_bounds,
     today_ny,
 )
-from condvest.jobs.fetch_meta import plan_meta, run_meta
-from condvest.jobs.fetch_write import write_quarantine
+from condvest.jobs.fetch.split_sanity import check_split, stored_closes
 from condvest.sinks import open_sink
 from condvest.sources.base import Source, Split
 
@@ -127,7 +127,7 @@ def land_histories(
     progress = ctx.progress(STAGE, len(symbols), "history symbols", rate_per_s=rate).start()
     try:
         for i in range(0, len(symbols), _CHUNK):
-            if ctx.out_of_time(_STOP_MARGIN_S):
+            if ctx.out_of_time(STOP_MARGIN_S):
                 left = symbols[i:]
                 messages.append(f"stopped before the time limit; {len(left)} symbol(s) left")
                 failures.update({s: "not fetched (time limit)" for s in left})
@@ -179,7 +179,7 @@ def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult
     failures, rows, size, messages, missing = land_histories(
         ctx, source, plan.symbols, plan.history_start, plan.history_end
     )
-    from condvest.jobs.fetch_dividends import history_dividends
+    from condvest.jobs.fetch.dividends import history_dividends
 
     dividends, failed = history_dividends(
         ctx, source, plan.symbols, plan.history_start, plan.history_end

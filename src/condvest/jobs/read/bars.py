@@ -18,7 +18,13 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.read import _between, built_intervals, check_range, read_daily, read_silver
+from condvest.jobs.read.tables import (
+    between,
+    built_intervals,
+    check_range,
+    read_daily,
+    read_silver,
+)
 from condvest.state.checkpoints import read_checkpoint
 
 
@@ -60,7 +66,7 @@ def read_bars(
         table = table.filter(table.column("complete"))
     if not include_partial:
         return table
-    partial = _between(partial_bars(ctx, interval, symbols), "start_date", start, end)
+    partial = between(partial_bars(ctx, interval, symbols), "start_date", start, end)
     if not partial.num_rows:
         return table
     out = pa.concat_tables([table, partial])

@@ -1,0 +1,21 @@
+"""Consolidate: merge each symbol's landed ``date=`` files into its ``data.parquet``.
+
+This module is the package's public face: what the rest of condvest uses of it."""
+
+from __future__ import annotations
+
+from condvest.jobs.consolidate.job import (
+    ConsolidateOptions,
+    ConsolidatePlan,
+    ConsolidateResult,
+    plan_consolidate,
+    run_consolidate,
+)
+
+__all__ = [
+    "ConsolidateOptions",
+    "ConsolidatePlan",
+    "ConsolidateResult",
+    "plan_consolidate",
+    "run_consolidate",
+]

@@ -1,0 +1,15 @@
+"""Vacuum: delete date files whose rows are verified inside ``data.parquet``, and stale temp files.
+
+This module is the package's public face: what the rest of condvest uses of it."""
+
+from __future__ import annotations
+
+from condvest.jobs.vacuum.job import (
+    VacuumOptions,
+    VacuumPlan,
+    VacuumResult,
+    plan_vacuum,
+    run_vacuum,
+)
+
+__all__ = ["VacuumOptions", "VacuumPlan", "VacuumResult", "plan_vacuum", "run_vacuum"]
