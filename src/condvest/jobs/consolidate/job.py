@@ -33,13 +33,12 @@ from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import CondvestError, StorageError, UsageError
 from condvest.faults import kill_point
 from condvest.jobs.base import JobContext, JobResult, run_stage
-from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.bronze import list_bronze, read_file
+from condvest.jobs.compaction import merge_into_data_file
 from condvest.jobs.selection import (
     DateFile,
     candidates,
     date_files,
-    group,
-    list_symbols,
     read_journals,
     superseded_files,
 )
@@ -218,15 +217,13 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         symbols = sorted({*symbols, *(s for _, names in journals for s in names)})
     skip_cleanup = options.skip_cleanup if options.skip_cleanup is not None else cfg.skip_cleanup
     cleanup_before = retention_cutoff(ctx.now().date(), retention)
-    listed = list_symbols(ctx.storage, symbols, workers) if symbols is not None else None
-    if listed is None:
-        listed = group(ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"))
+    listed = list_bronze(ctx.storage, symbols, workers=workers).symbols
     plans: list[SymbolPlan] = []
     for symbol in sorted(listed):
         if shard is not None and shard_of(symbol, shard[1]) != shard[0]:
             continue
         files = date_files(listed[symbol], manifest.get(symbol), mode)
-        has_data = any(o.key.endswith("/" + layout.DATA_FILE) for o in listed[symbol])
+        has_data = listed[symbol].data is not None
         old = not skip_cleanup and has_data and any(f.day < cleanup_before for f in files)
         if any(f.pending for f in files) or (mode is ConsolidateMode.FULL and has_data) or old:
             plans.append(SymbolPlan(symbol, tuple(files), manifest.get(symbol)))
@@ -401,7 +398,7 @@ def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
     storage = ctx.storage
     pending = plan.pending
     try:
-        tables = [read_bronze(storage, f.key) for f in pending]
+        tables = [read_file(storage, f.key) for f in pending]
         incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
         report = merge_into_data_file(storage, plan.symbol, incoming)
     except CondvestError as exc:

@@ -18,8 +18,8 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext
+from condvest.jobs.bronze import between
 from condvest.jobs.read.tables import (
-    between,
     built_intervals,
     check_range,
     read_daily,

@@ -42,10 +42,10 @@ from condvest.core.memory import release_freed_memory
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import CondvestError, CorruptFileError
 from condvest.jobs.base import JobContext, run_stage
+from condvest.jobs.bronze import SymbolFiles, list_bronze
 from condvest.jobs.resample import full as resample_full
 from condvest.jobs.resample import tail as resample_tail
 from condvest.jobs.resample.plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
-from condvest.jobs.resample.reader import SymbolFiles, list_bronze
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.lock import StageLock
 from condvest.state.manifest import read_manifest
@@ -75,7 +75,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
     full = options.full or settings.force_full
     through = ctx.latest_completed_session()
     require_lake(ctx.storage, "resample")  # it deletes silver months that no longer exist
-    listing = list_bronze(ctx.storage)
+    listing = list_bronze(ctx.storage).with_files()
     local = ctx.storage.local_path("") is not None
     options_key = {
         "alignment": alignment.value,

@@ -38,7 +38,8 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.calendar import TradingCalendar
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.jobs.base import JobContext
-from condvest.jobs.resample.reader import BronzeInput, SymbolFiles, read_bronze_tail
+from condvest.jobs.bronze import SymbolFiles
+from condvest.jobs.resample.reader import BronzeInput, read_bronze_tail
 from condvest.jobs.resample.scan import BronzeReader
 from condvest.storage.base import ObjectInfo
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from condvest.core import layout
 from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
+from condvest.jobs.bronze import list_bronze
 from condvest.jobs.fetch import suspicious_problems
 from condvest.state.fetchlog import (
     empty_entries,
@@ -23,7 +23,6 @@ from condvest.state.fetchlog import (
 from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
 from condvest.state.runs import STAGES, failed_parts, last_runs, last_success, scoped_runs
-from condvest.storage.base import ObjectInfo
 
 MISSING_SHOWN = 100
 log = logging.getLogger("condvest.status")
@@ -55,28 +54,19 @@ class StatusResult(JobResult):
 
 
 def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
-    objects = ctx.storage.list_objects(layout.BRONZE_OHLCV + "/")
+    bronze = list_bronze(ctx.storage)
     manifest_error = None
     try:
         manifest, _ = read_manifest(ctx.storage)
     except CorruptFileError as exc:  # a problem to show, not a reason to show nothing
         manifest, manifest_error = {}, str(exc)
-    per_symbol: dict[str, list[ObjectInfo]] = defaultdict(list)
-    temp_files = 0
-    for obj in objects:
-        if layout.is_temp_key(obj.key):
-            temp_files += 1
-            continue
-        symbol = layout.parse_symbol_dir(obj.key)
-        if symbol is not None:
-            per_symbol[symbol].append(obj)
     data_files = date_files = pending_files = 0
     pending_symbols: set[str] = set()
     rows = 0
     latest_landed: date | None = None
     first: date | None = None
     last: date | None = None
-    for symbol, objs in per_symbol.items():
+    for symbol, files in bronze.symbols.items():
         entry = manifest.get(symbol)
         if entry is not None:
             rows += entry.row_count
@@ -86,14 +76,8 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
                 last = entry.last_consolidated_date
             if entry.first_date and (first is None or entry.first_date < first):
                 first = entry.first_date
-        for obj in objs:
-            name = obj.key.rsplit("/", 1)[-1]
-            if name == layout.DATA_FILE:
-                data_files += 1
-                continue
-            day = layout.parse_date_file(name)
-            if day is None:
-                continue
+        data_files += files.data is not None
+        for day, obj in files.dates.items():
             date_files += 1
             latest_landed = day if latest_landed is None or day > latest_landed else latest_landed
             merged = (
@@ -110,8 +94,8 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
                 first = day if first is None or day < first else first
                 last = day if last is None or day > last else last
     summary: dict[str, Any] = {
-        "symbols": len(per_symbol),
-        "consolidated_symbols": sum(1 for s in per_symbol if s in manifest),
+        "symbols": len(bronze.symbols),
+        "consolidated_symbols": sum(1 for s in bronze.symbols if s in manifest),
         "rows": rows,
         "first_date": first,
         "last_date": last,
@@ -119,9 +103,9 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
         "date_files": date_files,
         "pending_date_files": pending_files,
         "pending_symbols": len(pending_symbols),
-        "temp_files": temp_files,
+        "temp_files": bronze.temp_files,
         "temp_files_elsewhere": _temp_files_elsewhere(ctx),
-        "bytes": sum(o.size for o in objects),
+        "bytes": bronze.bytes,
     }
     if manifest_error:
         summary["manifest_error"] = manifest_error
