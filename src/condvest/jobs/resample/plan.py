@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from condvest.core.bars import BarAlignment
 from condvest.jobs.base import JobResult
+from condvest.jobs.resample.checkpoint import Checkpoint
 from condvest.storage.base import ObjectInfo
 
 _SHOWN = 50
@@ -47,7 +48,8 @@ class IntervalPlan:
     existing: dict[str, ObjectInfo] = field(repr=False, compare=False)
     # Tail mode: month rows starting on or after this day are replaced (None = whole months).
     replace_from: int | None = None
-    previous: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    previous: Checkpoint | None = field(default=None, repr=False, compare=False)
+    """Tail mode: the interval's checkpoint the run continues from."""
     month_order: np.ndarray | None = field(default=None, repr=False, compare=False)
     # Per symbol [first, last] bar start day (the checkpoint's "spans"; None = not known).
     symbol_spans: dict[str, list[int]] | None = field(default=None, repr=False, compare=False)

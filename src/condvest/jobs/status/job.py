@@ -134,7 +134,7 @@ def _temp_files_elsewhere(ctx: JobContext) -> int:
 
 
 def _silver_summary(ctx: JobContext) -> dict[str, Any]:
-    from condvest.state.checkpoints import read_checkpoint
+    from condvest.jobs.resample import recorded  # resample's DuckDB stays out of status's import
 
     out: dict[str, Any] = {}
     present = {
@@ -154,15 +154,15 @@ def _silver_summary(ctx: JobContext) -> dict[str, Any]:
             if (p := layout.parse_silver_file(o.key)) is not None
         )
         try:
-            checkpoint = read_checkpoint(ctx.storage, interval)
-        except CondvestError as exc:
-            checkpoint = {"error": str(exc)}
+            through = recorded(ctx.storage, interval, "through")
+        except CondvestError:
+            through = None  # unreadable: resample names it when it runs
         out[f"{interval}d"] = {
             "months": len(months),
             "first_month": months[0] if months else None,
             "last_month": months[-1] if months else None,
             "bytes": sum(o.size for o in files),
-            "through": (checkpoint or {}).get("through"),
+            "through": through,
             "configured": interval in ctx.settings.resample.intervals,
         }
     return out
