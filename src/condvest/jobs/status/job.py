@@ -14,15 +14,15 @@ from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
 from condvest.jobs.bronze import list_bronze
 from condvest.jobs.fetch import suspicious_problems
+from condvest.jobs.status.problems import Problem, failing, locks_view, runs_view
 from condvest.state.fetchlog import (
     empty_entries,
     landed_sessions,
     read_failures,
     read_watermark,
 )
-from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
-from condvest.state.runs import STAGES, failed_parts, last_runs, last_success, scoped_runs
+from condvest.state.runs import STAGES
 
 MISSING_SHOWN = 100
 log = logging.getLogger("condvest.status")
@@ -42,6 +42,9 @@ class StatusResult(JobResult):
     """A built silver interval's checkpoint is behind the latest landed session."""
     healthy: bool = False
     problems: list[str] = field(default_factory=list)
+    """Every problem's message (``problem_list`` has each one's kind and whether it fails
+    ``--check``); ``healthy`` is true when there is none."""
+    problem_list: list[Problem] = field(default_factory=list)
     bronze: dict[str, Any] = field(default_factory=dict)
     missing_sessions: dict[str, Any] = field(default_factory=dict)
     silver: dict[str, Any] = field(default_factory=dict)
@@ -205,7 +208,7 @@ def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
 
 def _database_summary(
     ctx: JobContext, lake_mark: date | None, *, init_db: bool
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[Problem]]:
     """The PostgreSQL cache's freshness beside the lake's (``{"enabled": false}`` when off).
 
     An unreachable database is a problem in the view, not a crash of ``status`` — unless
@@ -230,7 +233,7 @@ def _database_summary(
         if init_db:
             raise
         out["error"] = str(exc)
-        return out, [f"the PostgreSQL cache cannot be read: {exc}"]
+        return out, [Problem("database", f"the PostgreSQL cache cannot be read: {exc}", True)]
     behind = lake_mark is not None and (fresh.watermark is None or fresh.watermark < lake_mark)
     out.update(
         schema_version=fresh.schema_version,
@@ -244,16 +247,18 @@ def _database_summary(
     )
     problems = []
     if fresh.schema_version < fresh.latest_version:
-        problems.append(
+        message = (
             f"the PostgreSQL tables are at schema version {fresh.schema_version} of "
             f"{fresh.latest_version}: run condvest status --init-db"
         )
+        problems.append(Problem("database-schema", message))
     if behind and lake_mark is not None:
         shown = fresh.watermark.isoformat() if fresh.watermark else "unset"
-        problems.append(
+        message = (
             f"the database watermark ({shown}) is behind the lake's ({lake_mark.isoformat()}): "
             "run condvest fetch --sync-db"
         )
+        problems.append(Problem("database-behind", message, True))
     return out, problems
 
 
@@ -261,7 +266,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
     """Gather the health view. Works on an empty (or absent) lake. ``init_db`` first creates or
     upgrades the PostgreSQL schema (the one write status may do, and only when asked)."""
     started = time.monotonic()
-    problems: list[str] = []
+    problems: list[Problem] = []
     latest_completed = ctx.latest_completed_session()
     bronze, latest_file = _bronze_summary(ctx)
     sessions = landed_sessions(ctx.storage)
@@ -277,32 +282,33 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         missing = [d for d in window if d not in sessions]
     stale = latest_landed is None or latest_landed < latest_completed
     if latest_landed is None:
-        problems.append("the lake holds no data yet: run condvest fetch")
+        problems.append(Problem("stale", "the lake holds no data yet: run condvest fetch", True))
     elif stale:
+        message = f"latest landed session {latest_landed.isoformat()} is behind the latest "
         problems.append(
-            f"latest landed session {latest_landed.isoformat()} is behind the latest completed "
-            f"session {latest_completed.isoformat()}"
+            Problem("stale", message + f"completed session {latest_completed.isoformat()}", True)
         )
     if bronze.get("manifest_error"):
-        problems.append(str(bronze["manifest_error"]))
+        problems.append(Problem("manifest", str(bronze["manifest_error"])))
     skew = clock_skew(ctx)
     if skew:
-        problems.append(skew + "; writing commands refuse to run until it is fixed")
+        message = skew + "; writing commands refuse to run until it is fixed"
+        problems.append(Problem("clock-skew", message))
     recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
     if recorded_empty:
         shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
-        problems.append(
+        message = (
             f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
             f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
             f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
             "(or add real closures to calendar.closures_file)"
         )
+        problems.append(Problem("empty-sessions", message))
     if missing:
         first = missing[0]
         why = f" ({failures[first]})" if failures.get(first) else ""
-        problems.append(
-            f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}{why}"
-        )
+        message = f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}"
+        problems.append(Problem("missing-sessions", message + why))
     silver = _silver_summary(ctx)
     # What silver should cover: the newest completed session bronze holds.
     due = min(latest_landed, latest_completed) if latest_landed is not None else None
@@ -323,82 +329,22 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         )
     if behind and due is not None:
         oldest = min(through for _, through in behind)
-        problems.append(
+        message = (
             f"silver {', '.join(name for name, _ in behind)} is only through {oldest} while "
             f"bronze holds {due.isoformat()}: run condvest resample"
         )
-    runs = last_runs(ctx.storage)
-    run_view: dict[str, Any] = {}
-    for stage in STAGES:
-        record = runs.get(stage)
-        run_view[stage] = (
-            {
-                "outcome": record.outcome,
-                "started_at": record.started_at,
-                "ended_at": record.ended_at,
-                "run_id": record.run_id,
-                "error": record.error,
-            }
-            if record
-            else {
-                "outcome": None,
-                "started_at": None,
-                "ended_at": None,
-                "run_id": None,
-                "error": None,
-            }
-        )
-        success = last_success(ctx.storage, stage, record) if record else None
-        run_view[stage]["last_success_at"] = success.ended_at if success else None
-        if record and record.outcome == "failed":
-            problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
-        parts = scoped_runs(ctx.storage, stage)
-        failed = failed_parts(record, parts)
-        if parts:
-            run_view[stage]["parts"] = {
-                p.scope: {
-                    "outcome": p.outcome,
-                    "started_at": p.started_at,
-                    "ended_at": p.ended_at,
-                    "run_id": p.run_id,
-                    "error": p.error,
-                }
-                for p in parts
-            }
-            run_view[stage]["failed_parts"] = [p.scope for p in failed]
-        for part in failed:
-            if record is not None and part.run_id == record.run_id:
-                continue  # said just above
-            problems.append(
-                f"the last {stage} run of {part.scope} failed ({part.run_id}): {part.error}"
-            )
-    locks = []
-    for name in _lock_names(ctx):
-        info = read_lock(ctx.storage, name)
-        if info is not None:
-            expired = info.expires <= ctx.now()
-            locks.append(
-                {
-                    "stage": name,
-                    "run_id": info.run_id,
-                    "host": info.host,
-                    "since": info.acquired_at,
-                    "expires_at": info.expires_at,
-                    "expired": expired,
-                }
-            )
-            if expired:
-                problems.append(
-                    f"a stale {name} lock of run {info.run_id} remains (the next run takes it over)"
-                )
+        problems.append(Problem("silver-stale", message, True))
+    run_view, run_problems = runs_view(ctx)
+    problems.extend(run_problems)
+    locks, lock_problems = locks_view(ctx, _lock_names(ctx))
+    problems.extend(lock_problems)
     temps = bronze["temp_files"] + bronze["temp_files_elsewhere"]
     if temps:
-        problems.append(
-            f"{temps} temporary file(s) from interrupted writes: condvest vacuum removes them"
-        )
+        message = f"{temps} temporary file(s) from interrupted writes: condvest vacuum removes them"
+        problems.append(Problem("temp-files", message))
     quarantine = _quarantine_summary(ctx)
     suspicious, split_problems = suspicious_problems(ctx.storage)
-    problems.extend(split_problems)
+    problems.extend(Problem("suspicious-split", m) for m in split_problems)
     database, db_problems = _database_summary(ctx, watermark or latest_landed, init_db=init_db)
     problems.extend(db_problems)
     result = StatusResult(
@@ -418,7 +364,8 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         stale=stale,
         silver_stale=bool(behind),
         healthy=not problems,
-        problems=problems,
+        problems=[p.message for p in problems],
+        problem_list=problems,
         bronze=to_jsonable(bronze),
         missing_sessions={
             "count": len(missing),
@@ -470,14 +417,6 @@ def _emit_metrics(ctx: JobContext, result: StatusResult) -> None:
 
 
 def check_failed(result: StatusResult) -> bool:
-    """``status --check``: the lake (or a built silver interval) is stale, a stage's last run
-    failed (or the last run of one of its parts — a consolidate shard — with no whole run
-    since), or the PostgreSQL cache (when on) cannot be read or is behind the lake."""
-    db = result.database
-    return (
-        result.stale
-        or result.silver_stale
-        or any((view or {}).get("outcome") == "failed" for view in result.runs.values())
-        or any((view or {}).get("failed_parts") for view in result.runs.values())
-        or bool(db.get("enabled") and (db.get("error") or db.get("behind_lake")))
-    )
+    """``status --check``: any of the status's problems fails the check (see
+    :class:`~condvest.jobs.status.problems.Problem`)."""
+    return failing(result.problem_list)
