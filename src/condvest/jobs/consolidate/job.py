@@ -32,7 +32,7 @@ from condvest.core.retention import (
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import CondvestError, StorageError, UsageError
 from condvest.faults import kill_point
-from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.base import Failure, JobContext, JobResult, run_stage
 from condvest.jobs.bronze import list_bronze, read_file
 from condvest.jobs.compaction import merge_into_data_file
 from condvest.jobs.selection import (
@@ -137,6 +137,9 @@ class ConsolidateResult(JobResult):
     failures: list[dict[str, str]] = field(default_factory=list)
     plan: list[dict[str, Any]] = field(default_factory=list)
     """--dry-run only: one row per symbol (files, rows, bytes, first/last pending date)."""
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        return tuple(Failure(str(f.get("symbol")), str(f.get("reason"))) for f in self.failures)
 
 
 # -- planning -------------------------------------------------------------------------------------

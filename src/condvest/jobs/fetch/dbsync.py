@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from condvest.core import layout
 from condvest.errors import CondvestError, UsageError
-from condvest.jobs.base import JobContext, JobResult
+from condvest.jobs.base import Failure, JobContext, JobResult
 from condvest.jobs.bronze import list_bronze, read_file
 from condvest.sinks import Sink
 from condvest.state.fetchlog import SessionEntry, landed_sessions, read_session, read_watermark
@@ -81,6 +81,9 @@ class DbSyncResult(JobResult):
     missing_examples: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     partial: bool = False
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        return tuple(Failure("", error) for error in self.errors)
 
 
 def _read_entries(ctx: JobContext, days: Iterable[date]) -> dict[date, SessionEntry]:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from condvest.core.bars import BarAlignment
-from condvest.jobs.base import JobResult
+from condvest.jobs.base import Failure, JobResult
 from condvest.jobs.resample.checkpoint import Checkpoint
 from condvest.storage.base import ObjectInfo
 
@@ -158,3 +158,9 @@ class ResampleResult(JobResult):
     (their sizes)."""
     failed_intervals: list[int] = field(default_factory=list)
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        def why(n: int) -> str:
+            return str((self.intervals.get(f"{n}d") or {}).get("error") or "")
+
+        return tuple(Failure(f"{n}d", why(n)) for n in self.failed_intervals)

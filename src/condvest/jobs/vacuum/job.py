@@ -29,7 +29,7 @@ from condvest.errors import (
     StorageError,
     UsageError,
 )
-from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.base import Failure, JobContext, JobResult, run_stage
 from condvest.jobs.bronze import index
 from condvest.jobs.selection import DateFile, superseded_files
 from condvest.state.marker import require_lake
@@ -96,6 +96,9 @@ class VacuumResult(JobResult):
     db_retention_days: int | None = None
     db_rows_deleted: int | None = None
     """PostgreSQL raw_ohlcv rows deleted (dry run: that would be); None when not asked."""
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        return tuple(Failure(str(f.get("symbol")), str(f.get("reason"))) for f in self.failures)
 
 
 def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
