@@ -281,59 +281,12 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         window = ctx.calendar.sessions_between(min(known), latest_completed)
         missing = [d for d in window if d not in sessions]
     stale = latest_landed is None or latest_landed < latest_completed
-    if latest_landed is None:
-        problems.append(Problem("stale", "the lake holds no data yet: run condvest fetch", True))
-    elif stale:
-        message = f"latest landed session {latest_landed.isoformat()} is behind the latest "
-        problems.append(
-            Problem("stale", message + f"completed session {latest_completed.isoformat()}", True)
-        )
-    if bronze.get("manifest_error"):
-        problems.append(Problem("manifest", str(bronze["manifest_error"])))
-    skew = clock_skew(ctx)
-    if skew:
-        message = skew + "; writing commands refuse to run until it is fixed"
-        problems.append(Problem("clock-skew", message))
-    recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
-    if recorded_empty:
-        shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
-        message = (
-            f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
-            f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
-            f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
-            "(or add real closures to calendar.closures_file)"
-        )
-        problems.append(Problem("empty-sessions", message))
-    if missing:
-        first = missing[0]
-        why = f" ({failures[first]})" if failures.get(first) else ""
-        message = f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}"
-        problems.append(Problem("missing-sessions", message + why))
+    problems += _lake_problems(ctx, bronze, latest_landed, latest_completed, missing, failures)
     silver = _silver_summary(ctx)
     # What silver should cover: the newest completed session bronze holds.
     due = min(latest_landed, latest_completed) if latest_landed is not None else None
-    behind = [
-        (name, view["through"])
-        for name, view in silver.items()
-        if view["configured"]
-        and isinstance(view.get("through"), str)
-        and due is not None
-        and date.fromisoformat(view["through"]) < due
-    ]
-    for view in silver.values():
-        through = view.get("through")
-        view["lag_sessions"] = (
-            _sessions_after(ctx, date.fromisoformat(through), due)
-            if isinstance(through, str) and due is not None
-            else None
-        )
-    if behind and due is not None:
-        oldest = min(through for _, through in behind)
-        message = (
-            f"silver {', '.join(name for name, _ in behind)} is only through {oldest} while "
-            f"bronze holds {due.isoformat()}: run condvest resample"
-        )
-        problems.append(Problem("silver-stale", message, True))
+    silver_stale, silver_problems = _silver_problems(ctx, silver, due)
+    problems += silver_problems
     run_view, run_problems = runs_view(ctx)
     problems.extend(run_problems)
     locks, lock_problems = locks_view(ctx, _lock_names(ctx))
@@ -362,7 +315,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         ),
         watermark=watermark.isoformat() if watermark else None,
         stale=stale,
-        silver_stale=bool(behind),
+        silver_stale=silver_stale,
         healthy=not problems,
         problems=[p.message for p in problems],
         problem_list=problems,
@@ -390,6 +343,78 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         extra={"lake": result.lake, "healthy": result.healthy, "stale": result.stale},
     )
     return result
+
+
+def _lake_problems(
+    ctx: JobContext,
+    bronze: dict[str, Any],
+    latest_landed: date | None,
+    latest_completed: date,
+    missing: list[date],
+    failures: dict[date, str],
+) -> list[Problem]:
+    """What is wrong with bronze's freshness and the fetch log."""
+    problems: list[Problem] = []
+    if latest_landed is None:
+        problems.append(Problem("stale", "the lake holds no data yet: run condvest fetch", True))
+    elif latest_landed < latest_completed:
+        message = f"latest landed session {latest_landed.isoformat()} is behind the latest "
+        problems.append(
+            Problem("stale", message + f"completed session {latest_completed.isoformat()}", True)
+        )
+    if bronze.get("manifest_error"):
+        problems.append(Problem("manifest", str(bronze["manifest_error"])))
+    skew = clock_skew(ctx)
+    if skew:
+        message = skew + "; writing commands refuse to run until it is fixed"
+        problems.append(Problem("clock-skew", message))
+    recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
+    if recorded_empty:
+        shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
+        message = (
+            f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
+            f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
+            f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
+            "(or add real closures to calendar.closures_file)"
+        )
+        problems.append(Problem("empty-sessions", message))
+    if missing:
+        first = missing[0]
+        why = f" ({failures[first]})" if failures.get(first) else ""
+        message = f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}"
+        problems.append(Problem("missing-sessions", message + why))
+    return problems
+
+
+def _silver_problems(
+    ctx: JobContext, silver: dict[str, Any], due: date | None
+) -> tuple[bool, list[Problem]]:
+    """Whether a configured silver interval is behind ``due`` (the newest completed session
+    bronze holds), and the problem saying so; sets each interval's ``lag_sessions``."""
+    problems: list[Problem] = []
+    behind = [
+        (name, view["through"])
+        for name, view in silver.items()
+        if view["configured"]
+        and isinstance(view.get("through"), str)
+        and due is not None
+        and date.fromisoformat(view["through"]) < due
+    ]
+    for view in silver.values():
+        through = view.get("through")
+        view["lag_sessions"] = (
+            _sessions_after(ctx, date.fromisoformat(through), due)
+            if isinstance(through, str) and due is not None
+            else None
+        )
+    if behind and due is not None:
+        oldest = min(through for _, through in behind)
+        message = (
+            f"silver {', '.join(name for name, _ in behind)} is only through {oldest} while "
+            f"bronze holds {due.isoformat()}: run condvest resample"
+        )
+        problems.append(Problem("silver-stale", message, True))
+    return bool(behind), problems
 
 
 def _sessions_after(ctx: JobContext, after: date, through: date) -> int | None:
