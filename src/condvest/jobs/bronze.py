@@ -47,8 +47,16 @@ class SymbolFiles:
     @property
     def objects(self) -> list[ObjectInfo]:
         """Every object of the directory, by key."""
-        found = [*([self.data] if self.data else []), *self.dates.values()]
-        return sorted([*found, *self.temps, *self.others], key=lambda o: o.key)
+        return sorted(self.unordered(), key=lambda o: o.key)
+
+    def unordered(self) -> list[ObjectInfo]:
+        """Every object of the directory."""
+        return [
+            *([self.data] if self.data else []),
+            *self.dates.values(),
+            *self.temps,
+            *self.others,
+        ]
 
     @property
     def has_files(self) -> bool:
@@ -75,7 +83,7 @@ class BronzeIndex:
 
     @property
     def bytes(self) -> int:
-        listed = (o for f in self.symbols.values() for o in f.objects)
+        listed = (o for f in self.symbols.values() for o in f.unordered())
         return sum(o.size for o in listed) + sum(o.size for o in self.stray)
 
 
