@@ -44,11 +44,12 @@ import numpy as np, pyarrow as pa
 from concurrent.futures import ThreadPoolExecutor
 from condvest.core import layout
 from condvest.core.schema import SILVER_SCHEMA
-from condvest.jobs.resample.reader import list_bronze, read_bronze
+from condvest.jobs.bronze import list_bronze
+from condvest.jobs.resample.reader import read_bronze
 from condvest.storage import open_storage
 from condvest.state.checkpoints import read_checkpoint
 storage = open_storage(sys.argv[1])
-src = read_bronze(storage, list_bronze(storage), workers=4).table
+src = read_bronze(storage, list_bronze(storage).with_files(), workers=4).table
 n = src.num_rows
 shaped = pa.table({
     "symbol": src.column("symbol"), "start_date": src.column("date"),

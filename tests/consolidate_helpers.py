@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from condvest.core import layout
 from condvest.core.schema import BRONZE_SCHEMA
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import read_file
 from condvest.state.fetchlog import SessionEntry, read_session, record_session
 from condvest.storage import Storage
 
@@ -60,7 +60,7 @@ def land(
 
 
 def history(storage: Storage, symbol: str) -> list[dict[str, Any]]:
-    return read_bronze(storage, layout.data_file(symbol)).to_pylist()
+    return read_file(storage, layout.data_file(symbol)).to_pylist()
 
 
 def closes(storage: Storage, symbol: str) -> dict[date, float]:
@@ -82,7 +82,7 @@ def all_rows(storage: Storage) -> dict[tuple[str, date], dict[str, Any]]:
     for obj in storage.list_objects(layout.BRONZE_OHLCV + "/"):
         if layout.is_temp_key(obj.key) or not obj.key.endswith(".parquet"):
             continue
-        for r in read_bronze(storage, obj.key).to_pylist():
+        for r in read_file(storage, obj.key).to_pylist():
             key = (r["symbol"], r["date"])
             # >=: date files list after data.parquet and win ties, as in the merge.
             if key not in out or r["fetched_at"] >= out[key]["fetched_at"]:

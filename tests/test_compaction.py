@@ -11,7 +11,8 @@ import pytest
 
 from condvest.core import layout
 from condvest.errors import CorruptFileError, VerificationError
-from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.bronze import read_file
+from condvest.jobs.compaction import merge_into_data_file
 from conftest import Lake
 from consolidate_helpers import T0, closes, rows
 
@@ -34,7 +35,7 @@ def test_legacy_history_is_normalised_and_kept(lake: Lake) -> None:
     lake.storage.write_parquet(layout.data_file("LEG"), legacy)
     report = merge_into_data_file(lake.storage, "LEG", rows("LEG", [DAYS[1]], close=12.0))
     assert report.changed and report.stats.added_dates == 1
-    got = read_bronze(lake.storage, layout.data_file("LEG")).to_pylist()
+    got = read_file(lake.storage, layout.data_file("LEG")).to_pylist()
     assert [r["date"] for r in got] == DAYS[:2]
     assert got[0]["source"] == "legacy" and got[0]["close"] == 10.0 and got[1]["close"] == 12.0
     # A legacy file with nothing new is still rewritten canonically (once).

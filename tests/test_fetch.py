@@ -12,7 +12,7 @@ import pytest
 
 from condvest.core import layout
 from condvest.errors import UsageError
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import read_file
 from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.state.fetchlog import read_session, read_watermark
 from conftest import Lake, at, polygon_overrides
@@ -55,9 +55,9 @@ def test_daily_session_lands_validated_rows(lake: Lake, polygon: FakePolygon) ->
     assert result.requests == 3  # one grouped daily + one splits + one dividends request
     assert len(polygon.requests_to("/v3/reference/dividends")) == 1
     for symbol in ("AAPL", "KIMpL", "BRK.A"):
-        rows = read_bronze(lake.storage, layout.date_file(symbol, FRI)).to_pylist()
+        rows = read_file(lake.storage, layout.date_file(symbol, FRI)).to_pylist()
         assert len(rows) == 1 and rows[0]["date"] == FRI and rows[0]["source"] == "polygon"
-    kim = read_bronze(lake.storage, layout.date_file("KIMpL", FRI)).to_pylist()[0]
+    kim = read_file(lake.storage, layout.date_file("KIMpL", FRI)).to_pylist()[0]
     assert kim["volume"] == 25933.6
     entry = read_session(lake.storage, FRI)
     assert entry is not None and entry.status == "landed"
@@ -134,7 +134,7 @@ def test_symbols_restrict_and_force(lake: Lake, polygon: FakePolygon) -> None:
     polygon.grouped[FRI] = [agg("AAPL", FRI, 99.0)]
     forced = fetch(lake, polygon, force=True, day=FRI)
     assert forced.sessions == [FRI]
-    assert read_bronze(lake.storage, layout.date_file("AAPL", FRI))["close"][0].as_py() == 99.0
+    assert read_file(lake.storage, layout.date_file("AAPL", FRI))["close"][0].as_py() == 99.0
 
 
 def test_plan_and_usage_errors(lake: Lake, polygon: FakePolygon) -> None:
@@ -158,7 +158,7 @@ def test_history_merges_into_data_file(lake: Lake, polygon: FakePolygon) -> None
     polygon.ranges["BRK.A"].append(agg(None, date(2025, 3, 17), 5.0, l=6.0))  # not in range
     result = fetch(lake, polygon, history=True, symbols=["BRK.A"], start=days[0])
     assert result.ok and result.rows == len(days) and result.mode == "history"
-    data = read_bronze(lake.storage, layout.data_file("BRK.A"))
+    data = read_file(lake.storage, layout.data_file("BRK.A"))
     assert data.column("date").to_pylist() == days
     assert not [o for o in lake.storage.list_objects("bronze/raw_ohlcv/") if "date=" in o.key]
     missing = fetch(lake, polygon, history=True, symbols=["NOPE"], start=days[0])
@@ -177,7 +177,7 @@ def test_split_restates_history_and_removes_stale_files(lake: Lake, polygon: Fak
     ]
     result = fetch(lake, polygon)
     assert result.ok and result.splits == 1 and result.restated == ["NVDA"]
-    data = read_bronze(lake.storage, layout.data_file("NVDA"))
+    data = read_file(lake.storage, layout.data_file("NVDA"))
     assert data.column("date").to_pylist() == days
     assert data.column("close").to_pylist() == [100.0] * 4 + [101.0]
     left = [layout.parse_date_file(o.key) for o in lake.storage.list_objects("bronze/raw_ohlcv/")]
@@ -250,7 +250,7 @@ def test_new_symbols_history_when_enabled(lake: Lake, polygon: FakePolygon) -> N
     assert not lake.storage.exists(layout.data_file("NEWCO"))
     on = fetch(lake, polygon, day=FRI, settings={"fetch": {"backfill_new_symbols": True}})
     assert on.ok and on.new_symbols == 1
-    data = read_bronze(lake.storage, layout.data_file("NEWER"))
+    data = read_file(lake.storage, layout.data_file("NEWER"))
     assert data.column("date").to_pylist() == [thu, FRI]
     assert polygon.requests_to("/v2/aggs/ticker/NEWER/")[0].query["limit"] == "50000"
 
@@ -291,7 +291,7 @@ def test_new_symbol_backfill_on_29_february(local_lake: Lake, polygon: FakePolyg
     on = {"fetch": {"backfill_new_symbols": True, "history_years": 4}}
     result = fetch(local_lake, polygon, now=LEAP_NOW, settings=on, day=LEAP)
     assert result.ok and result.new_symbols == 1, result.messages
-    data = read_bronze(local_lake.storage, layout.data_file("NEWCO"))
+    data = read_file(local_lake.storage, layout.data_file("NEWCO"))
     assert data.column("date").to_pylist() == [mon, LEAP]
     (seen,) = polygon.requests_to("/v2/aggs/ticker/NEWCO/")
     assert "/range/1/day/2024-02-29/2028-02-29" in seen.path  # a leap year back: unchanged

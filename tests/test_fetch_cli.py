@@ -15,7 +15,7 @@ import pytest
 import cli_proc
 from condvest.core import layout
 from condvest.core.validate import validate_rows
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import read_file
 from condvest.sources.base import RAW_SCHEMA
 from condvest.state.fetchlog import read_session
 from condvest.state.lock import read_lock
@@ -82,7 +82,7 @@ def test_killed_mid_session_then_rerun(tmp_path: Path, polygon: FakePolygon) -> 
     entry = read_session(lake.storage, DAY)
     assert entry is not None and entry.symbols == symbols and entry.rows == 12
     for s in symbols:
-        assert read_bronze(lake.storage, layout.date_file(s, DAY)).num_rows == 1
+        assert read_file(lake.storage, layout.date_file(s, DAY)).num_rows == 1
 
 
 @pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Tokyo"])
@@ -111,7 +111,7 @@ def test_host_time_zone_never_changes_dates(
         fresh=True,
     )
     assert hist.returncode == 0, hist.stderr
-    data = read_bronze(lake.storage, layout.data_file("AAPL"))
+    data = read_file(lake.storage, layout.data_file("AAPL"))
     assert data.column("date").to_pylist() == [DAY, date(2025, 1, 3)]
 
 
@@ -224,9 +224,9 @@ def test_synthetic_demo_is_deterministic_and_valid(tmp_path: Path) -> None:
         assert body["source"] == "synthetic" and body["rows"] == 50 * 21
         assert body["quarantined"] == 0
         runs.append(
-            read_bronze(lake.storage, layout.date_file("AB", date(2024, 1, 2)))
+            read_file(lake.storage, layout.date_file("AB", date(2024, 1, 2)))
             if lake.storage.exists(layout.date_file("AB", date(2024, 1, 2)))
-            else read_bronze(lake.storage, lake.storage.list_objects("bronze/raw_ohlcv/")[0].key)
+            else read_file(lake.storage, lake.storage.list_objects("bronze/raw_ohlcv/")[0].key)
         )
         status = cli(lake, None, "--output", "json", "status")
         assert status.returncode == 0
@@ -255,7 +255,7 @@ def test_synthetic_split_is_restated(tmp_path: Path) -> None:
         str(before[-1]),
     )
     assert first.returncode == 0, first.stderr
-    old = read_bronze(lake.storage, layout.date_file(split.symbol, before[0]))
+    old = read_file(lake.storage, layout.date_file(split.symbol, before[0]))
     out = cli(
         lake,
         None,
@@ -269,7 +269,7 @@ def test_synthetic_split_is_restated(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert split.symbol in json.loads(out.stdout)["restated"]
-    data = read_bronze(lake.storage, layout.data_file(split.symbol))
+    data = read_file(lake.storage, layout.data_file(split.symbol))
     new = data.filter(pa.compute.equal(data.column("date"), before[0]))
     assert new["close"][0].as_py() == pytest.approx(old["close"][0].as_py() / split.ratio, 1e-3)
     assert not lake.storage.exists(layout.date_file(split.symbol, before[0]))
@@ -326,14 +326,14 @@ def test_synthetic_serves_requested_symbols(tmp_path: Path) -> None:
     text = out.stdout.splitlines()
     assert "failed" not in [line.strip() for line in text]  # no lone heading (item 2)
     assert any(line.split()[:2] == ["rows", "2"] for line in text), out.stdout
-    first = read_bronze(lake.storage, layout.date_file("AAPL", DAY))
+    first = read_file(lake.storage, layout.date_file("AAPL", DAY))
     assert first.column("source").to_pylist() == ["synthetic"]
     # Deterministic: seeded from the name, whatever else is asked for alongside.
     other = make_local_lake(tmp_path / "other")
     out = cli(other, None, "-o", "json", "fetch", "--source", "synthetic", "--symbols", "AAPL",
               "--date", day)  # fmt: skip
     assert json.loads(out.stdout)["symbols_missing"] == []
-    again = read_bronze(other.storage, layout.date_file("AAPL", DAY))
+    again = read_file(other.storage, layout.date_file("AAPL", DAY))
     assert again.drop_columns(["fetched_at"]).equals(first.drop_columns(["fetched_at"]))
     history = cli(lake, None, "-o", "json", "fetch", "--source", "synthetic", "--history",
                   "--symbols", "AAPL,MSFT", "--start", "2024-12-02", "--end", day)  # fmt: skip

@@ -17,7 +17,7 @@ import pytest
 
 from condvest.core import layout
 from condvest.errors import SourceError
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import read_file
 from condvest.jobs.fetch.metadata import latest_snapshot
 from conftest import Lake, at
 from polygon_server import FakePolygon, Scripted, agg, load_mock, ms
@@ -50,7 +50,7 @@ GOOD = ["AAPL", "MSFT", "BRK.A", "DUP"]
 
 def lake_tables(lake: Lake) -> list[pa.Table]:
     return [
-        read_bronze(lake.storage, o.key)
+        read_file(lake.storage, o.key)
         for o in lake.storage.list_objects(layout.BRONZE_OHLCV + "/")
         if o.key.endswith(".parquet")
     ]
@@ -139,7 +139,7 @@ def test_history_keeps_only_sessions_in_the_range(lake: Lake, polygon: FakePolyg
     now = at("2024-12-02T23:00:00Z")
     result = fetch(lake, polygon, now=now, history=True, symbols=["AAPL"], start=start, end=end)
     assert result.ok and result.rows == len(good)
-    data = read_bronze(lake.storage, layout.data_file("AAPL"))
+    data = read_file(lake.storage, layout.data_file("AAPL"))
     assert data.column("date").to_pylist() == good
     reasons = quarantine_reasons(lake)["AAPL"]
     assert len(reasons) == len(stray)

@@ -18,7 +18,7 @@ import pytest
 import cli_proc
 from condvest.core import layout
 from condvest.errors import LockHeldError
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import read_file
 from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
 from condvest.state.lock import StageLock
 from conftest import Lake, make_local_lake
@@ -66,9 +66,7 @@ def _bronze(lake: Lake) -> list[tuple[str, Any]]:
     rows = []
     for obj in lake.storage.list_objects(layout.BRONZE_OHLCV + "/"):
         if obj.key.endswith(".parquet") and not layout.is_temp_key(obj.key):
-            rows += [
-                (r["symbol"], r["date"]) for r in read_bronze(lake.storage, obj.key).to_pylist()
-            ]
+            rows += [(r["symbol"], r["date"]) for r in read_file(lake.storage, obj.key).to_pylist()]
     return sorted(rows)
 
 

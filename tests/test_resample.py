@@ -414,7 +414,7 @@ def test_months_written_in_small_batches_are_the_same(
     """The full rebuild writes an interval's months in batches (bounded memory); batches of a
     few bars write exactly the files one batch writes."""
     from condvest.core.calendar import get_calendar
-    from condvest.jobs.resample import job
+    from condvest.jobs.resample import write
 
     days = get_calendar().sessions_between(D(2024, 3, 1), D(2024, 7, 12))
     for i, sym in enumerate(("AAA", "BBB", "CCC")):
@@ -424,15 +424,15 @@ def test_months_written_in_small_batches_are_the_same(
     ctx = lake.context(now=AFTER_0712)
     assert run_resample(ctx, plan_resample(ctx, ResampleOptions(full=True, intervals=(3, 5)))).ok
     one_batch = {n: read_silver(lake.storage, n) for n in (3, 5)}
-    assert len(job._month_batches(("202407",), {"202407": (0, 9)})) == 1
-    monkeypatch.setattr(job, "_WRITE_BATCH_BARS", 2)
+    assert len(write._month_batches(("202407",), {"202407": (0, 9)})) == 1
+    monkeypatch.setattr(write, "_WRITE_BATCH_BARS", 2)
     for n in (3, 5):
         lake.storage.delete_many(o.key for o in lake.storage.list_objects(layout.silver_prefix(n)))
     result = run_resample(ctx, plan_resample(ctx, ResampleOptions(full=True, intervals=(3, 5))))
     assert result.ok and result.months_written >= 10  # about five months, two intervals
     for n in (3, 5):
         assert read_silver(lake.storage, n).equals(one_batch[n])
-    assert job._month_batches(("a", "b", "c"), {"a": (0, 2), "b": (2, 3), "c": (3, 9)}) == [
+    assert write._month_batches(("a", "b", "c"), {"a": (0, 2), "b": (2, 3), "c": (3, 9)}) == [
         ("a",),
         ("b",),
         ("c",),

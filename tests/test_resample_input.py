@@ -15,8 +15,9 @@ import pytest
 from condvest.core import layout
 from condvest.core.calendar import get_calendar
 from condvest.errors import CorruptFileError, StorageError
-from condvest.jobs.resample.reader import list_bronze, read_bronze
-from condvest.jobs.resample.scan import COLUMNS, read_bronze_file
+from condvest.jobs.bronze import list_bronze, read_file
+from condvest.jobs.resample.reader import read_bronze
+from condvest.jobs.resample.scan import COLUMNS
 from conftest import Lake
 from resample_helpers import bronze_row, table_of, write_data, write_date
 
@@ -29,7 +30,7 @@ def _reference(lake: Lake) -> dict[tuple[str, date], dict[str, Any]]:
     best: dict[tuple[str, date], tuple[Any, int, dict[str, Any]]] = {}
     for obj in lake.storage.list_objects(layout.BRONZE_OHLCV + "/"):
         rank = 0 if obj.key.endswith(layout.DATA_FILE) else 1
-        for row in read_bronze_file(lake.storage, obj.key).to_pylist():
+        for row in read_file(lake.storage, obj.key).to_pylist():
             key = (row["symbol"], row["date"])
             mine = (row["fetched_at"], rank)
             if key not in best or mine >= best[key][:2]:
@@ -38,7 +39,7 @@ def _reference(lake: Lake) -> dict[tuple[str, date], dict[str, Any]]:
 
 
 def _read(lake: Lake) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    got = read_bronze(lake.storage, list_bronze(lake.storage), workers=4)
+    got = read_bronze(lake.storage, list_bronze(lake.storage).with_files(), workers=4)
     rows = got.table.select(list(COLUMNS)).to_pylist()
     assert sum(got.counts) == len(rows)
     # Blocks follow the symbol order and each row sits in its symbol's block.
@@ -104,15 +105,15 @@ def test_two_symbols_in_one_directory_or_one_symbol_in_two_fail(lake: Lake) -> N
     mixed = [bronze_row("A", DAYS[0], 1.0), bronze_row("B", DAYS[1], 1.0)]
     s.write_parquet(layout.data_file("A"), table_of(mixed))
     with pytest.raises(CorruptFileError, match=r"symbol=A/? holds rows of 2 symbols"):
-        read_bronze(s, list_bronze(s), workers=4)
+        read_bronze(s, list_bronze(s).with_files(), workers=4)
     s.write_parquet(layout.data_file("A"), table_of(mixed[:1]))
     s.write_parquet(layout.data_file("C"), table_of([bronze_row("A", DAYS[2], 1.0)]))
     with pytest.raises(StorageError, match=r"symbol A has rows in 2 directories"):
-        read_bronze(s, list_bronze(s), workers=4)
+        read_bronze(s, list_bronze(s).with_files(), workers=4)
 
 
 def test_corrupt_file_is_named(lake: Lake) -> None:
     write_data(lake.storage, "A", [bronze_row("A", d, 1.0) for d in DAYS[:3]])
     lake.storage.write_bytes(layout.data_file("BAD"), b"not parquet")
     with pytest.raises(CorruptFileError, match=r"symbol=BAD/data\.parquet"):
-        read_bronze(lake.storage, list_bronze(lake.storage), workers=4)
+        read_bronze(lake.storage, list_bronze(lake.storage).with_files(), workers=4)

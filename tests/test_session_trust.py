@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from condvest.core import layout
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import read_file
 from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.jobs.status.job import run_status
 from condvest.state.fetchlog import landed_sessions, read_session, read_watermark
@@ -51,7 +51,7 @@ def bronze_rows(lake: Lake) -> list[tuple[str, date, float]]:
     for obj in lake.storage.list_objects(layout.BRONZE_OHLCV + "/"):
         if layout.parse_date_file(obj.key) is None:
             continue
-        for row in read_bronze(lake.storage, obj.key).to_pylist():
+        for row in read_file(lake.storage, obj.key).to_pylist():
             out.append((row["symbol"], row["date"], row["close"]))
     return sorted(out)
 
@@ -204,7 +204,7 @@ def test_bad_split_row_is_quarantined_and_the_real_split_applied(
     polygon.splits = [bad, REAL_SPLIT]
     result = fetch(lake, polygon)
     assert not result.failed and result.restated == ["NVDA"] and result.splits == 1
-    data = read_bronze(lake.storage, layout.data_file("NVDA"))
+    data = read_file(lake.storage, layout.data_file("NVDA"))
     assert data.column("close").to_pylist() == [100.0] * 4 + [101.0]
     assert read_watermark(lake.storage) == FRI
     quarantine = lake.storage.read_parquet(layout.quarantine_file(FRI, f"{result.run_id}-splits"))
@@ -228,7 +228,7 @@ def test_failed_split_check_is_retried_not_skipped(lake: Lake, polygon: FakePoly
     # The next run lands FRI again, asks for its splits, and restates NVDA.
     again = fetch(lake, polygon)
     assert again.ok and again.sessions == [FRI] and again.restated == ["NVDA"]
-    data = read_bronze(lake.storage, layout.data_file("NVDA"))
+    data = read_file(lake.storage, layout.data_file("NVDA"))
     assert data.column("close").to_pylist() == [100.0] * 4 + [101.0]
     assert read_watermark(lake.storage) == FRI and status(lake).healthy
 
@@ -245,7 +245,7 @@ def test_failed_restatement_keeps_its_session_open(lake: Lake, polygon: FakePoly
     assert "restating NVDA failed" in reason
     again = fetch(lake, polygon)
     assert again.ok and again.restated == ["NVDA"] and read_watermark(lake.storage) == FRI
-    closes = read_bronze(lake.storage, layout.data_file("NVDA")).column("close").to_pylist()
+    closes = read_file(lake.storage, layout.data_file("NVDA")).column("close").to_pylist()
     assert closes == [100.0] * 4 + [101.0]
 
 

@@ -212,6 +212,26 @@ def test_status_before_the_close_wants_the_previous_session(lake: Lake) -> None:
     ]
 
 
+def test_healthy_and_check_come_from_one_problem_list(lake: Lake) -> None:
+    """Every problem has a kind and says whether it fails --check: healthy is "no problem",
+    --check fails on any failing one, and the JSON carries the list beside the messages."""
+    land(lake.storage, ["AAPL"], D("2026-11-24"))
+    lake.storage.write_bytes("bronze/raw_ohlcv/symbol=AAPL/.tmp-0123456789ab-x.parquet", b"")
+    quiet = run_status(lake.context(now=at("2026-11-25T20:00:00")))
+    kinds = [(p.kind, p.fails_check) for p in quiet.problem_list]
+    assert kinds == [("temp-files", False)]
+    assert not quiet.healthy and not check_failed(quiet)  # shown, but not a failed check
+    late = run_status(lake.context(now=NOW))
+    assert ("stale", True) in [(p.kind, p.fails_check) for p in late.problem_list]
+    assert check_failed(late) and late.problems == [p.message for p in late.problem_list]
+    body = late.to_dict()
+    assert body["problem_list"][0] == {
+        "kind": "stale",
+        "message": body["problems"][0],
+        "fails_check": True,
+    }
+
+
 def test_status_on_an_absent_lake(lake: Lake) -> None:
     result = run_status(lake.context(now=NOW))
     assert result.stale and not result.healthy
@@ -353,6 +373,7 @@ def test_status_shows_a_shard_lock(local_lake: Lake) -> None:
 
 def test_a_failed_runs_record_says_what_failed() -> None:
     """The run record's error (what status shows) names what failed, not just "failed"."""
+    from condvest.jobs.base import Failure
     from condvest.jobs.consolidate.job import ConsolidateResult
     from condvest.jobs.fetch.plan import FetchResult
     from condvest.jobs.resample.job import ResampleResult
@@ -366,7 +387,16 @@ def test_a_failed_runs_record_says_what_failed() -> None:
     fetch = FetchResult(stage="fetch", failed={"2026-11-25": "HTTP 503 after 5 attempts"}, **base)
     assert fetch.failure_summary() == "1 failed: 2026-11-25: HTTP 503 after 5 attempts"
     resample = ResampleResult(stage="resample", failed_intervals=[3, 21], **base)
-    assert resample.failure_summary() == "intervals failed: 3d, 21d"
+    assert resample.failure_summary() == "2 failed: 3d; 21d"
+    errors = {"3d": {"error": "month unreadable"}}
+    resample = ResampleResult(stage="resample", failed_intervals=[3], intervals=errors, **base)
+    assert resample.failure_summary() == "1 failed: 3d: month unreadable"
+    # One shape for every stage: (what, why), from which each summary above is derived.
+    assert fetch.failure_list() == (Failure("2026-11-25", "HTTP 503 after 5 attempts"),)
+    assert consolidate.failure_list()[0] == Failure("S0", "unreadable")
+    db = ConsolidateResult(stage="consolidate", database_error="cannot connect", **base)
+    assert db.failure_list() == (Failure("", "PostgreSQL: cannot connect"),)
+    assert db.failure_summary() == "PostgreSQL: cannot connect"
     long = ConsolidateResult(
         stage="consolidate", failures=[{"symbol": "X", "reason": "y" * 900}], **base
     )

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1 if check and check_failed(result) else 0)
         if state.output is OutputFormat.TEXT:
             data = _compact_parts(data)
+            data.pop("problem_list", None)  # the problems' kinds: JSON only (text shows them)
         emit(state, data, title="condvest status")
         raise typer.Exit(1 if check and check_failed(result) else 0)
 

@@ -130,6 +130,21 @@ def to_jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """One thing a run could not do — the one shape every result reports its failures in
+    (:meth:`JobResult.failure_list`): what (a symbol, a session, an interval such as ``5d``;
+    "" when the reason is a whole sentence) and why."""
+
+    subject: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if not self.subject:
+            return self.reason
+        return f"{self.subject}: {self.reason}" if self.reason else self.subject
+
+
+@dataclass(frozen=True)
 class JobResult:
     """Base of every result: flat, frozen, rendered as a table or JSON, returned by Lambda."""
 
@@ -153,29 +168,24 @@ class JobResult:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
+    def stage_failures(self) -> tuple[Failure, ...]:
+        """What this stage could not do, in the one shape (each stage's result lists its own,
+        from the fields its ``to_dict()`` carries)."""
+        return ()
+
+    def failure_list(self) -> tuple[Failure, ...]:
+        """Every failure of the run: the stage's, then the database's."""
+        database = (Failure("", f"PostgreSQL: {self.database_error}"),)
+        return self.stage_failures() + (database if self.database_error else ())
+
     def failure_summary(self) -> str:
-        """What failed, in one line (the run record's ``error``, shown by ``status``): the
-        failed symbols or sessions with their reasons, the failed intervals, or the error."""
-        data = self.to_dict()
-        parts: list[str] = []
-        failures = data.get("failures")  # consolidate, vacuum: [{symbol, reason}]
-        if isinstance(failures, list) and failures:
-            shown = [
-                f"{f.get('symbol')}: {f.get('reason')}" for f in failures if isinstance(f, dict)
-            ]
-            parts.append(_listed(len(failures), shown))
-        failed = data.get("failed")  # fetch: {session or symbol: error}
-        if isinstance(failed, dict) and failed:
-            parts.append(_listed(len(failed), [f"{k}: {v}" for k, v in failed.items()]))
-        intervals = data.get("failed_intervals")  # resample
-        if isinstance(intervals, list) and intervals:
-            parts.append("intervals failed: " + ", ".join(f"{n}d" for n in intervals))
-        error = data.get("error")  # run: the stage that stopped it
-        if isinstance(error, str) and error:
-            parts.append(error)
-        database = data.get("database_error")
-        if isinstance(database, str) and database:
-            parts.append(f"PostgreSQL: {database}")
+        """What failed, in one line (the run record's ``error``, shown by ``status``), from
+        :meth:`failure_list`: the failed symbols, sessions or intervals with their reasons,
+        then any error said in a sentence."""
+        items = self.failure_list()
+        named = [str(f) for f in items if f.subject]
+        parts = [_listed(len(named), named)] if named else []
+        parts += [f.reason for f in items if not f.subject and f.reason]
         text = "; ".join(parts) or "failed (see the run's counts)"
         return text if len(text) <= 500 else text[:497] + "..."
 

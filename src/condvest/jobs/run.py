@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from condvest.errors import CondvestError
-from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.base import Failure, JobContext, JobResult, run_stage
 
 STAGE = "run"
 _STAGES = ("fetch", "consolidate", "resample", "vacuum")
@@ -48,6 +48,9 @@ class RunResult(JobResult):
             out[f"{stage}_ok"] = bool(body.get("ok"))
             out[f"{stage}_duration_s"] = body.get("duration_s")
         return out
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        return (Failure("", self.error),) if self.error else ()
 
 
 def _stage_jobs(ctx: JobContext) -> dict[str, tuple[Callable[[], Any], Callable[[Any], JobResult]]]:

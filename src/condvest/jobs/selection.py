@@ -4,7 +4,7 @@ and which landed files are verifiably superseded by data.parquet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -12,7 +12,7 @@ from datetime import date, datetime
 from condvest.core import layout
 from condvest.core.retention import is_pending, is_superseded
 from condvest.errors import StorageError
-from condvest.jobs.compaction import read_bronze
+from condvest.jobs.bronze import SymbolFiles, read_file
 from condvest.settings import ConsolidateMode
 from condvest.state.fetchlog import SessionEntry
 from condvest.state.manifest import ManifestRow
@@ -89,33 +89,11 @@ def is_entry(obj: ObjectInfo) -> bool:
     return layout.parse_fetch_log_entry(obj.key) is not None and not layout.is_temp_key(obj.key)
 
 
-def list_symbols(
-    storage: Storage, symbols: Sequence[str], workers: int
-) -> dict[str, list[ObjectInfo]]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        listings = pool.map(lambda s: storage.list_objects(layout.symbol_prefix(s)), symbols)
-        return {s: objs for s, objs in zip(symbols, listings, strict=True) if objs}
-
-
-def group(objects: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
-    out: dict[str, list[ObjectInfo]] = {}
-    for obj in objects:
-        symbol = layout.parse_symbol_dir(obj.key)
-        if symbol is not None:
-            out.setdefault(symbol, []).append(obj)
-    return out
-
-
 def date_files(
-    objects: Iterable[ObjectInfo], row: ManifestRow | None, mode: ConsolidateMode
+    files: SymbolFiles, row: ManifestRow | None, mode: ConsolidateMode
 ) -> list[DateFile]:
     out: list[DateFile] = []
-    for obj in objects:
-        if layout.is_temp_key(obj.key):
-            continue
-        day = layout.parse_date_file(obj.key)
-        if day is None:
-            continue
+    for day, obj in files.dates.items():
         pending = mode is ConsolidateMode.FULL or is_pending(
             day,
             obj.mtime,
@@ -128,11 +106,11 @@ def date_files(
 
 def superseded_files(storage: Storage, symbol: str, files: Sequence[DateFile]) -> list[DateFile]:
     """The ``files`` whose every row is verified in the symbol's data.parquet (read now)."""
-    history = read_bronze(storage, layout.data_file(symbol))
+    history = read_file(storage, layout.data_file(symbol))
     out = []
     for f in files:
         try:
-            landed = read_bronze(storage, f.key)
+            landed = read_file(storage, f.key)
         except StorageError:
             continue  # gone already, or unreadable: not ours to delete on a guess
         if is_superseded(landed, history):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -32,14 +32,18 @@ from condvest.core.retention import (
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import CondvestError, StorageError, UsageError
 from condvest.faults import kill_point
-from condvest.jobs.base import JobContext, JobResult, run_stage
-from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.base import JobContext, run_stage
+from condvest.jobs.bronze import list_bronze, read_file
+from condvest.jobs.compaction import merge_into_data_file
+from condvest.jobs.consolidate.plan import (
+    ConsolidateOptions,
+    ConsolidatePlan,
+    ConsolidateResult,
+    SymbolPlan,
+)
 from condvest.jobs.selection import (
-    DateFile,
     candidates,
     date_files,
-    group,
-    list_symbols,
     read_journals,
     superseded_files,
 )
@@ -49,6 +53,15 @@ from condvest.state.manifest import ManifestRow, read_manifest, update_manifest
 from condvest.state.marker import require_lake
 from condvest.storage.base import Storage
 
+__all__ = [
+    "ConsolidateOptions",
+    "ConsolidatePlan",
+    "ConsolidateResult",
+    "SymbolPlan",
+    "plan_consolidate",
+    "resolve_shard",
+    "run_consolidate",
+]
 log = logging.getLogger("condvest.consolidate")
 
 STAGE = "consolidate"
@@ -61,86 +74,6 @@ _MANIFEST_BATCH = 500
 """Symbols merged between manifest updates: bounds the redo work after a crash."""
 
 
-@dataclass(frozen=True)
-class ConsolidateOptions:
-    mode: ConsolidateMode | None = None
-    symbols: Sequence[str] | None = None
-    workers: int | None = None
-    retention_days: int | None = None
-    skip_cleanup: bool | None = None
-    shard: tuple[int, int] | None = None
-    """(K, N) from --shard K/N; None = K from AWS_BATCH_JOB_ARRAY_INDEX when a count is given."""
-    shards: int | None = None
-    """--shards N (None: consolidate.shards); with no array index the run is unsharded."""
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class SymbolPlan:
-    symbol: str
-    files: tuple[DateFile, ...]
-    """Every date file of the symbol that was listed (pending or already merged)."""
-    previous: ManifestRow | None = None
-
-    @property
-    def pending(self) -> tuple[DateFile, ...]:
-        return tuple(f for f in self.files if f.pending)
-
-
-@dataclass(frozen=True)
-class ConsolidatePlan:
-    mode: ConsolidateMode
-    selection: str
-    """How symbols were found: "fetch-log", "symbols" (--symbols) or "listing"."""
-    shard: tuple[int, int] | None
-    workers: int
-    retention_days: int
-    cleanup_before: date
-    skip_cleanup: bool
-    dry_run: bool
-    symbols: tuple[SymbolPlan, ...]
-    journals: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """Cleanup journals of earlier runs (key, symbols): removed once those symbols are clean."""
-
-    def needs_cleanup(self, symbol: SymbolPlan) -> bool:
-        return not self.skip_cleanup and any(f.day < self.cleanup_before for f in symbol.files)
-
-    def summary(self) -> dict[str, Any]:
-        pending = [f for s in self.symbols for f in s.pending]
-        return {
-            "symbols": len(self.symbols),
-            "files": len(pending),
-            # A date file holds one session of one symbol: one row.
-            "rows": len(pending),
-            "bytes": sum(f.size for f in pending),
-        }
-
-
-@dataclass(frozen=True)
-class ConsolidateResult(JobResult):
-    mode: str = "incremental"
-    selection: str = ""
-    shard: str | None = None
-    partial: bool = False
-    symbols_planned: int = 0
-    files_planned: int = 0
-    bytes_planned: int = 0
-    symbols_done: int = 0
-    symbols_changed: int = 0
-    symbols_failed: int = 0
-    rows_added: int = 0
-    rows_replaced: int = 0
-    files_merged: int = 0
-    bytes_written: int = 0
-    files_deleted: int = 0
-    bytes_deleted: int = 0
-    symbols_per_s: float = 0.0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    plan: list[dict[str, Any]] = field(default_factory=list)
-    """--dry-run only: one row per symbol (files, rows, bytes, first/last pending date)."""
-
-
-# -- planning -------------------------------------------------------------------------------------
 def resolve_shard(
     shard: tuple[int, int] | None,
     count: int | None = None,
@@ -218,15 +151,13 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         symbols = sorted({*symbols, *(s for _, names in journals for s in names)})
     skip_cleanup = options.skip_cleanup if options.skip_cleanup is not None else cfg.skip_cleanup
     cleanup_before = retention_cutoff(ctx.now().date(), retention)
-    listed = list_symbols(ctx.storage, symbols, workers) if symbols is not None else None
-    if listed is None:
-        listed = group(ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"))
+    listed = list_bronze(ctx.storage, symbols, workers=workers).symbols
     plans: list[SymbolPlan] = []
     for symbol in sorted(listed):
         if shard is not None and shard_of(symbol, shard[1]) != shard[0]:
             continue
         files = date_files(listed[symbol], manifest.get(symbol), mode)
-        has_data = any(o.key.endswith("/" + layout.DATA_FILE) for o in listed[symbol])
+        has_data = listed[symbol].data is not None
         old = not skip_cleanup and has_data and any(f.day < cleanup_before for f in files)
         if any(f.pending for f in files) or (mode is ConsolidateMode.FULL and has_data) or old:
             plans.append(SymbolPlan(symbol, tuple(files), manifest.get(symbol)))
@@ -401,7 +332,7 @@ def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
     storage = ctx.storage
     pending = plan.pending
     try:
-        tables = [read_bronze(storage, f.key) for f in pending]
+        tables = [read_file(storage, f.key) for f in pending]
         incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
         report = merge_into_data_file(storage, plan.symbol, incoming)
     except CondvestError as exc:

@@ -22,9 +22,9 @@ import pyarrow as pa
 from condvest.core.validate import validate_rows
 from condvest.errors import AuthError, CondvestError, DatabaseError, SourceError
 from condvest.jobs.base import JobContext
+from condvest.jobs.bronze import symbol_dirs
 from condvest.jobs.fetch.dividends import Landed, daily_dividends
 from condvest.jobs.fetch.landing import (
-    lake_symbols,
     restrict,
     write_date_files,
     write_quarantine,
@@ -267,7 +267,7 @@ def _record(ctx: JobContext, t: _Tally, held: dict[date, str]) -> list[date]:
 def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     t = _Tally()
     dividends = Landed()
-    known = lake_symbols(ctx.storage)
+    known = symbol_dirs(ctx.storage)
     sink = ctx.sink()
     partial = False
     if sink is not None:

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from condvest.core import layout
-from condvest.core.schema import normalise_bronze
 from condvest.errors import CondvestError, UsageError
-from condvest.jobs.base import JobContext, JobResult
+from condvest.jobs.base import Failure, JobContext, JobResult
+from condvest.jobs.bronze import list_bronze, read_file
 from condvest.sinks import Sink
 from condvest.state.fetchlog import SessionEntry, landed_sessions, read_session, read_watermark
 
@@ -82,6 +82,9 @@ class DbSyncResult(JobResult):
     errors: list[str] = field(default_factory=list)
     partial: bool = False
 
+    def stage_failures(self) -> tuple[Failure, ...]:
+        return tuple(Failure("", error) for error in self.errors)
+
 
 def _read_entries(ctx: JobContext, days: Iterable[date]) -> dict[date, SessionEntry]:
     days = list(days)
@@ -114,18 +117,13 @@ def plan_db_sync(
     date_keys: dict[str, list[str]] = defaultdict(list)
     have_file: set[tuple[str, date]] = set()
     data_symbols: set[str] = set()
-    for obj in ctx.storage.list_objects(layout.BRONZE_OHLCV + "/"):
-        symbol = layout.parse_symbol_dir(obj.key)
-        if symbol is None or layout.is_temp_key(obj.key):
-            continue
-        name = obj.key.rsplit("/", 1)[-1]
-        if name == layout.DATA_FILE:
+    for symbol, files in list_bronze(ctx.storage).symbols.items():
+        if files.data is not None:
             data_symbols.add(symbol)
-            continue
-        day = layout.parse_date_file(name)
-        if day is not None and day in wanted:
-            date_keys[symbol].append(obj.key)
-            have_file.add((symbol, day))
+        for day, obj in files.dates.items():
+            if day in wanted:
+                date_keys[symbol].append(obj.key)
+                have_file.add((symbol, day))
     expected: set[tuple[str, date]] = set()
     unlisted: list[date] = []  # sessions whose log entry does not name its symbols
     for day in targets:
@@ -168,15 +166,14 @@ def _read_symbol(ctx: JobContext, work: SymbolWork) -> _Read:
     failures: list[tuple[str, tuple[date, ...]]] = []
     for key in work.date_keys:
         try:
-            table = ctx.storage.read_parquet(key)
-            tables.append(normalise_bronze(table, where=ctx.storage.url(key)))
+            tables.append(read_file(ctx.storage, key))
         except CondvestError as exc:
             day = layout.parse_date_file(key)
             failures.append((str(exc), (day,) if day else ()))
     if work.data_dates:
         key = layout.data_file(work.symbol)
         try:
-            history = normalise_bronze(ctx.storage.read_parquet(key), where=ctx.storage.url(key))
+            history = read_file(ctx.storage, key)
             wanted = pa.array(work.data_dates, pa.date32())
             tables.append(history.filter(pc.is_in(history.column("date"), value_set=wanted)))
         except CondvestError as exc:

@@ -17,7 +17,8 @@ from condvest.core.calendar import years_before
 from condvest.core.validate import rejected_table, validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.compaction import merge_into_data_file, read_bronze
+from condvest.jobs.bronze import list_bronze, read_file
+from condvest.jobs.compaction import merge_into_data_file
 from condvest.jobs.fetch.landing import write_quarantine
 from condvest.jobs.fetch.metadata import plan_meta, run_meta
 from condvest.jobs.fetch.plan import (
@@ -212,7 +213,7 @@ def _history_start(ctx: JobContext, symbol: str, date_files: dict[date, str]) ->
     """The earliest date the lake holds for ``symbol`` (None if nothing before)."""
     firsts = [min(date_files)] if date_files else []
     try:
-        data = read_bronze(ctx.storage, layout.data_file(symbol))
+        data = read_file(ctx.storage, layout.data_file(symbol))
         if data.num_rows:
             firsts.append(data.column("date")[0].as_py())
     except NotFoundError:
@@ -226,8 +227,8 @@ def _restate_one(
     """Re-fetch the split symbol's adjusted history, merge it, then drop superseded date files.
     Returns a message ('' when the symbol has nothing on the old scale)."""
     symbol = split.symbol
-    objs = ctx.storage.list_objects(layout.symbol_prefix(symbol))
-    date_files = {d: o.key for o in objs if (d := layout.parse_date_file(o.key)) is not None}
+    listed = list_bronze(ctx.storage, [symbol]).symbols.get(symbol)
+    date_files = {d: o.key for d, o in listed.dates.items()} if listed else {}
     start = _history_start(ctx, symbol, date_files)
     if start is None or start >= split.execution_date:
         return ""

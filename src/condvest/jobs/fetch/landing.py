@@ -113,13 +113,3 @@ def write_splits(storage: Storage, splits: Sequence[Split], source: str) -> int:
         )
         written += storage.write_parquet(layout.corporate_actions_file("splits", day), table)
     return written
-
-
-def lake_symbols(storage: Storage) -> set[str]:
-    """Symbols with a directory under bronze/raw_ohlcv (one delimiter listing)."""
-    out = set()
-    for name in storage.list_dirs(layout.BRONZE_OHLCV + "/"):
-        seg = name.rstrip("/").rsplit("/", 1)[-1]
-        if seg.startswith("symbol=") and layout.is_valid_symbol(seg[len("symbol=") :]):
-            out.add(seg[len("symbol=") :])
-    return out

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from condvest.core.calendar import TradingCalendar
 from condvest.core.validate import Bounds
 from condvest.errors import UsageError
-from condvest.jobs.base import JobContext, JobResult, run_stage, to_jsonable
+from condvest.jobs.base import Failure, JobContext, JobResult, run_stage, to_jsonable
 from condvest.progress import format_s
 from condvest.settings import SourceKind
 from condvest.sources import open_source
@@ -134,6 +134,10 @@ class FetchResult(JobResult):
     watermark: date | None = None
     sink_errors: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        failed = tuple(Failure(key, error) for key, error in self.failed.items())
+        return failed + tuple(Failure("", error) for error in self.sink_errors)
 
 
 # -- planning ---------------------------------------------------------------------------------

@@ -18,14 +18,13 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import UsageError
 from condvest.jobs.base import JobContext
+from condvest.jobs.bronze import between
 from condvest.jobs.read.tables import (
-    between,
     built_intervals,
     check_range,
     read_daily,
     read_silver,
 )
-from condvest.state.checkpoints import read_checkpoint
 
 
 def check_interval(ctx: JobContext, interval: int) -> None:
@@ -43,9 +42,10 @@ def check_interval(ctx: JobContext, interval: int) -> None:
 
 def alignment_of(ctx: JobContext, interval: int) -> BarAlignment:
     """The alignment the interval's silver was built with (its checkpoint), else the setting."""
-    checkpoint = read_checkpoint(ctx.storage, interval) or {}
+    from condvest.jobs.resample import recorded  # resample's DuckDB stays out of read's import
+
     try:
-        return BarAlignment(str(checkpoint.get("alignment")))
+        return BarAlignment(str(recorded(ctx.storage, interval, "alignment")))
     except ValueError:
         return BarAlignment(str(ctx.settings.resample.alignment.value))
 

@@ -23,19 +23,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from condvest.core import layout
-from condvest.core.merge import canonical, merge_bronze
+from condvest.core.merge import merge_bronze
 from condvest.core.schema import (
     BRONZE_COLUMNS,
     BRONZE_SCHEMA,
     META_SCHEMA,
     SILVER_SCHEMA,
-    is_canonical,
-    normalise_bronze,
 )
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.selection import group, list_symbols
-from condvest.storage.base import ObjectInfo, Storage
+from condvest.jobs.bronze import SymbolFiles, between, date_filter, list_bronze, read_file
+from condvest.storage.base import Storage
 
 log = logging.getLogger("condvest.read")
 _ATTEMPTS = 3
@@ -70,89 +68,41 @@ def _workers(storage: Storage) -> int:
     return 4 if storage.local_path("") is not None else 32
 
 
-def _date_filter(
-    name: str, start: date | None, end: date | None
-) -> list[tuple[str, str, Any]] | None:
-    out: list[tuple[str, str, Any]] = []
-    if start is not None:
-        out.append((name, ">=", start))
-    if end is not None:
-        out.append((name, "<=", end))
-    return out or None
-
-
-def between(table: pa.Table, name: str, start: date | None, end: date | None) -> pa.Table:
-    if start is None and end is None:
-        return table
-    column = table.column(name)
-    keep = None
-    if start is not None:
-        keep = pc.greater_equal(column, pa.scalar(start, pa.date32()))
-    if end is not None:
-        upper = pc.less_equal(column, pa.scalar(end, pa.date32()))
-        keep = upper if keep is None else pc.and_(keep, upper)
-    return table.filter(keep)
-
-
 def read_parquet_file(
-    storage: Storage, key: str, filters: list[Any] | None = None, *, legacy_ok: bool = False
+    storage: Storage, key: str, filters: list[Any] | None = None
 ) -> tuple[pa.Table, bool]:
-    """One parquet object (filtered when its schema is canonical bronze, or ``legacy_ok`` is
-    False) and whether the filter was applied. Absent → NotFoundError, unreadable →
-    CorruptFileError naming it."""
+    """One parquet object that is not bronze (silver, metadata, corporate actions; bronze goes
+    through :func:`condvest.jobs.bronze.read_file`), filtered, and whether the filter was
+    applied. Absent → NotFoundError, unreadable → CorruptFileError naming it."""
     path = storage.local_path(key)
     where = storage.url(key)
     try:
         data = None if path is not None else storage.read_bytes(key)
         source: Any = str(path) if data is None else pa.BufferReader(data)
-        # ParquetFile: no dataset discovery, a third of read_table's cost on small files
-        file = pq.ParquetFile(source)
-        use_filter = filters is not None and (not legacy_ok or is_canonical(file.schema_arrow))
-        if use_filter:
-            again = str(path) if data is None else pa.BufferReader(data)
-            table = pq.read_table(again, filters=filters, partitioning=None, use_threads=False)
+        if filters is not None:
+            table = pq.read_table(source, filters=filters, partitioning=None, use_threads=False)
         else:
-            table = file.read(use_threads=False)
+            # ParquetFile: no dataset discovery, a third of read_table's cost on small files
+            table = pq.ParquetFile(source).read(use_threads=False)
     except FileNotFoundError:
         raise NotFoundError(f"{where} disappeared while it was being read") from None
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{where} is not a readable parquet file: {exc}") from None
-    return table, use_filter
-
-
-def read_bronze_range(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table:
-    """One bronze file in the canonical schema, only the rows dated in ``[start, end]``."""
-    table, filtered = read_parquet_file(
-        storage, key, _date_filter("date", start, end), legacy_ok=True
-    )
-    if is_canonical(table.schema):
-        table = canonical(table.replace_schema_metadata(None))
-    else:
-        table = normalise_bronze(table, where=storage.url(key))
-    return table if filtered else between(table, "date", start, end)
+    return table, filters is not None
 
 
 def _symbol_rows(
-    storage: Storage, objects: list[ObjectInfo], start: date | None, end: date | None
+    storage: Storage, files: SymbolFiles, start: date | None, end: date | None
 ) -> pa.Table:
     """One symbol directory's merged rows in ``[start, end]``: consolidate's merge."""
-    data_key: str | None = None
-    landed: list[str] = []
-    for obj in objects:
-        name = obj.key.rsplit("/", 1)[-1]
-        if layout.is_temp_key(obj.key):
-            continue
-        if name == layout.DATA_FILE:
-            data_key = obj.key
-        elif (day := layout.parse_date_file(name)) is not None and _within(day, start, end):
-            landed.append(obj.key)
+    landed = [obj.key for day, obj in files.dates.items() if _within(day, start, end)]
     history = (
-        read_bronze_range(storage, data_key, start, end)
-        if data_key is not None
+        read_file(storage, files.data.key, start, end)
+        if files.data is not None
         else BRONZE_SCHEMA.empty_table()
     )
     # date files were chosen by their session: read whole (one row), then bounded as a guard
-    tables = [read_bronze_range(storage, key, None, None) for key in sorted(landed)]
+    tables = [read_file(storage, key, None, None) for key in sorted(landed)]
     incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
     merged, _ = merge_bronze(history, between(incoming, "date", start, end))
     return merged
@@ -165,27 +115,28 @@ def _within(day: date, start: date | None, end: date | None) -> bool:
 def _read_symbol(
     storage: Storage,
     directory: str,
-    objects: list[ObjectInfo],
+    files: SymbolFiles,
     start: date | None,
     end: date | None,
 ) -> pa.Table:
     for attempt in range(_ATTEMPTS):
         try:
-            return _symbol_rows(storage, objects, start, end)
+            return _symbol_rows(storage, files, start, end)
         except NotFoundError:
             if attempt == _ATTEMPTS - 1:
                 raise
             log.info("read: %s changed while it was read; listing it again", directory)
-            objects = storage.list_objects(layout.symbol_prefix(directory))
+            files = list_bronze(storage, [directory]).symbols.get(directory, SymbolFiles(directory))
     raise StorageError(f"{directory}: its files kept changing while they were read")
 
 
-def daily_listing(storage: Storage, symbols: Sequence[str] | None) -> dict[str, list[ObjectInfo]]:
-    """The bronze objects of ``symbols`` (all when None), by symbol directory; only the
+def daily_listing(storage: Storage, symbols: Sequence[str] | None) -> dict[str, SymbolFiles]:
+    """The bronze files of ``symbols`` (all when None), by symbol directory; only the
     requested symbols' prefixes are listed."""
     if symbols is None:
-        return group(storage.list_objects(layout.BRONZE_OHLCV + "/"))
-    return list_symbols(storage, list(symbols), min(len(symbols), _workers(storage)) or 1)
+        return list_bronze(storage).symbols
+    workers = min(len(symbols), _workers(storage)) or 1
+    return list_bronze(storage, list(symbols), workers=workers).symbols
 
 
 def read_daily(
@@ -267,7 +218,7 @@ def read_silver(
 ) -> pa.Table:
     """Silver bars of ``interval`` starting in ``[start, end]`` (of ``symbols``), sorted by
     (symbol, start_date)."""
-    filters = _date_filter("start_date", start, end) or []
+    filters = date_filter("start_date", start, end) or []
     if symbols is not None:
         filters.append(("symbol", "in", list(symbols)))
     keys = month_files(storage, interval, start, end)

@@ -27,8 +27,9 @@ from condvest.core import bars
 from condvest.core.bars import WORKING_SCHEMA, BarAlignment, BarOptions
 from condvest.core.memory import release_freed_memory
 from condvest.errors import StorageError
+from condvest.jobs.bronze import SymbolFiles
 from condvest.jobs.resample import tail as resample_tail
-from condvest.jobs.resample.reader import SymbolFiles, read_bronze
+from condvest.jobs.resample.reader import read_bronze
 from condvest.storage.base import Storage
 
 log = logging.getLogger("condvest.resample")

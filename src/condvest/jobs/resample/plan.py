@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from condvest.core.bars import BarAlignment
-from condvest.jobs.base import JobResult
+from condvest.jobs.base import Failure, JobResult
+from condvest.jobs.resample.checkpoint import Checkpoint
 from condvest.storage.base import ObjectInfo
 
 _SHOWN = 50
@@ -47,7 +48,8 @@ class IntervalPlan:
     existing: dict[str, ObjectInfo] = field(repr=False, compare=False)
     # Tail mode: month rows starting on or after this day are replaced (None = whole months).
     replace_from: int | None = None
-    previous: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    previous: Checkpoint | None = field(default=None, repr=False, compare=False)
+    """Tail mode: the interval's checkpoint the run continues from."""
     month_order: np.ndarray | None = field(default=None, repr=False, compare=False)
     # Per symbol [first, last] bar start day (the checkpoint's "spans"; None = not known).
     symbol_spans: dict[str, list[int]] | None = field(default=None, repr=False, compare=False)
@@ -156,3 +158,9 @@ class ResampleResult(JobResult):
     (their sizes)."""
     failed_intervals: list[int] = field(default_factory=list)
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def stage_failures(self) -> tuple[Failure, ...]:
+        def why(n: int) -> str:
+            return str((self.intervals.get(f"{n}d") or {}).get("error") or "")
+
+        return tuple(Failure(f"{n}d", why(n)) for n in self.failed_intervals)

@@ -1,12 +1,9 @@
 """Resample's input: every symbol's ``data.parquet`` plus the landed ``date=`` rows it does not
 hold yet, de-duplicated on (symbol, date) with the newest ``fetched_at`` winning.
 
-On local disk the canonical files are read in ONE multi-threaded DuckDB scan into Arrow
-(``read_parquet([...], hive_partitioning=false)``; no extension is installed or loaded); files
-with another schema (the original system's legacy shapes) are read with pyarrow and go through
-``normalise_bronze``; if the scan fails (a file vanished or is corrupt) the files are read one by
-one, which skips a vacuumed date file and names a corrupt one. On S3 a thread pool reads the files
-through the Storage. The symbol comes from the file's own column, never from the path, so tickers
+The files are read by :class:`condvest.jobs.resample.scan.BronzeReader` (one DuckDB scan of
+the canonical files on disk; any other file through the one bronze reader, which normalises
+legacy shapes). The symbol comes from the file's own column, never from the path, so tickers
 such as ``INF``, ``NAN``, ``TRUE``, ``NULL`` or ``1234`` survive (docs/design.md §12); a directory
 holding two symbols, or a symbol held in two directories, is an error.
 
@@ -20,7 +17,7 @@ read again — this is what keeps a lake with 30 days of retained date files che
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -30,6 +27,7 @@ import pyarrow.compute as pc
 from condvest.core import layout
 from condvest.core.bars import day_number
 from condvest.errors import CorruptFileError, StorageError
+from condvest.jobs.bronze import SymbolFiles
 from condvest.jobs.resample.scan import (
     NO_DAY,
     BronzeReader,
@@ -39,33 +37,6 @@ from condvest.jobs.resample.scan import (
 from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.resample")
-
-
-@dataclass
-class SymbolFiles:
-    """The bronze objects under one ``symbol=<X>/`` directory."""
-
-    directory: str
-    data: ObjectInfo | None = None
-    dates: dict[date, ObjectInfo] = field(default_factory=dict)
-
-
-def list_bronze(storage: Storage) -> dict[str, SymbolFiles]:
-    """One listing of ``bronze/raw_ohlcv/``, grouped by symbol directory."""
-    out: dict[str, SymbolFiles] = {}
-    for obj in storage.list_objects(layout.BRONZE_OHLCV + "/"):
-        if layout.is_temp_key(obj.key):
-            continue
-        directory = layout.parse_symbol_dir(obj.key)
-        if directory is None:
-            continue
-        name = obj.key.rsplit("/", 1)[-1]
-        files = out.setdefault(directory, SymbolFiles(directory))
-        if name == layout.DATA_FILE:
-            files.data = obj
-        elif (day := layout.parse_date_file(name)) is not None:
-            files.dates[day] = obj
-    return out
 
 
 def _keys(dirs: np.ndarray, days: np.ndarray) -> np.ndarray:

@@ -3,10 +3,10 @@
 On local disk the canonical files are read in ONE multi-threaded DuckDB scan into Arrow
 (``read_parquet([...], hive_partitioning=false)``; no extension is installed or loaded) — the
 per-file pyarrow reads cost ~40 s on the seed-scale lake, the scan a few seconds. Files with
-another schema (the original system's legacy shapes) are read with pyarrow and go through
-``normalise_bronze``; if the scan fails (a file vanished or is corrupt) the files are read one by
-one, which skips a vacuumed date file and names a corrupt one. On S3 a thread pool reads the
-files through the Storage.
+another schema (the original system's legacy shapes) are read by the one bronze reader
+(:func:`condvest.jobs.bronze.read_file`, which normalises them); if the scan fails (a file
+vanished or is corrupt) the files are read one by one, which skips a vacuumed date file and
+names a corrupt one. On S3 a thread pool reads the files through the Storage.
 """
 
 from __future__ import annotations
@@ -21,37 +21,22 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from condvest.core.bars import day_number
-from condvest.core.schema import BRONZE_SCHEMA, normalise_bronze
-from condvest.errors import CorruptFileError, NotFoundError
+from condvest.core.schema import BRONZE_SCHEMA
+from condvest.errors import NotFoundError
+from condvest.jobs.bronze import read_file
 from condvest.storage.base import Storage
 
 log = logging.getLogger("condvest.resample")
-_TYPES = [f.type for f in BRONZE_SCHEMA]
-_NAMES = BRONZE_SCHEMA.names
 _LOOSE = pa.schema([f.with_nullable(True) for f in BRONZE_SCHEMA])
 
 
-def read_bronze_file(storage: Storage, key: str) -> pa.Table:
-    """One bronze file in the canonical schema (legacy shapes normalised)."""
-    path = storage.local_path(key)
-    if path is None:
-        table = storage.read_parquet(key)
-    else:
-        try:
-            # ParquetFile, not read_table: no dataset discovery (so no hive parsing of the path),
-            # and half the per-file overhead on the many small date files.
-            table = pq.ParquetFile(path).read(use_threads=False)
-        except FileNotFoundError:
-            raise NotFoundError(f"{path} disappeared while resample was reading it") from None
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise CorruptFileError(f"{path} is not a readable parquet file: {exc}") from None
-    if table.schema.names != _NAMES or table.schema.types != _TYPES:
-        table = normalise_bronze(table, where=storage.url(key))
-    # Nullability flags differ between writers; the columns are what matter (zero-copy).
-    return pa.Table.from_arrays(table.columns, schema=_LOOSE)
+def read_loose(storage: Storage, key: str) -> pa.Table:
+    """One bronze file through the one reader (:func:`condvest.jobs.bronze.read_file`), its
+    columns all nullable: nullability flags differ between writers, the columns are what
+    matter (zero-copy)."""
+    return pa.Table.from_arrays(read_file(storage, key).columns, schema=_LOOSE)
 
 
 # -- the bulk read ------------------------------------------------------------------------------
@@ -60,7 +45,7 @@ COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "vwap", "
 
 # (parquet physical type, converted type) of every canonical column, in order: a file that
 # matches is read by DuckDB in the one bulk scan; any other file (legacy shapes) goes through
-# pyarrow + normalise_bronze.
+# the one bronze reader (condvest.jobs.bronze), which normalises them.
 _CANONICAL = (
     ("symbol", "BYTE_ARRAY", "UTF8"),
     ("date", "INT32", "DATE"),
@@ -204,7 +189,7 @@ class BronzeReader:
     def _read_each(self, keys: list[str], indexes: list[int], optional: bool) -> Rows:
         def one(i: int) -> tuple[int, pa.Table] | None:
             try:
-                return i, read_bronze_file(self.storage, keys[i])
+                return i, read_loose(self.storage, keys[i])
             except NotFoundError:
                 if not optional:
                     raise
@@ -264,7 +249,7 @@ class BronzeReader:
         rows = Rows(table.drop_columns(["owner"]).cast(_empty_rows().schema), owner)
         if not rest:
             return rows, found
-        other = self._read_each(keys, rest, optional)  # legacy shapes: pyarrow + normalise
+        other = self._read_each(keys, rest, optional)  # legacy shapes: the one reader
         if found is not None:
             extra = _summary_of(other, len(keys), summary)
             assert extra is not None

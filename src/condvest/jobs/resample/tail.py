@@ -38,7 +38,9 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.calendar import TradingCalendar
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.jobs.base import JobContext
-from condvest.jobs.resample.reader import BronzeInput, SymbolFiles, read_bronze_tail
+from condvest.jobs.bronze import SymbolFiles
+from condvest.jobs.resample.checkpoint import Checkpoint
+from condvest.jobs.resample.reader import BronzeInput, read_bronze_tail
 from condvest.jobs.resample.scan import BronzeReader
 from condvest.storage.base import ObjectInfo
 
@@ -93,7 +95,7 @@ def cutoffs(calendar: TradingCalendar, through: date, intervals: tuple[int, ...]
 
 
 def why_not_tail(
-    checkpoints: dict[int, dict[str, Any] | None],
+    checkpoints: dict[int, Checkpoint],
     existing: dict[int, dict[str, ObjectInfo]],
     alignment: BarAlignment,
     through: date,
@@ -101,17 +103,16 @@ def why_not_tail(
     """Why the tail path cannot be used ('' when it can), before reading anything."""
     if alignment is not BarAlignment.CALENDAR:
         return "rows alignment"
-    throughs = {(c or {}).get("through") for c in checkpoints.values()}
-    if len(throughs) != 1 or None in throughs:
+    throughs = {c.through for c in checkpoints.values()}
+    if len(throughs) != 1:
         return "intervals were last resampled through different sessions"
-    if any("bronze" not in (c or {}) for c in checkpoints.values()):
+    if any(c.bronze is None for c in checkpoints.values()):
         return "checkpoint has no bronze state"
-    if date.fromisoformat(str(next(iter(throughs)))) > through:
+    if next(iter(throughs)) > through:
         return "the checkpoint is ahead of the latest completed session"
     for n, checkpoint in checkpoints.items():
-        months: dict[str, list[Any]] = (checkpoint or {}).get("months", {})
         now = {label: obj.version for label, obj in existing[n].items()}
-        if now != {label: v[1] for label, v in months.items()}:
+        if now != checkpoint.month_versions:
             return f"{n}d month files differ from the checkpoint"
     return ""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -13,17 +12,17 @@ from typing import Any
 from condvest.core import layout
 from condvest.errors import CondvestError, CorruptFileError, UsageError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
+from condvest.jobs.bronze import list_bronze
 from condvest.jobs.fetch import suspicious_problems
+from condvest.jobs.status.problems import Problem, failing, locks_view, runs_view
 from condvest.state.fetchlog import (
     empty_entries,
     landed_sessions,
     read_failures,
     read_watermark,
 )
-from condvest.state.lock import read_lock
 from condvest.state.manifest import read_manifest
-from condvest.state.runs import STAGES, failed_parts, last_runs, last_success, scoped_runs
-from condvest.storage.base import ObjectInfo
+from condvest.state.runs import STAGES
 
 MISSING_SHOWN = 100
 log = logging.getLogger("condvest.status")
@@ -43,6 +42,9 @@ class StatusResult(JobResult):
     """A built silver interval's checkpoint is behind the latest landed session."""
     healthy: bool = False
     problems: list[str] = field(default_factory=list)
+    """Every problem's message (``problem_list`` has each one's kind and whether it fails
+    ``--check``); ``healthy`` is true when there is none."""
+    problem_list: list[Problem] = field(default_factory=list)
     bronze: dict[str, Any] = field(default_factory=dict)
     missing_sessions: dict[str, Any] = field(default_factory=dict)
     silver: dict[str, Any] = field(default_factory=dict)
@@ -55,28 +57,19 @@ class StatusResult(JobResult):
 
 
 def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
-    objects = ctx.storage.list_objects(layout.BRONZE_OHLCV + "/")
+    bronze = list_bronze(ctx.storage)
     manifest_error = None
     try:
         manifest, _ = read_manifest(ctx.storage)
     except CorruptFileError as exc:  # a problem to show, not a reason to show nothing
         manifest, manifest_error = {}, str(exc)
-    per_symbol: dict[str, list[ObjectInfo]] = defaultdict(list)
-    temp_files = 0
-    for obj in objects:
-        if layout.is_temp_key(obj.key):
-            temp_files += 1
-            continue
-        symbol = layout.parse_symbol_dir(obj.key)
-        if symbol is not None:
-            per_symbol[symbol].append(obj)
     data_files = date_files = pending_files = 0
     pending_symbols: set[str] = set()
     rows = 0
     latest_landed: date | None = None
     first: date | None = None
     last: date | None = None
-    for symbol, objs in per_symbol.items():
+    for symbol, files in bronze.symbols.items():
         entry = manifest.get(symbol)
         if entry is not None:
             rows += entry.row_count
@@ -86,14 +79,8 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
                 last = entry.last_consolidated_date
             if entry.first_date and (first is None or entry.first_date < first):
                 first = entry.first_date
-        for obj in objs:
-            name = obj.key.rsplit("/", 1)[-1]
-            if name == layout.DATA_FILE:
-                data_files += 1
-                continue
-            day = layout.parse_date_file(name)
-            if day is None:
-                continue
+        data_files += files.data is not None
+        for day, obj in files.dates.items():
             date_files += 1
             latest_landed = day if latest_landed is None or day > latest_landed else latest_landed
             merged = (
@@ -110,8 +97,8 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
                 first = day if first is None or day < first else first
                 last = day if last is None or day > last else last
     summary: dict[str, Any] = {
-        "symbols": len(per_symbol),
-        "consolidated_symbols": sum(1 for s in per_symbol if s in manifest),
+        "symbols": len(bronze.symbols),
+        "consolidated_symbols": sum(1 for s in bronze.symbols if s in manifest),
         "rows": rows,
         "first_date": first,
         "last_date": last,
@@ -119,9 +106,9 @@ def _bronze_summary(ctx: JobContext) -> tuple[dict[str, Any], date | None]:
         "date_files": date_files,
         "pending_date_files": pending_files,
         "pending_symbols": len(pending_symbols),
-        "temp_files": temp_files,
+        "temp_files": bronze.temp_files,
         "temp_files_elsewhere": _temp_files_elsewhere(ctx),
-        "bytes": sum(o.size for o in objects),
+        "bytes": bronze.bytes,
     }
     if manifest_error:
         summary["manifest_error"] = manifest_error
@@ -150,7 +137,7 @@ def _temp_files_elsewhere(ctx: JobContext) -> int:
 
 
 def _silver_summary(ctx: JobContext) -> dict[str, Any]:
-    from condvest.state.checkpoints import read_checkpoint
+    from condvest.jobs.resample import recorded  # resample's DuckDB stays out of status's import
 
     out: dict[str, Any] = {}
     present = {
@@ -170,15 +157,15 @@ def _silver_summary(ctx: JobContext) -> dict[str, Any]:
             if (p := layout.parse_silver_file(o.key)) is not None
         )
         try:
-            checkpoint = read_checkpoint(ctx.storage, interval)
-        except CondvestError as exc:
-            checkpoint = {"error": str(exc)}
+            through = recorded(ctx.storage, interval, "through")
+        except CondvestError:
+            through = None  # unreadable: resample names it when it runs
         out[f"{interval}d"] = {
             "months": len(months),
             "first_month": months[0] if months else None,
             "last_month": months[-1] if months else None,
             "bytes": sum(o.size for o in files),
-            "through": (checkpoint or {}).get("through"),
+            "through": through,
             "configured": interval in ctx.settings.resample.intervals,
         }
     return out
@@ -221,7 +208,7 @@ def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
 
 def _database_summary(
     ctx: JobContext, lake_mark: date | None, *, init_db: bool
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[Problem]]:
     """The PostgreSQL cache's freshness beside the lake's (``{"enabled": false}`` when off).
 
     An unreachable database is a problem in the view, not a crash of ``status`` — unless
@@ -246,7 +233,7 @@ def _database_summary(
         if init_db:
             raise
         out["error"] = str(exc)
-        return out, [f"the PostgreSQL cache cannot be read: {exc}"]
+        return out, [Problem("database", f"the PostgreSQL cache cannot be read: {exc}", True)]
     behind = lake_mark is not None and (fresh.watermark is None or fresh.watermark < lake_mark)
     out.update(
         schema_version=fresh.schema_version,
@@ -260,16 +247,18 @@ def _database_summary(
     )
     problems = []
     if fresh.schema_version < fresh.latest_version:
-        problems.append(
+        message = (
             f"the PostgreSQL tables are at schema version {fresh.schema_version} of "
             f"{fresh.latest_version}: run condvest status --init-db"
         )
+        problems.append(Problem("database-schema", message))
     if behind and lake_mark is not None:
         shown = fresh.watermark.isoformat() if fresh.watermark else "unset"
-        problems.append(
+        message = (
             f"the database watermark ({shown}) is behind the lake's ({lake_mark.isoformat()}): "
             "run condvest fetch --sync-db"
         )
+        problems.append(Problem("database-behind", message, True))
     return out, problems
 
 
@@ -277,7 +266,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
     """Gather the health view. Works on an empty (or absent) lake. ``init_db`` first creates or
     upgrades the PostgreSQL schema (the one write status may do, and only when asked)."""
     started = time.monotonic()
-    problems: list[str] = []
+    problems: list[Problem] = []
     latest_completed = ctx.latest_completed_session()
     bronze, latest_file = _bronze_summary(ctx)
     sessions = landed_sessions(ctx.storage)
@@ -292,129 +281,23 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         window = ctx.calendar.sessions_between(min(known), latest_completed)
         missing = [d for d in window if d not in sessions]
     stale = latest_landed is None or latest_landed < latest_completed
-    if latest_landed is None:
-        problems.append("the lake holds no data yet: run condvest fetch")
-    elif stale:
-        problems.append(
-            f"latest landed session {latest_landed.isoformat()} is behind the latest completed "
-            f"session {latest_completed.isoformat()}"
-        )
-    if bronze.get("manifest_error"):
-        problems.append(str(bronze["manifest_error"]))
-    skew = clock_skew(ctx)
-    if skew:
-        problems.append(skew + "; writing commands refuse to run until it is fixed")
-    recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
-    if recorded_empty:
-        shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
-        problems.append(
-            f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
-            f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
-            f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
-            "(or add real closures to calendar.closures_file)"
-        )
-    if missing:
-        first = missing[0]
-        why = f" ({failures[first]})" if failures.get(first) else ""
-        problems.append(
-            f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}{why}"
-        )
+    problems += _lake_problems(ctx, bronze, latest_landed, latest_completed, missing, failures)
     silver = _silver_summary(ctx)
     # What silver should cover: the newest completed session bronze holds.
     due = min(latest_landed, latest_completed) if latest_landed is not None else None
-    behind = [
-        (name, view["through"])
-        for name, view in silver.items()
-        if view["configured"]
-        and isinstance(view.get("through"), str)
-        and due is not None
-        and date.fromisoformat(view["through"]) < due
-    ]
-    for view in silver.values():
-        through = view.get("through")
-        view["lag_sessions"] = (
-            _sessions_after(ctx, date.fromisoformat(through), due)
-            if isinstance(through, str) and due is not None
-            else None
-        )
-    if behind and due is not None:
-        oldest = min(through for _, through in behind)
-        problems.append(
-            f"silver {', '.join(name for name, _ in behind)} is only through {oldest} while "
-            f"bronze holds {due.isoformat()}: run condvest resample"
-        )
-    runs = last_runs(ctx.storage)
-    run_view: dict[str, Any] = {}
-    for stage in STAGES:
-        record = runs.get(stage)
-        run_view[stage] = (
-            {
-                "outcome": record.outcome,
-                "started_at": record.started_at,
-                "ended_at": record.ended_at,
-                "run_id": record.run_id,
-                "error": record.error,
-            }
-            if record
-            else {
-                "outcome": None,
-                "started_at": None,
-                "ended_at": None,
-                "run_id": None,
-                "error": None,
-            }
-        )
-        success = last_success(ctx.storage, stage, record) if record else None
-        run_view[stage]["last_success_at"] = success.ended_at if success else None
-        if record and record.outcome == "failed":
-            problems.append(f"the last {stage} run failed ({record.run_id}): {record.error}")
-        parts = scoped_runs(ctx.storage, stage)
-        failed = failed_parts(record, parts)
-        if parts:
-            run_view[stage]["parts"] = {
-                p.scope: {
-                    "outcome": p.outcome,
-                    "started_at": p.started_at,
-                    "ended_at": p.ended_at,
-                    "run_id": p.run_id,
-                    "error": p.error,
-                }
-                for p in parts
-            }
-            run_view[stage]["failed_parts"] = [p.scope for p in failed]
-        for part in failed:
-            if record is not None and part.run_id == record.run_id:
-                continue  # said just above
-            problems.append(
-                f"the last {stage} run of {part.scope} failed ({part.run_id}): {part.error}"
-            )
-    locks = []
-    for name in _lock_names(ctx):
-        info = read_lock(ctx.storage, name)
-        if info is not None:
-            expired = info.expires <= ctx.now()
-            locks.append(
-                {
-                    "stage": name,
-                    "run_id": info.run_id,
-                    "host": info.host,
-                    "since": info.acquired_at,
-                    "expires_at": info.expires_at,
-                    "expired": expired,
-                }
-            )
-            if expired:
-                problems.append(
-                    f"a stale {name} lock of run {info.run_id} remains (the next run takes it over)"
-                )
+    silver_stale, silver_problems = _silver_problems(ctx, silver, due)
+    problems += silver_problems
+    run_view, run_problems = runs_view(ctx)
+    problems.extend(run_problems)
+    locks, lock_problems = locks_view(ctx, _lock_names(ctx))
+    problems.extend(lock_problems)
     temps = bronze["temp_files"] + bronze["temp_files_elsewhere"]
     if temps:
-        problems.append(
-            f"{temps} temporary file(s) from interrupted writes: condvest vacuum removes them"
-        )
+        message = f"{temps} temporary file(s) from interrupted writes: condvest vacuum removes them"
+        problems.append(Problem("temp-files", message))
     quarantine = _quarantine_summary(ctx)
     suspicious, split_problems = suspicious_problems(ctx.storage)
-    problems.extend(split_problems)
+    problems.extend(Problem("suspicious-split", m) for m in split_problems)
     database, db_problems = _database_summary(ctx, watermark or latest_landed, init_db=init_db)
     problems.extend(db_problems)
     result = StatusResult(
@@ -432,9 +315,10 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         ),
         watermark=watermark.isoformat() if watermark else None,
         stale=stale,
-        silver_stale=bool(behind),
+        silver_stale=silver_stale,
         healthy=not problems,
-        problems=problems,
+        problems=[p.message for p in problems],
+        problem_list=problems,
         bronze=to_jsonable(bronze),
         missing_sessions={
             "count": len(missing),
@@ -459,6 +343,78 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
         extra={"lake": result.lake, "healthy": result.healthy, "stale": result.stale},
     )
     return result
+
+
+def _lake_problems(
+    ctx: JobContext,
+    bronze: dict[str, Any],
+    latest_landed: date | None,
+    latest_completed: date,
+    missing: list[date],
+    failures: dict[date, str],
+) -> list[Problem]:
+    """What is wrong with bronze's freshness and the fetch log."""
+    problems: list[Problem] = []
+    if latest_landed is None:
+        problems.append(Problem("stale", "the lake holds no data yet: run condvest fetch", True))
+    elif latest_landed < latest_completed:
+        message = f"latest landed session {latest_landed.isoformat()} is behind the latest "
+        problems.append(
+            Problem("stale", message + f"completed session {latest_completed.isoformat()}", True)
+        )
+    if bronze.get("manifest_error"):
+        problems.append(Problem("manifest", str(bronze["manifest_error"])))
+    skew = clock_skew(ctx)
+    if skew:
+        message = skew + "; writing commands refuse to run until it is fixed"
+        problems.append(Problem("clock-skew", message))
+    recorded_empty = [d for d in empty_entries(ctx.storage) if ctx.calendar.is_session(d)]
+    if recorded_empty:
+        shown = ", ".join(d.isoformat() for d in recorded_empty[:5])
+        message = (
+            f"{len(recorded_empty)} session(s) recorded as empty by an older condvest ({shown}"
+            f"{', …' if len(recorded_empty) > 5 else ''}): they hold no data and no run asks for "
+            f"them again; re-fetch each with: condvest fetch --date {recorded_empty[0]} --force "
+            "(or add real closures to calendar.closures_file)"
+        )
+        problems.append(Problem("empty-sessions", message))
+    if missing:
+        first = missing[0]
+        why = f" ({failures[first]})" if failures.get(first) else ""
+        message = f"{len(missing)} session(s) missing from the fetch log, e.g. {first.isoformat()}"
+        problems.append(Problem("missing-sessions", message + why))
+    return problems
+
+
+def _silver_problems(
+    ctx: JobContext, silver: dict[str, Any], due: date | None
+) -> tuple[bool, list[Problem]]:
+    """Whether a configured silver interval is behind ``due`` (the newest completed session
+    bronze holds), and the problem saying so; sets each interval's ``lag_sessions``."""
+    problems: list[Problem] = []
+    behind = [
+        (name, view["through"])
+        for name, view in silver.items()
+        if view["configured"]
+        and isinstance(view.get("through"), str)
+        and due is not None
+        and date.fromisoformat(view["through"]) < due
+    ]
+    for view in silver.values():
+        through = view.get("through")
+        view["lag_sessions"] = (
+            _sessions_after(ctx, date.fromisoformat(through), due)
+            if isinstance(through, str) and due is not None
+            else None
+        )
+    if behind and due is not None:
+        oldest = min(through for _, through in behind)
+        message = (
+            f"silver {', '.join(name for name, _ in behind)} is only through {oldest} while "
+            f"bronze holds {due.isoformat()}: run condvest resample"
+        )
+        problems.append(Problem("silver-stale", message, True))
+    return bool(behind), problems
 
 
 def _sessions_after(ctx: JobContext, after: date, through: date) -> int | None:
@@ -486,14 +442,6 @@ def _emit_metrics(ctx: JobContext, result: StatusResult) -> None:
 
 
 def check_failed(result: StatusResult) -> bool:
-    """``status --check``: the lake (or a built silver interval) is stale, a stage's last run
-    failed (or the last run of one of its parts — a consolidate shard — with no whole run
-    since), or the PostgreSQL cache (when on) cannot be read or is behind the lake."""
-    db = result.database
-    return (
-        result.stale
-        or result.silver_stale
-        or any((view or {}).get("outcome") == "failed" for view in result.runs.values())
-        or any((view or {}).get("failed_parts") for view in result.runs.values())
-        or bool(db.get("enabled") and (db.get("error") or db.get("behind_lake")))
-    )
+    """``status --check``: any of the status's problems fails the check (see
+    :class:`~condvest.jobs.status.problems.Problem`)."""
+    return failing(result.problem_list)

@@ -29,7 +29,8 @@ from condvest.errors import (
     StorageError,
     UsageError,
 )
-from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.base import Failure, JobContext, JobResult, run_stage
+from condvest.jobs.bronze import index
 from condvest.jobs.selection import DateFile, superseded_files
 from condvest.state.marker import require_lake
 from condvest.storage.base import ObjectInfo, Storage, json_bytes
@@ -96,6 +97,9 @@ class VacuumResult(JobResult):
     db_rows_deleted: int | None = None
     """PostgreSQL raw_ohlcv rows deleted (dry run: that would be); None when not asked."""
 
+    def stage_failures(self) -> tuple[Failure, ...]:
+        return tuple(Failure(str(f.get("symbol")), str(f.get("reason"))) for f in self.failures)
+
 
 def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
     """List and verify what may go. Reads only."""
@@ -159,16 +163,14 @@ def _count_db_rows(ctx: JobContext, days: int) -> int:
 
 def _old_date_files(objects: Sequence[ObjectInfo], cutoff: date) -> dict[str, list[DateFile]]:
     out: dict[str, list[DateFile]] = {}
-    for obj in objects:
-        if layout.is_temp_key(obj.key) or not obj.key.startswith(layout.BRONZE_OHLCV + "/"):
-            continue
-        day = layout.parse_date_file(obj.key)
-        symbol = layout.parse_symbol_dir(obj.key)
-        if day is None or symbol is None or day >= cutoff:
-            continue
-        out.setdefault(symbol, []).append(
+    for symbol, files in index(objects).symbols.items():
+        old = [
             DateFile(obj.key, day, obj.size, obj.mtime, False, obj.version)
-        )
+            for day, obj in files.dates.items()
+            if day < cutoff
+        ]
+        if old:
+            out[symbol] = old
     return out
 
 
