@@ -126,12 +126,12 @@ def test_run_stage_records_the_run_in_job_runs(
     dsn, schema = pg_schema
     ctx = local_lake.context(now=NOW, postgres={"dsn": dsn, "schema_name": schema})
 
-    def body(_lock: object) -> JobResult:
+    def body() -> JobResult:
         return JobResult(stage="fetch", run_id=ctx.run_id, dry_run=False, ok=True, duration_s=0.1)
 
     run_stage(ctx, "fetch", body)
 
-    def failing(_lock: object) -> JobResult:
+    def failing() -> JobResult:
         raise CondvestError("upstream broke")
 
     with pytest.raises(CondvestError):
@@ -156,7 +156,7 @@ def test_an_unwritable_database_fails_the_run_but_keeps_its_work(local_lake: Lak
     )
     ran: list[bool] = []
 
-    def body(_lock: object) -> JobResult:
+    def body() -> JobResult:
         ran.append(True)
         return JobResult(stage="fetch", run_id=ctx.run_id, dry_run=False, ok=True, duration_s=0.0)
 
@@ -173,7 +173,7 @@ def test_an_unwritable_database_fails_the_run_but_keeps_its_work(local_lake: Lak
     assert password not in json.dumps(record.counts) + record.error
     # Without PostgreSQL, the key is absent from the result.
     plain = local_lake.context(now=NOW)
-    assert "database_error" not in run_stage(plain, "fetch", lambda _l: JobResult(
+    assert "database_error" not in run_stage(plain, "fetch", lambda: JobResult(
         stage="fetch", run_id=plain.run_id, dry_run=False, ok=True, duration_s=0.0
     )).to_dict()  # fmt: skip
 

@@ -32,7 +32,7 @@ from condvest.core.retention import (
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import CondvestError, StorageError, UsageError
 from condvest.faults import kill_point
-from condvest.jobs.base import JobContext, JobResult, run_stage
+from condvest.jobs.base import Job, JobContext, JobResult, run_planned, to_jsonable
 from condvest.jobs.compaction import merge_into_data_file, read_bronze
 from condvest.jobs.selection import (
     DateFile,
@@ -72,7 +72,6 @@ class ConsolidateOptions:
     """(K, N) from --shard K/N; None = K from AWS_BATCH_JOB_ARRAY_INDEX when a count is given."""
     shards: int | None = None
     """--shards N (None: consolidate.shards); with no array index the run is unsharded."""
-    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,10 +96,12 @@ class ConsolidatePlan:
     retention_days: int
     cleanup_before: date
     skip_cleanup: bool
-    dry_run: bool
     symbols: tuple[SymbolPlan, ...]
     journals: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Cleanup journals of earlier runs (key, symbols): removed once those symbols are clean."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_jsonable(self))
 
     def needs_cleanup(self, symbol: SymbolPlan) -> bool:
         return not self.skip_cleanup and any(f.day < self.cleanup_before for f in symbol.files)
@@ -238,7 +239,6 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         retention_days=retention,
         cleanup_before=cleanup_before,
         skip_cleanup=skip_cleanup,
-        dry_run=options.dry_run,
         symbols=tuple(plans),
         journals=journals,
     )
@@ -273,11 +273,19 @@ class _Merged:
 
 
 def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
-    """Execute ``plan`` (a dry-run plan is only rendered). Exit code 1 when any symbol failed."""
-    if plan.dry_run:
-        return _dry_result(ctx, plan)
-    scope = None if plan.shard is None else f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
-    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), scope=scope, parts=True)
+    """Execute ``plan`` under the stage lock, recording the run. Exit code 1 when any symbol
+    failed."""
+    return run_planned(ctx, CONSOLIDATE, plan)
+
+
+def _scope(plan: ConsolidatePlan) -> str | None:
+    """A shard runs on its own: its own lock and run records."""
+    return None if plan.shard is None else f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+
+
+def _preview(ctx: JobContext, plan: ConsolidatePlan) -> dict[str, Any]:
+    """``--dry-run``: the result the run would report, with one row per symbol."""
+    return _dry_result(ctx, plan).to_dict()
 
 
 def _advance_bytes(size: Tracker, symbol: SymbolPlan) -> Callable[[Future[Any]], None]:
@@ -544,3 +552,9 @@ def _dry_result(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             {k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items()} for r in rows
         ],
     )
+
+
+CONSOLIDATE: Job[ConsolidateOptions, ConsolidatePlan, ConsolidateResult] = Job(
+    STAGE, plan_consolidate, _execute, scope=_scope, parts=True, preview=_preview
+)
+"""``condvest consolidate``: a shard takes its own lock, and excludes a whole run."""

@@ -21,8 +21,11 @@ import pyarrow as pa
 
 from condvest.core.validate import validate_rows
 from condvest.errors import AuthError, CondvestError, DatabaseError, SourceError
-from condvest.jobs.base import JobContext
+from condvest.jobs.context import JobContext
+from condvest.jobs.fetch.backfill import finish_watermark
+from condvest.jobs.fetch.dbsync import sync_if_behind
 from condvest.jobs.fetch.dividends import Landed, daily_dividends
+from condvest.jobs.fetch.history import land_histories, restate_symbols
 from condvest.jobs.fetch.landing import (
     lake_symbols,
     restrict,
@@ -30,13 +33,12 @@ from condvest.jobs.fetch.landing import (
     write_quarantine,
     write_splits,
 )
-from condvest.jobs.fetch.plan import (
+from condvest.jobs.fetch.model import (
     STAGE,
     STOP_MARGIN_S,
-    FetchPlan,
+    DailyPlan,
     FetchResult,
     fetched_at_iso,
-    finish_watermark,
     paced_per_s,
     row_bounds,
 )
@@ -99,8 +101,6 @@ def sink_upsert_session(sink: Sink | None, session: date, rows: pa.Table, run_id
 def _heal_database(ctx: JobContext, sink: Sink, t: _Tally) -> None:
     """Before landing anything, bring the database up to the lake's watermark (a previous run's
     database write may have failed while its lake write stood)."""
-    from condvest.jobs.fetch.dbsync import sync_if_behind
-
     try:
         healed = sync_if_behind(ctx, sink)
     except DatabaseError as exc:
@@ -194,7 +194,7 @@ def _check_size(
 
 
 def _land(
-    ctx: JobContext, plan: FetchPlan, source: Source, session: date, sink: Sink | None, t: _Tally
+    ctx: JobContext, plan: DailyPlan, source: Source, session: date, sink: Sink | None, t: _Tally
 ) -> None:
     batch = _ask(ctx, source, session, t)
     restricted = plan.symbols is not None
@@ -264,7 +264,7 @@ def _record(ctx: JobContext, t: _Tally, held: dict[date, str]) -> list[date]:
     return done
 
 
-def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
+def run_daily(ctx: JobContext, plan: DailyPlan, source: Source) -> FetchResult:
     t = _Tally()
     dividends = Landed()
     known = lake_symbols(ctx.storage)
@@ -368,7 +368,7 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     )
 
 
-def _missing_symbols(plan: FetchPlan, source: Source, t: _Tally) -> list[str]:
+def _missing_symbols(plan: DailyPlan, source: Source, t: _Tally) -> list[str]:
     """--symbols the source delivered no bar for in any session landed this run, named in the
     result and a warning (a typo, a ticker spelled otherwise — Polygon writes BRK.A — or one
     not trading then); it does not fail the run."""
@@ -388,7 +388,7 @@ def _missing_symbols(plan: FetchPlan, source: Source, t: _Tally) -> list[str]:
 
 
 def _splits_and_restatement(
-    ctx: JobContext, plan: FetchPlan, source: Source, t: _Tally, known: set[str]
+    ctx: JobContext, plan: DailyPlan, source: Source, t: _Tally, known: set[str]
 ) -> tuple[int, list[str], dict[date, str]]:
     """Ask for splits executed in the landed sessions; restate split symbols already in the lake.
 
@@ -397,8 +397,6 @@ def _splits_and_restatement(
     symbol's restatement fails, its execution session is."""
     if not t.landed:
         return 0, [], {}
-    from condvest.jobs.fetch.history import restate_symbols
-
     window = (min(t.landed), max(t.landed))
     try:
         answer = source.splits(*window)
@@ -439,7 +437,7 @@ def _splits_and_restatement(
 
 
 def _report_new_symbols(
-    ctx: JobContext, plan: FetchPlan, source: Source, new: list[str], t: _Tally
+    ctx: JobContext, plan: DailyPlan, source: Source, new: list[str], t: _Tally
 ) -> None:
     if not new or not t.landed:
         return
@@ -452,8 +450,6 @@ def _report_new_symbols(
             f"{','.join(new[:20])}{',…' if len(new) > 20 else ''} costs one request per symbol"
         )
         return
-    from condvest.jobs.fetch.history import land_histories
-
     failures, rows, size, messages, _ = land_histories(ctx, source, new, None, max(t.landed))
     t.failed.update(failures)
     t.bytes += size

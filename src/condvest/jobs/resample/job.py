@@ -41,18 +41,18 @@ from condvest.core.bars import BarAlignment, BarOptions
 from condvest.core.memory import release_freed_memory
 from condvest.core.schema import SILVER_SCHEMA
 from condvest.errors import CondvestError, CorruptFileError
-from condvest.jobs.base import JobContext, run_stage
+from condvest.jobs.base import Job, JobContext, run_planned
 from condvest.jobs.resample import full as resample_full
 from condvest.jobs.resample import tail as resample_tail
 from condvest.jobs.resample.plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
 from condvest.jobs.resample.reader import SymbolFiles, list_bronze
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
-from condvest.state.lock import StageLock
 from condvest.state.manifest import read_manifest
 from condvest.state.marker import require_lake
 from condvest.storage.base import ObjectInfo
 
 __all__ = [
+    "RESAMPLE",
     "IntervalPlan",
     "ResampleOptions",
     "ResamplePlan",
@@ -103,6 +103,11 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
 
     parts = resample_full.split_listing(listing, _known_rows(ctx), settings.full_read_rows)
     progress = ctx.progress("resample", len(parts), "parts read").start()
+
+    def on_part() -> None:
+        progress.advance()
+        ctx.renew_lock()  # planning runs under the lock (RESAMPLE.lock_first)
+
     got = resample_full.read_and_compute(
         ctx.storage,
         parts,
@@ -115,7 +120,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         workers=4 if local else 32,
         threads=settings.threads,
         memory_limit=settings.memory_limit,
-        on_part=progress.advance,
+        on_part=on_part,
     )
     progress.close()
     sym_hash = bars.symbol_hashes(got.symbols)
@@ -130,7 +135,6 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         plans = list(pool.map(plan_one, intervals))
     release_freed_memory()  # the parts' combining and hashing temporaries
     return ResamplePlan(
-        dry_run=options.dry_run,
         alignment=alignment,
         through=through,
         include_partial=options.include_partial,
@@ -333,7 +337,6 @@ def _plan_tail(
         for n, checkpoint in checkpoints.items()
     ]
     return ResamplePlan(
-        dry_run=options.dry_run,
         alignment=alignment,
         through=through,
         include_partial=options.include_partial,
@@ -457,13 +460,21 @@ def _existing_months(ctx: JobContext, interval: int) -> dict[str, ObjectInfo]:
 
 # -- running ------------------------------------------------------------------------------------
 def run_resample(ctx: JobContext, plan: ResamplePlan) -> ResampleResult:
-    """Execute ``plan`` under the stage lock (a dry-run plan executes nothing)."""
-    if plan.dry_run:
-        return _result(ctx, plan, {}, partial=False, started=time.perf_counter())
-    return run_stage(ctx, "resample", lambda lock: _execute(ctx, plan, lock))
+    """Execute a plan made beforehand under the stage lock, recording the run (the runner
+    plans under the lock: :data:`RESAMPLE`)."""
+    return run_planned(ctx, RESAMPLE, plan)
 
 
-def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleResult:
+def _check(ctx: JobContext, options: ResampleOptions) -> None:
+    """Before the lock (whose write would land in it): refuse a location that is not a lake."""
+    require_lake(ctx.storage, "resample")
+
+
+def _preview(ctx: JobContext, plan: ResamplePlan) -> dict[str, Any]:
+    return {"stage": "resample", "dry_run": True, **plan.to_dict()}
+
+
+def _execute(ctx: JobContext, plan: ResamplePlan) -> ResampleResult:
     started = time.perf_counter() - plan.compute_s
     done: dict[int, dict[str, Any]] = {}
     partial = False
@@ -481,7 +492,7 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
             done[iplan.interval] = {"error": str(exc)}
         progress.advance(len(iplan.months_to_write))
         release_freed_memory()  # the interval's sorted copy and encode buffers
-        lock.renew()
+        ctx.renew_lock()
     progress.close()
     return _result(ctx, plan, done, partial=partial, started=started)
 
@@ -665,9 +676,7 @@ def _result(
 ) -> ResampleResult:
     intervals: dict[str, dict[str, Any]] = {}
     for iplan in plan.intervals:
-        if plan.dry_run:
-            intervals[f"{iplan.interval}d"] = iplan.describe()
-        elif iplan.interval in done:
+        if iplan.interval in done:
             intervals[f"{iplan.interval}d"] = done[iplan.interval]
         else:
             intervals[f"{iplan.interval}d"] = {"mode": "skipped (out of time)"}
@@ -675,7 +684,7 @@ def _result(
     return ResampleResult(
         stage="resample",
         run_id=ctx.run_id,
-        dry_run=plan.dry_run,
+        dry_run=False,
         ok=not failed,
         duration_s=round(time.perf_counter() - started, 3),
         partial=partial,
@@ -691,3 +700,9 @@ def _result(
         failed_intervals=failed,
         intervals=intervals,
     )
+
+
+RESAMPLE: Job[ResampleOptions, ResamplePlan, ResampleResult] = Job(
+    "resample", plan_resample, _execute, lock_first=True, check=_check, preview=_preview
+)
+"""``condvest resample``: planning computes every bar, so the lock comes first."""
