@@ -17,7 +17,7 @@ import pytest
 
 import cli_proc
 from condvest.core import layout
-from condvest.errors import CondvestError
+from condvest.errors import CondvestError, UsageError
 from condvest.jobs.base import JobResult, run_stage
 from condvest.jobs.fetch.dbsync import plan_db_sync, run_db_sync, sync_if_behind
 from condvest.jobs.status.job import check_failed, run_status
@@ -262,3 +262,29 @@ def test_sync_out_of_time_stops_cleanly_without_moving_the_watermark(
     result = run_db_sync(ctx, sink)
     assert result.partial and result.watermark_after is None
     assert sink.watermark() is None
+
+
+def test_init_db_is_its_own_call_and_status_init_db_its_alias(
+    local_lake: Lake, pg_schema: tuple[str, str]
+) -> None:
+    """Lake.init_db() creates the tables (status stays read-only); status(init_db=True) runs it
+    first and shows the upgrade where status --init-db always did."""
+    from condvest.lake import Lake as PublicLake
+
+    dsn, schema = pg_schema
+    ctx = local_lake.context(now=NOW, postgres={"dsn": dsn, "schema_name": schema})
+    with PublicLake(ctx) as lake:
+        assert lake.status().database["schema_version"] == 0  # status created nothing
+        made = lake.init_db()
+        assert made.ok and (made.schema_version_before, made.schema_version) == (
+            0,
+            latest_version(),
+        )
+        assert made.to_dict()["stage"] == "init-db" and made.schema == schema
+        again = lake.status(init_db=True).database
+        assert (again["schema_version_before"], again["schema_version"]) == (latest_version(),) * 2
+        assert list(again).index("schema_version_before") == list(again).index("target") + 1
+    off = PublicLake(local_lake.context(now=NOW))
+    with pytest.raises(UsageError, match="--init-db needs PostgreSQL"):
+        off.init_db()
+    off.close()

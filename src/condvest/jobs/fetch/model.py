@@ -105,11 +105,17 @@ class DailyPlan(_PlanFacts):
 
 
 @dataclass(frozen=True)
-class HistoryPlan(_PlanFacts):
-    """``--history``: the symbols' daily history over ``start..end``, merged into data files."""
+class _RangePlan(_PlanFacts):
+    """A plan over a date range (rendered as ``history_start`` / ``history_end``)."""
 
     start: date
     end: date
+
+
+@dataclass(frozen=True)
+class HistoryPlan(_RangePlan):
+    """``--history``: the symbols' daily history over ``start..end``, merged into data files."""
+
     mode: ClassVar[FetchMode] = "history"
 
 
@@ -121,11 +127,9 @@ class MetaPlan(_PlanFacts):
 
 
 @dataclass(frozen=True)
-class CorporateActionsPlan(_PlanFacts):
+class CorporateActionsPlan(_RangePlan):
     """``--corporate-actions``: splits and dividends over ``start..end``, window by window."""
 
-    start: date
-    end: date
     mode: ClassVar[FetchMode] = "corporate_actions"
 
 
