@@ -269,48 +269,13 @@ def run_daily(ctx: JobContext, plan: DailyPlan, source: Source) -> FetchResult:
     dividends = Landed()
     known = lake_symbols(ctx.storage)
     sink = ctx.sink()
-    partial = False
     if sink is not None:
         _heal_database(ctx, sink, t)
     t.wait_left_s = ctx.settings.fetch.unpublished_wait_s
     if plan.sessions and plan.symbols is None:
         t.recent_rows = _recent_rows(ctx, plan.sessions[0])
-    rate = paced_per_s(ctx, plan.source)  # one grouped-daily request per session
-    progress = ctx.progress(STAGE, len(plan.sessions), "sessions", rate_per_s=rate).start()
     try:
-        in_a_row = 0
-        for i, session in enumerate(plan.sessions):
-            if ctx.out_of_time(STOP_MARGIN_S):
-                partial = True
-                t.messages.append(
-                    f"stopped before the time limit; {len(plan.sessions) - i} session(s) left "
-                    "for the next run"
-                )
-                break
-            try:
-                _land(ctx, plan, source, session, sink, t)
-                in_a_row = 0
-            except AuthError:
-                raise
-            except CondvestError as exc:
-                # Sessions are independent: one bad answer does not block the later ones (the
-                # watermark stays at the contiguous frontier, so this one is asked again).
-                t.failed[session.isoformat()] = str(exc)
-                t.reasons[session] = str(exc)
-                t.messages.append(f"{session} failed: {exc}")
-                # on stderr too: with --output json (or -q) an exit 1 must not come without a word
-                log.error("%s failed: %s", session, exc)
-                in_a_row += 1
-                left = len(plan.sessions) - i - 1
-                if in_a_row >= _MAX_CONSECUTIVE_FAILURES and left:
-                    t.messages.append(
-                        f"{in_a_row} sessions failed in a row: the source looks down; "
-                        f"{left} later session(s) left for the next run"
-                    )
-                    break
-            finally:
-                progress.advance()
-        progress.close()
+        partial = _land_sessions(ctx, plan, source, sink, t)
         splits, restated, held = _splits_and_restatement(ctx, plan, source, t, known)
         dividends, held_back = daily_dividends(
             ctx, source, t.landed, plan.symbols, sink, t.failed, t.messages
@@ -326,7 +291,6 @@ def run_daily(ctx: JobContext, plan: DailyPlan, source: Source) -> FetchResult:
             except CondvestError as exc:  # it only explains; the sessions' own errors matter
                 log.warning("could not keep why sessions failed: %s", exc)
     finally:
-        progress.close()
         ctx.close()
     new = sorted(t.symbols - known) if known else []
     _report_new_symbols(ctx, plan, source, new, t)
@@ -366,6 +330,49 @@ def run_daily(ctx: JobContext, plan: DailyPlan, source: Source) -> FetchResult:
         sink_errors=t.sink_errors,
         messages=t.messages,
     )
+
+
+def _land_sessions(
+    ctx: JobContext, plan: DailyPlan, source: Source, sink: Sink | None, t: _Tally
+) -> bool:
+    """Land the plan's sessions in order, into ``t``; True when the time limit stopped it."""
+    rate = paced_per_s(ctx, plan.source)  # one grouped-daily request per session
+    progress = ctx.progress(STAGE, len(plan.sessions), "sessions", rate_per_s=rate).start()
+    in_a_row = 0
+    try:
+        for i, session in enumerate(plan.sessions):
+            if ctx.out_of_time(STOP_MARGIN_S):
+                t.messages.append(
+                    f"stopped before the time limit; {len(plan.sessions) - i} session(s) left "
+                    "for the next run"
+                )
+                return True
+            try:
+                _land(ctx, plan, source, session, sink, t)
+                in_a_row = 0
+            except AuthError:
+                raise
+            except CondvestError as exc:
+                # Sessions are independent: one bad answer does not block the later ones (the
+                # watermark stays at the contiguous frontier, so this one is asked again).
+                t.failed[session.isoformat()] = str(exc)
+                t.reasons[session] = str(exc)
+                t.messages.append(f"{session} failed: {exc}")
+                # on stderr too: with --output json (or -q) an exit 1 must not come without a word
+                log.error("%s failed: %s", session, exc)
+                in_a_row += 1
+                left = len(plan.sessions) - i - 1
+                if in_a_row >= _MAX_CONSECUTIVE_FAILURES and left:
+                    t.messages.append(
+                        f"{in_a_row} sessions failed in a row: the source looks down; "
+                        f"{left} later session(s) left for the next run"
+                    )
+                    break
+            finally:
+                progress.advance()
+    finally:
+        progress.close()
+    return False
 
 
 def _missing_symbols(plan: DailyPlan, source: Source, t: _Tally) -> list[str]:

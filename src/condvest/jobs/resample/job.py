@@ -46,6 +46,7 @@ from condvest.jobs.resample import full as resample_full
 from condvest.jobs.resample import tail as resample_tail
 from condvest.jobs.resample.plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
 from condvest.jobs.resample.reader import SymbolFiles, list_bronze
+from condvest.progress import Tracker
 from condvest.state.checkpoints import read_checkpoint, write_checkpoint
 from condvest.state.manifest import read_manifest
 from condvest.state.marker import require_lake
@@ -103,11 +104,6 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
 
     parts = resample_full.split_listing(listing, _known_rows(ctx), settings.full_read_rows)
     progress = ctx.progress("resample", len(parts), "parts read").start()
-
-    def on_part() -> None:
-        progress.advance()
-        ctx.renew_lock()  # planning runs under the lock (RESAMPLE.lock_first)
-
     got = resample_full.read_and_compute(
         ctx.storage,
         parts,
@@ -120,7 +116,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         workers=4 if local else 32,
         threads=settings.threads,
         memory_limit=settings.memory_limit,
-        on_part=on_part,
+        on_part=_part_read(ctx, progress),
     )
     progress.close()
     sym_hash = bars.symbol_hashes(got.symbols)
@@ -149,6 +145,17 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         bronze_state=got.state,
         read_parts=got.parts,
     )
+
+
+def _part_read(ctx: JobContext, progress: Tracker) -> Callable[[], None]:
+    """After each part of the full read: progress, and the lock renewed (the plan is made under
+    it: RESAMPLE.lock_first)."""
+
+    def done() -> None:
+        progress.advance()
+        ctx.renew_lock()
+
+    return done
 
 
 def _known_rows(ctx: JobContext) -> dict[str, int]:
