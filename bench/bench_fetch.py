@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from condvest.jobs.base import JobContext
-from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 from condvest.settings import load_settings
 from condvest.storage import open_storage
 

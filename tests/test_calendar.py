@@ -403,10 +403,11 @@ def test_one_years_before_for_fetch_and_lambda() -> None:
     """History, new-symbol backfill and Lambda events share the calendar's function (a second
     copy in jobs/fetch raised on 29 February)."""
     import condvest.aws.events as events
+    import condvest.jobs.fetch.backfill as backfill
     import condvest.jobs.fetch.history as fetch_extra
-    import condvest.jobs.fetch.plan as fetch
+    import condvest.jobs.fetch.job as fetch
     from condvest.core import calendar
 
     assert events.years_before is calendar.years_before
     assert fetch_extra.years_before is calendar.years_before
-    assert not hasattr(fetch, "years_before")
+    assert not hasattr(fetch, "years_before") and not hasattr(backfill, "years_before")

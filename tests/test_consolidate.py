@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import date, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +19,9 @@ import cli_proc
 from condvest.core import layout
 from condvest.core.retention import parse_shard, shard_of
 from condvest.errors import StorageError, UsageError
+from condvest.jobs.base import run_job
 from condvest.jobs.consolidate.job import (
+    CONSOLIDATE,
     ConsolidateOptions,
     ConsolidateResult,
     plan_consolidate,
@@ -40,6 +43,9 @@ def consolidate(lake: Lake, **options: Any) -> ConsolidateResult:
     storage = options.pop("storage", None)
     if storage is not None:
         ctx.storage = storage
+    if options.pop("dry_run", False):  # through the runner: the preview, as attributes
+        dry = run_job(ctx, CONSOLIDATE, ConsolidateOptions(**options), dry_run=True)
+        return SimpleNamespace(**dry.to_dict())  # type: ignore[return-value]
     return run_consolidate(ctx, plan_consolidate(ctx, ConsolidateOptions(**options)))
 
 

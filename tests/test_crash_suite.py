@@ -31,7 +31,7 @@ from condvest.core import layout
 from condvest.core.calendar import get_calendar
 from condvest.jobs.base import JobResult
 from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
 from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.jobs.status.job import run_status

@@ -17,7 +17,7 @@ import pytest
 
 import cli_proc
 from condvest.core import layout
-from condvest.errors import CondvestError
+from condvest.errors import CondvestError, UsageError
 from condvest.jobs.base import JobResult, run_stage
 from condvest.jobs.fetch.dbsync import plan_db_sync, run_db_sync, sync_if_behind
 from condvest.jobs.status.job import check_failed, run_status
@@ -126,12 +126,12 @@ def test_run_stage_records_the_run_in_job_runs(
     dsn, schema = pg_schema
     ctx = local_lake.context(now=NOW, postgres={"dsn": dsn, "schema_name": schema})
 
-    def body(_lock: object) -> JobResult:
+    def body() -> JobResult:
         return JobResult(stage="fetch", run_id=ctx.run_id, dry_run=False, ok=True, duration_s=0.1)
 
     run_stage(ctx, "fetch", body)
 
-    def failing(_lock: object) -> JobResult:
+    def failing() -> JobResult:
         raise CondvestError("upstream broke")
 
     with pytest.raises(CondvestError):
@@ -156,7 +156,7 @@ def test_an_unwritable_database_fails_the_run_but_keeps_its_work(local_lake: Lak
     )
     ran: list[bool] = []
 
-    def body(_lock: object) -> JobResult:
+    def body() -> JobResult:
         ran.append(True)
         return JobResult(stage="fetch", run_id=ctx.run_id, dry_run=False, ok=True, duration_s=0.0)
 
@@ -173,7 +173,7 @@ def test_an_unwritable_database_fails_the_run_but_keeps_its_work(local_lake: Lak
     assert password not in json.dumps(record.counts) + record.error
     # Without PostgreSQL, the key is absent from the result.
     plain = local_lake.context(now=NOW)
-    assert "database_error" not in run_stage(plain, "fetch", lambda _l: JobResult(
+    assert "database_error" not in run_stage(plain, "fetch", lambda: JobResult(
         stage="fetch", run_id=plain.run_id, dry_run=False, ok=True, duration_s=0.0
     )).to_dict()  # fmt: skip
 
@@ -262,3 +262,29 @@ def test_sync_out_of_time_stops_cleanly_without_moving_the_watermark(
     result = run_db_sync(ctx, sink)
     assert result.partial and result.watermark_after is None
     assert sink.watermark() is None
+
+
+def test_init_db_is_its_own_call_and_status_init_db_its_alias(
+    local_lake: Lake, pg_schema: tuple[str, str]
+) -> None:
+    """Lake.init_db() creates the tables (status stays read-only); status(init_db=True) runs it
+    first and shows the upgrade where status --init-db always did."""
+    from condvest.lake import Lake as PublicLake
+
+    dsn, schema = pg_schema
+    ctx = local_lake.context(now=NOW, postgres={"dsn": dsn, "schema_name": schema})
+    with PublicLake(ctx) as lake:
+        assert lake.status().database["schema_version"] == 0  # status created nothing
+        made = lake.init_db()
+        assert made.ok and (made.schema_version_before, made.schema_version) == (
+            0,
+            latest_version(),
+        )
+        assert made.to_dict()["stage"] == "init-db" and made.schema == schema
+        again = lake.status(init_db=True).database
+        assert (again["schema_version_before"], again["schema_version"]) == (latest_version(),) * 2
+        assert list(again).index("schema_version_before") == list(again).index("target") + 1
+    off = PublicLake(local_lake.context(now=NOW))
+    with pytest.raises(UsageError, match="--init-db needs PostgreSQL"):
+        off.init_db()
+    off.close()

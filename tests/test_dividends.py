@@ -17,7 +17,7 @@ import pytest
 
 from condvest.core import layout
 from condvest.jobs.base import JobContext
-from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.jobs.read.tables import read_dividends
 from condvest.jobs.status.job import run_status
 from condvest.state.fetchlog import read_session, read_watermark

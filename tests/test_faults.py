@@ -31,7 +31,7 @@ import pytest
 
 import cli_proc
 from condvest.core import layout
-from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.settings import LEGACY_BUCKET_ENV, LEGACY_ENV, load_settings
 from condvest.storage import Storage, open_storage

@@ -13,7 +13,7 @@ import pytest
 from condvest.core import layout
 from condvest.errors import UsageError
 from condvest.jobs.bronze import read_file
-from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.state.fetchlog import read_session, read_watermark
 from conftest import Lake, at, polygon_overrides
 from polygon_server import FakePolygon, agg

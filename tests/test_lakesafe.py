@@ -20,9 +20,10 @@ import cli_proc
 from condvest import faults
 from condvest.core import layout
 from condvest.errors import ConfigError
+from condvest.jobs.base import run_job
 from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
-from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.vacuum.job import VACUUM, VacuumOptions, plan_vacuum, run_vacuum
 from conftest import Lake, at, make_local_lake
 from consolidate_helpers import T0, all_rows, date_files, land
 
@@ -166,7 +167,7 @@ def test_existing_lake_without_marker_gets_one_on_first_run(tmp_path: Path) -> N
     commands work there, and its first successful run writes the marker."""
     lake = condvest_lake(tmp_path / "lake")
     lake.storage.delete(layout.LAKE_MARKER)
-    assert plan_vacuum(lake.context(now=NOW), VacuumOptions(dry_run=True)).dry_run
+    assert run_job(lake.context(now=NOW), VACUUM, VacuumOptions(), dry_run=True).dry_run
     assert not lake.storage.exists(layout.LAKE_MARKER)  # a dry run writes nothing
     consolidate(lake)
     marker = lake.storage.read_json(layout.LAKE_MARKER)

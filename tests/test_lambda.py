@@ -297,7 +297,7 @@ class _Context:
 def test_handler_in_process_raises_on_failure_and_leaves_no_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from condvest.jobs.base import DEADLINE
+    from condvest.jobs.context import DEADLINE
 
     root = Path(tempfile.mkdtemp(prefix="condvest-lambda-inproc-", dir="/tmp"))
     try:

@@ -23,7 +23,7 @@ import cli_proc
 from condvest.errors import StorageError
 from condvest.jobs.base import run_stage
 from condvest.jobs.consolidate.job import ConsolidateResult
-from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.jobs.resample.plan import ResampleResult
 from condvest.jobs.run import RunOptions, RunResult, plan_run, run_run
 from condvest.jobs.status.job import StatusResult, run_status
@@ -196,7 +196,7 @@ def test_a_failed_run_emits_stage_failed(
     capsys.readouterr()
     ctx = local_lake.context(now=NOW, **EMF_ON)
 
-    def broken(_lock: Any) -> Any:
+    def broken() -> Any:
         raise StorageError("the disk went away")
 
     with pytest.raises(StorageError):
@@ -314,7 +314,7 @@ def test_seconds_since_last_success_outlives_a_failed_run(
     succeeded = run_status(local_lake.context(now=NOW)).runs["fetch"]["last_success_at"]
     assert succeeded
 
-    def broken(_lock: Any) -> Any:
+    def broken() -> Any:
         raise StorageError("the disk went away")
 
     ctx = local_lake.context(now=NOW + timedelta(hours=1))

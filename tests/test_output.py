@@ -14,8 +14,8 @@ import pytest
 from condvest.cli.output import OutputFormat, render
 from condvest.jobs.base import JobResult
 from condvest.jobs.consolidate.job import ConsolidateResult
+from condvest.jobs.fetch import FetchResult
 from condvest.jobs.fetch.dbsync import DbSyncResult
-from condvest.jobs.fetch.plan import FetchResult
 from condvest.jobs.resample.plan import ResampleResult
 from condvest.jobs.run import RunResult
 from condvest.jobs.status.job import StatusResult, run_status

@@ -190,7 +190,7 @@ def test_consolidate_counts_bytes_and_vacuum_counts_deletions(
     bytes_planned, vacuum's files deleted equal files_deleted."""
     from condvest.jobs.base import JobContext
     from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
-    from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+    from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
     from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
     from conftest import at
 

@@ -18,7 +18,7 @@ from conftest import make_s3_lake
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", PAGE.read_text(), flags=re.S | re.M)
-STAGES = ("fetch", "consolidate", "resample", "vacuum", "status", "run", "sync_db")
+STAGES = ("fetch", "consolidate", "resample", "vacuum", "status", "run", "sync_db", "init_db")
 
 
 def test_every_python_example_in_the_page_runs(

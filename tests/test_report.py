@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from condvest.core import layout
-from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.lake import Lake as OpenLake
 from condvest.report import build_report

@@ -39,7 +39,7 @@ def resample(lake: Lake, now: object = AFTER_0712, **kw: object) -> ResampleResu
 def full_rebuild(lake: Lake, now: object, **kw: object) -> dict[int, pa.Table]:
     """What a full rebuild would write (a dry-run plan: nothing is written)."""
     ctx = lake.context(now=now)  # type: ignore[arg-type]
-    plan = plan_resample(ctx, ResampleOptions(full=True, dry_run=True, **kw))  # type: ignore[arg-type]
+    plan = plan_resample(ctx, ResampleOptions(full=True, **kw))  # type: ignore[arg-type]
     return {p.interval: p.table for p in plan.intervals}
 
 
@@ -227,9 +227,11 @@ def test_full_removes_stale_months_and_dry_run_writes_nothing(lake: Lake) -> Non
     stale = layout.silver_file(3, 1999, 1)
     s.write_bytes(stale, b"old")
     ctx = lake.context(now=AFTER_0712)
-    plan = plan_resample(ctx, ResampleOptions(intervals=(3,), dry_run=True))
-    assert plan.to_dict()["intervals"]["3d"]["months_to_delete"] == 1
-    run_resample(ctx, plan)
+    from condvest.jobs.base import run_job
+    from condvest.jobs.resample import RESAMPLE
+
+    dry = run_job(ctx, RESAMPLE, ResampleOptions(intervals=(3,)), dry_run=True)
+    assert dry.to_dict()["intervals"]["3d"]["months_to_delete"] == 1
     assert s.exists(stale) and not s.exists(layout.silver_file(3, 2024, 7))
     assert resample(lake, full=True).months_deleted == 1
     assert not s.exists(stale)
@@ -339,9 +341,9 @@ def test_full_read_in_parts_gives_the_same_bars(lake: Lake, budget: int) -> None
     for alignment in (BarAlignment.CALENDAR, BarAlignment.ROWS):
         opts = {"intervals": (3, 5), "alignment": alignment}
         ctx = lake.context(now=AFTER_0712)
-        whole = plan_resample(ctx, ResampleOptions(full=True, dry_run=True, **opts))  # type: ignore[arg-type]
+        whole = plan_resample(ctx, ResampleOptions(full=True, **opts))  # type: ignore[arg-type]
         parted_ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": budget})
-        parted = plan_resample(parted_ctx, ResampleOptions(full=True, dry_run=True, **opts))  # type: ignore[arg-type]
+        parted = plan_resample(parted_ctx, ResampleOptions(full=True, **opts))  # type: ignore[arg-type]
         assert (parted.symbols, parted.input_rows, parted.files_read) == (
             whole.symbols,
             whole.input_rows,
@@ -383,7 +385,7 @@ def test_a_symbol_in_two_directories_is_refused_across_parts(lake: Lake) -> None
     )
     ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": 1})
     with pytest.raises(StorageError, match="AAA has rows in 2"):
-        plan_resample(ctx, ResampleOptions(full=True, dry_run=True, intervals=(3,)))
+        plan_resample(ctx, ResampleOptions(full=True, intervals=(3,)))
 
 
 def test_a_directory_holding_another_name_keeps_symbol_order_across_parts(lake: Lake) -> None:
@@ -400,7 +402,7 @@ def test_a_directory_holding_another_name_keeps_symbol_order_across_parts(lake: 
     plans = {}
     for budget in (1, 1_000_000):
         ctx = lake.context(now=AFTER_0712, resample={"full_read_rows": budget})
-        plans[budget] = plan_resample(ctx, ResampleOptions(full=True, dry_run=True, intervals=(3,)))
+        plans[budget] = plan_resample(ctx, ResampleOptions(full=True, intervals=(3,)))
     (one,), (parted,) = plans[1_000_000].intervals, plans[1].intervals
     label = one.months_to_write[0]
     rows = parted.month_rows(label).cast(SILVER_SCHEMA)

@@ -140,7 +140,7 @@ def _resample(lake: Lake, world: World) -> None:
 
 def _assert_equals_full(lake: Lake, world: World) -> None:
     ctx = lake.context(now=world.now())
-    plan = plan_resample(ctx, ResampleOptions(intervals=INTERVALS, full=True, dry_run=True))
+    plan = plan_resample(ctx, ResampleOptions(intervals=INTERVALS, full=True))
     for iplan in plan.intervals:
         assert bars_by_key(read_silver(lake.storage, iplan.interval)) == bars_by_key(iplan.table)
 
@@ -236,7 +236,7 @@ def test_daily_incremental_tail_equals_full(
             assert all(p.replace_from is not None for p in plan.intervals), plan.to_dict()
         runs += 1
         assert run_resample(ctx, plan).ok
-        full = plan_resample(ctx, replace(options, full=True, dry_run=True))
+        full = plan_resample(ctx, replace(options, full=True))
         for iplan in full.intervals:
             silver = bars_by_key(read_silver(sub.storage, iplan.interval))
             assert silver == bars_by_key(iplan.table)

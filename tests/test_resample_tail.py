@@ -27,7 +27,7 @@ def _run(lake: Lake, day: date) -> ResamplePlan:
     ctx = lake.context(now=_now(day))
     plan = plan_resample(ctx, ResampleOptions(intervals=INTERVALS))
     assert run_resample(ctx, plan).ok
-    full = plan_resample(ctx, ResampleOptions(intervals=INTERVALS, full=True, dry_run=True))
+    full = plan_resample(ctx, ResampleOptions(intervals=INTERVALS, full=True))
     for iplan in full.intervals:
         assert bars_by_key(read_silver(lake.storage, iplan.interval)) == bars_by_key(iplan.table)
     return plan

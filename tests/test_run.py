@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from condvest.errors import LockHeldError
-from condvest.jobs.fetch.plan import FetchOptions, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
 from condvest.jobs.run import RunOptions, plan_run, run_run
 from condvest.jobs.status.job import check_failed, run_status
 from condvest.state.lock import StageLock

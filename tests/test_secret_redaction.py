@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from condvest.errors import ConfigError
-from condvest.settings import load_settings, looks_secret
+from condvest.settings import load_settings
+from condvest.settings_secrets import looks_secret
 
 KEY = "Zx9kq2LmN8pQr4StUv6W"
 

@@ -15,7 +15,7 @@ import pytest
 
 from condvest.core import layout
 from condvest.jobs.bronze import read_file
-from condvest.jobs.fetch.plan import FetchOptions, FetchResult, plan_fetch, run_fetch
+from condvest.jobs.fetch import FetchOptions, FetchResult, plan_fetch, run_fetch
 from condvest.jobs.status.job import run_status
 from condvest.state.fetchlog import landed_sessions, read_session, read_watermark
 from conftest import Lake, at, make_local_lake, polygon_overrides

@@ -375,7 +375,7 @@ def test_a_failed_runs_record_says_what_failed() -> None:
     """The run record's error (what status shows) names what failed, not just "failed"."""
     from condvest.jobs.base import Failure
     from condvest.jobs.consolidate.job import ConsolidateResult
-    from condvest.jobs.fetch.plan import FetchResult
+    from condvest.jobs.fetch import FetchResult
     from condvest.jobs.resample.job import ResampleResult
 
     base = {"run_id": "r", "dry_run": False, "ok": False, "duration_s": 1.0}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import date, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from hypothesis import strategies as st
 import cli_proc
 from condvest.core import layout
 from condvest.errors import UsageError
+from condvest.jobs.base import run_job
 from condvest.jobs.consolidate.job import ConsolidateOptions, plan_consolidate, run_consolidate
-from condvest.jobs.vacuum.job import VacuumOptions, VacuumResult, plan_vacuum, run_vacuum
+from condvest.jobs.vacuum.job import VACUUM, VacuumOptions, VacuumResult, plan_vacuum, run_vacuum
 from condvest.settings import ConsolidateMode
 from conftest import Lake, at, make_local_lake
 from consolidate_helpers import T0, all_rows, date_files, history, land
@@ -28,7 +30,11 @@ NEW = date(2026, 2, 27)
 
 
 def vacuum(lake: Lake, **options: Any) -> VacuumResult:
+    """A vacuum through the runner; a dry run's preview with the result's attributes."""
     ctx = lake.context(now=options.pop("now", NOW))
+    if options.pop("dry_run", False):
+        dry = run_job(ctx, VACUUM, VacuumOptions(**options), dry_run=True)
+        return SimpleNamespace(**dry.to_dict())  # type: ignore[return-value]
     return run_vacuum(ctx, plan_vacuum(ctx, VacuumOptions(**options)))
 
 

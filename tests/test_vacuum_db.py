@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from condvest.errors import UsageError
-from condvest.jobs.vacuum.job import VacuumOptions, plan_vacuum, run_vacuum
+from condvest.jobs.base import run_job
+from condvest.jobs.vacuum.job import VACUUM, VacuumOptions, plan_vacuum, run_vacuum
 from condvest.sinks import open_sink
 from conftest import Lake
 from pg_helpers import bronze
@@ -24,8 +25,8 @@ def test_db_retention_dry_run_then_delete(local_lake: Lake, pg_schema: tuple[str
     old = [date(2025, 12, 1), date(2025, 12, 2)]
     recent = [date(2026, 2, 27), date(2026, 3, 2)]
     sink.upsert_rows(bronze(["AAA", "BBB"], old + recent))
-    dry = run_vacuum(ctx, plan_vacuum(ctx, VacuumOptions(db_retention_days=30, dry_run=True)))
-    assert dry.ok and dry.db_rows_deleted == 4 and dry.db_retention_days == 30
+    dry = run_job(ctx, VACUUM, VacuumOptions(db_retention_days=30), dry_run=True).to_dict()
+    assert dry["ok"] and dry["db_rows_deleted"] == 4 and dry["db_retention_days"] == 30
     assert sink.freshness().rows == 8
     real = run_vacuum(ctx, plan_vacuum(ctx, VacuumOptions(db_retention_days=30)))
     assert real.ok and real.db_rows_deleted == 4

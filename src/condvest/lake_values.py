@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, TypeVar
 
 from condvest.core.calendar import parse_date
 from condvest.core.layout import parse_symbols
@@ -19,33 +18,6 @@ from condvest.settings import SECTIONS
 
 P = TypeVar("P")
 E = TypeVar("E", bound=StrEnum)
-
-
-@dataclass(frozen=True)
-class DryRun(Generic[P]):
-    """What a stage called with ``dry_run=True`` returns: nothing was changed.
-
-    ``plan`` is the plan object the real call would execute; :meth:`to_dict` is what
-    ``condvest <command> --dry-run --output json`` prints for it."""
-
-    stage: str
-    plan: P
-    preview: dict[str, Any]
-    dry_run: Literal[True] = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """The plan as plain data (JSON-ready), the same object the CLI prints."""
-        return dict(self.preview)
-
-    @property
-    def ok(self) -> bool:
-        """A plan that could be made is fine (``--dry-run`` exits 0)."""
-        return bool(self.preview.get("ok", True))
-
-    @property
-    def exit_code(self) -> int:
-        """The CLI's exit code for this dry run."""
-        return 0 if self.ok else 1
 
 
 def settings_overrides(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,5 +1,5 @@
 """Metrics (docs/metrics.md): CloudWatch Embedded Metric Format (EMF) documents on stderr, one
-JSON object per line, at the end of every stage run (jobs.base.run_stage) and of every
+JSON object per line, at the end of every stage run (jobs.base.run_job) and of every
 ``status``; and the same health figures as Prometheus/OpenMetrics text for
 ``status --output openmetrics`` (node_exporter's textfile collector).
 

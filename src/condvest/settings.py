@@ -7,9 +7,7 @@ Precedence: CLI flag > environment > TOML file > defaults. Environment names are
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
@@ -19,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from condvest.errors import ConfigError
-from condvest.logging import redact
+from condvest.settings_legacy import LEGACY_BUCKET_ENV, LEGACY_ENV, legacy_bucket_uri
+from condvest.settings_secrets import format_validation_error, warn_if_exposed
 
 ENV_PREFIX = "CONDVEST_"
 DEFAULT_CONFIG_FILE = "condvest.toml"
@@ -315,36 +314,6 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
-def _legacy_bucket_uri(env: Mapping[str, str]) -> str | None:
-    bucket = env.get("S3_BUCKET") or env.get("S3_BUCKET_NAME") or env.get("S3_DATALAKE_BUCKET")
-    if not bucket:
-        return None
-    prefix = env.get("S3_PREFIX", "").strip("/")
-    # The original jobs set S3_PREFIX to the bronze table ("bronze/raw_ohlcv"), not the lake root.
-    for suffix in ("bronze/raw_ohlcv", "bronze"):
-        if prefix == suffix:
-            prefix = ""
-        elif prefix.endswith("/" + suffix):
-            prefix = prefix[: -len(suffix) - 1]
-    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-
-
-# Original system's environment names -> (section, key). Applied below CONDVEST_ names.
-LEGACY_ENV: dict[str, tuple[str, str]] = {
-    "AWS_REGION": ("s3", "region"),
-    "MODE": ("consolidate", "mode"),
-    "MAX_WORKERS": ("consolidate", "workers"),
-    "RETENTION_DAYS": ("consolidate", "retention_days"),
-    "SKIP_CLEANUP": ("consolidate", "skip_cleanup"),
-    "RESAMPLING_INTERVALS": ("resample", "intervals"),
-    "FORCE_FULL_RESAMPLE": ("resample", "force_full"),
-    "POLYGON_API_KEY": ("polygon", "api_key"),
-    "MASSIVE_API_KEY": ("polygon", "api_key"),
-    "POLYGON_API_KEY_SECRET_ARN": ("polygon", "api_key_secret_arn"),
-    "RDS_SECRET_ARN": ("postgres", "secret_arn"),
-}
-LEGACY_BUCKET_ENV = ("S3_BUCKET", "S3_BUCKET_NAME", "S3_DATALAKE_BUCKET", "S3_PREFIX")
-
 # CONDVEST_ variables that are not settings (read elsewhere).
 _NON_SETTING_ENV = {"CONDVEST_CONFIG", "CONDVEST_LAMBDA_COMMAND", "CONDVEST_LAMBDA_MARGIN_S"}
 
@@ -355,7 +324,7 @@ def _env_layer(
     """The environment's settings, and which variable each came from (for error messages)."""
     layer: dict[str, dict[str, Any]] = {}
     names: dict[tuple[str, str], str] = {}
-    uri = _legacy_bucket_uri(env)
+    uri = legacy_bucket_uri(env)
     if uri:
         layer.setdefault("lake", {})["uri"] = uri
         names[("lake", "uri")] = next(n for n in LEGACY_BUCKET_ENV if env.get(n))
@@ -416,70 +385,6 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_SECRET_KEYS = {"api_key", "dsn"}
-_SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|DSN", re.IGNORECASE)
-_SECRET_PREFIX = re.compile(r"^(pk|sk|rk)[-_]", re.IGNORECASE)
-
-
-def _from_secret_source(source: str | None) -> bool:
-    """An environment variable whose name says it holds a secret (…_API_KEY, …_PASSWORD)."""
-    if not source or not source.startswith("environment variable "):
-        return False
-    name = source.removeprefix("environment variable ")
-    return bool(_SECRET_NAME.search(name)) and not name.upper().endswith("_ARN")
-
-
-def looks_secret(value: Any) -> bool:
-    """A value shaped like a key or a password: a long token of letters and digits without
-    spaces, a vendor key prefix (``pk-``), or a DSN carrying a password. Such values are never
-    echoed in an error, whichever setting they were put in."""
-    if not isinstance(value, str):
-        return False
-    text = value.strip()
-    if _SECRET_PREFIX.match(text) or redact(text) != text:
-        return True
-    if len(text) < 16 or any(c.isspace() for c in text) or "/" in text or ":" in text:
-        return False
-    return any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
-
-
-def _warn_if_exposed(path: Path, toml: Mapping[str, Any]) -> None:
-    """A config file holding a secret must not be readable or writable by others."""
-    holds = any(
-        isinstance(values, Mapping) and any(values.get(k) for k in _SECRET_KEYS)
-        for values in toml.values()
-    )
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return
-    if holds and mode & 0o077:
-        logging.getLogger("condvest.settings").warning(
-            "config file %s holds a secret and is readable or writable by others (mode %o); "
-            "chmod 600 it",
-            path,
-            mode & 0o777,
-        )
-
-
-def _format_validation_error(exc: ValidationError, origin: Mapping[tuple[str, str], str]) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"])
-        where = ".".join(loc)
-        source = origin.get((loc[0], loc[1])) if len(loc) >= 2 else None
-        value = err.get("input")
-        secret = len(loc) >= 2 and (loc[1] in _SECRET_KEYS or _from_secret_source(source))
-        shown = "***" if secret or looks_secret(value) else redact(repr(value))
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown setting {where}" + (f" in {source}" if source else ""))
-        else:
-            # pydantic prefixes our validators' messages with "Value error, ": noise for users.
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where} = {shown}: {msg}" + (f" (from {source})" if source else ""))
-    return "; ".join(parts)
-
-
 def load_settings(
     *,
     config_path: str | Path | None = None,
@@ -503,7 +408,7 @@ def load_settings(
         path = Path(DEFAULT_CONFIG_FILE)
     if path is not None:
         toml = read_toml(path)
-        _warn_if_exposed(path, toml)
+        warn_if_exposed(path, toml)
         for section, values in toml.items():
             if section not in SECTIONS:
                 raise ConfigError(
@@ -532,7 +437,7 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from None
+        raise ConfigError(format_validation_error(exc, origin)) from None
 
 
 def public_dict(settings: Settings) -> dict[str, Any]:
@@ -572,7 +477,7 @@ def example_toml() -> str:
             env = f"CONDVEST_{section.upper()}__{key.upper()}"
             aliases = [n for n, target in LEGACY_ENV.items() if target == (section, key)]
             if section == "lake" and key == "uri":
-                aliases = ["S3_BUCKET", "S3_BUCKET_NAME", "S3_DATALAKE_BUCKET", "S3_PREFIX"]
+                aliases = list(LEGACY_BUCKET_ENV)
             lines.append(f"# env: {env}" + (f" (also {', '.join(aliases)})" if aliases else ""))
             if default is None:
                 lines.append(f"# {key} =")

@@ -5,9 +5,9 @@ stages, options and checks as the CLI Batch and cron run), returns the result's 
 RAISES when the CLI would exit non-zero, so Lambda, its metrics and alarms see a failure (the
 original fetcher returned ``statusCode: 500`` inside a successful invocation).
 
-Time limit: the handler sets :data:`condvest.jobs.base.DEADLINE` to the invocation's deadline minus
-a safety margin (``CONDVEST_LAMBDA_MARGIN_S``, default 30 s). Jobs stop cleanly between units of
-work and report ``partial: true``; the handler then answers ``"continue": true`` with
+Time limit: the handler sets :data:`condvest.jobs.context.DEADLINE` to the invocation's deadline
+minus a safety margin (``CONDVEST_LAMBDA_MARGIN_S``, default 30 s). Jobs stop cleanly between units
+of work and report ``partial: true``; the handler then answers ``"continue": true`` with
 ``next_event``, the event to invoke again with (state is in the lake, so the next run resumes).
 """
 
@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from condvest.aws.events import EventError, Invocation, parse_event
 from condvest.errors import CondvestError, ConfigError
-from condvest.jobs.base import DEADLINE
+from condvest.jobs.context import DEADLINE
 from condvest.lake import check_failed, open_lake
 from condvest.logging import configure as configure_logging
 from condvest.logging import redact

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from typer._click import exceptions as click_exc  # typer 0.29 vendors click
 
-from condvest import __version__
 from condvest.cli.common import CliState
 from condvest.cli.global_options import (
     CONFIG_HELP,
@@ -26,6 +25,7 @@ from condvest.cli.output import OutputFormat
 from condvest.errors import CondvestError
 from condvest.logging import configure as configure_logging
 from condvest.logging import redact
+from condvest.version import __version__
 
 app = typer.Typer(
     name="condvest",

@@ -87,6 +87,20 @@ DIVIDEND_SCHEMA = pa.schema(
     ]
 )
 
+# Splits (bronze/corporate_actions/splits/date=<execution date>.parquet): the full set seen for
+# that date (docs/lake-layout.md, docs/corporate-actions.md).
+SPLITS_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("execution_date", pa.date32(), nullable=False),
+        pa.field("split_from", pa.float64(), nullable=False),
+        pa.field("split_to", pa.float64(), nullable=False),
+        pa.field("ratio", pa.float64(), nullable=False),
+        pa.field("fetched_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _LEGACY_DROP = ("interval", "__index_level_0__", "timestamp", "timestamp_1")
 LEGACY_SOURCE = "legacy"

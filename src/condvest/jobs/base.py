@@ -1,115 +1,44 @@
-"""What every job shares: the context it runs in, its result record, and the stage wrapper
-(lock + run record) around a real run. Jobs follow one shape (docs/design.md §15):
-``plan_<verb>(ctx, options) -> <Verb>Plan`` and ``run_<verb>(ctx, plan) -> <Verb>Result``;
-``--dry-run`` renders the plan and executes nothing."""
+"""What every job shares: the context it runs in, its result record, and the one runner.
+
+Every stage is a :class:`Job` (docs/design.md, "Jobs: one protocol, one runner"):
+``plan(ctx, options) -> Plan`` (frozen, with ``to_dict()``; reads only) and
+``execute(ctx, plan) -> Result``. :func:`run_job` alone decides a dry run (plan, render, change
+nothing) against a real run (stage lock, run record in the lake and in PostgreSQL, metrics), and
+whether the lock comes before planning (a stage whose planning is the expensive part)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
-from condvest.core.calendar import TradingCalendar, get_calendar
-from condvest.errors import CondvestError, UsageError
-from condvest.progress import Tracker, close_open_trackers
-from condvest.settings import Settings
-from condvest.sinks import Sink, open_sink
+from condvest.errors import CondvestError, DiskFullError, UsageError
+from condvest.jobs.context import JobContext
+from condvest.progress import close_open_trackers
 from condvest.state.lock import StageLock, exclude_other_parts
 from condvest.state.marker import adopt_lake, mark_new_lake, scale_of_settings
 from condvest.state.runs import RunRecord, write_run_record
-from condvest.storage import Storage, open_storage
+
+__all__ = [
+    "DryRun",
+    "Job",
+    "JobContext",
+    "JobResult",
+    "Plan",
+    "clock_skew",
+    "refuse_clock_skew",
+    "run_job",
+    "run_planned",
+    "to_jsonable",
+]
 
 log = logging.getLogger("condvest.jobs")
-
-DEADLINE: ContextVar[float | None] = ContextVar("condvest_deadline", default=None)
-"""A ``time.monotonic()`` value by which jobs should stop cleanly (set by the Lambda handler).
-Jobs check :meth:`JobContext.out_of_time` between units of work (sessions, symbols, intervals)
-and return a result with ``partial=True`` instead of being killed mid-write."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-@dataclass
-class JobContext:
-    """Everything a job needs; tests swap ``clock`` (the one fake seam)."""
-
-    settings: Settings
-    storage: Storage
-    calendar: TradingCalendar
-    run_id: str = field(default_factory=new_run_id)
-    clock: Callable[[], datetime] = utcnow
-    deadline: float | None = None
-    """``time.monotonic()`` value by which a job should stop cleanly (Lambda)."""
-    _sink: Sink | None = field(default=None, init=False, repr=False)
-    _sink_opened: bool = field(default=False, init=False, repr=False)
-
-    def sink(self) -> Sink | None:
-        """The PostgreSQL sink when configured (one per context, connected on first use), or
-        None when PostgreSQL is off — the embedded default."""
-        if not self._sink_opened:
-            self._sink = open_sink(self.settings)
-            self._sink_opened = True
-        return self._sink
-
-    def progress(
-        self, stage: str, total: int | None, unit: str, *, rate_per_s: float | None = None
-    ) -> Tracker:
-        """The progress of a long loop over ``total`` ``unit`` (docs/progress.md): use as a
-        context manager and ``advance()`` per item. ``rate_per_s``: the configured pace of the
-        items (paced requests), for the ETA."""
-        interval = self.settings.log.progress_interval_s
-        return Tracker(stage, total, unit, rate_per_s=rate_per_s, interval_s=interval)
-
-    def close(self) -> None:
-        """Release what the context opened (the database connection); safe to call twice."""
-        if self._sink is not None:
-            self._sink.close()
-        self._sink, self._sink_opened = None, False
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        clock: Callable[[], datetime] = utcnow,
-        run_id: str | None = None,
-    ) -> JobContext:
-        storage = open_storage(settings.lake.uri, settings)
-        calendar = get_calendar(
-            settings.calendar.exchange,
-            settings.calendar.closures_file,
-            settings.calendar.cache_dir,
-        )
-        return cls(settings, storage, calendar, run_id or new_run_id(), clock, DEADLINE.get())
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    def latest_completed_session(self) -> date:
-        return self.calendar.latest_completed_session(
-            self.now(), self.settings.calendar.close_delay_minutes
-        )
-
-    def time_left_s(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-    def out_of_time(self, margin_s: float = 0.0) -> bool:
-        left = self.time_left_s()
-        return left is not None and left <= margin_s
 
 
 def to_jsonable(value: Any) -> Any:
@@ -230,15 +159,133 @@ def refuse_clock_skew(ctx: JobContext) -> None:
         raise UsageError(problem, hint="fix the host clock (NTP); nothing was written")
 
 
+class Plan(Protocol):
+    """What a stage's ``plan`` returns: frozen, and rendered by ``--dry-run`` as ``to_dict()``."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Opt = TypeVar("Opt")
+P = TypeVar("P", bound=Plan)
+P_co = TypeVar("P_co", covariant=True)
+
+
+@dataclass(frozen=True)
+class DryRun(Generic[P_co]):
+    """What a stage called with ``dry_run=True`` returns: nothing was changed.
+
+    ``plan`` is the plan object the real call would execute; :meth:`to_dict` is what
+    ``condvest <command> --dry-run --output json`` prints for it."""
+
+    stage: str
+    plan: P_co
+    preview: dict[str, Any]
+    dry_run: Literal[True] = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain data (JSON-ready), the same object the CLI prints."""
+        return dict(self.preview)
+
+    @property
+    def ok(self) -> bool:
+        """A plan that could be made is fine (``--dry-run`` exits 0)."""
+        return bool(self.preview.get("ok", True))
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this dry run."""
+        return 0 if self.ok else 1
+
+
+@dataclass(frozen=True)
+class Job(Generic[Opt, P, R]):
+    """A stage as the runner sees it: how to plan it, how to execute a plan, and how it runs."""
+
+    stage: str
+    """The lock's and the run record's name."""
+    plan: Callable[[JobContext, Opt], P]
+    """Reads the lake and decides the work; writes nothing."""
+    execute: Callable[[JobContext, P], R]
+    """Does the planned work (under the lock, when ``locked``)."""
+    locked: bool = True
+    """False: a read-only stage (status) — no lock, no run record."""
+    lock_first: bool = False
+    """Planning is the expensive part (resample computes every bar): the lock is taken and the
+    run recorded before planning, so a second run is refused before doing that work twice."""
+    check: Callable[[JobContext, Opt], None] | None = None
+    """``lock_first`` only: the refusals that must come before anything is written."""
+    scope: Callable[[P], str | None] | None = None
+    """The part of the stage a plan covers (a consolidate shard: its own lock and records)."""
+    parts: bool = False
+    """The stage runs in parts: a whole run and a part run exclude each other."""
+    preview: Callable[[JobContext, P], dict[str, Any]] | None = None
+    """What ``--dry-run`` prints (default: ``{"dry_run": True, **plan.to_dict()}``)."""
+    make_room: Callable[[JobContext, P, DiskFullError], None] | None = None
+    """The lock cannot be written on a full disk: free what is safe without it (raises when
+    nothing could be), after which the lock is taken again. Vacuum only."""
+
+
+@overload
+def run_job(
+    ctx: JobContext, job: Job[Opt, P, R], options: Opt, *, dry_run: Literal[False] = ...
+) -> R: ...
+@overload
+def run_job(
+    ctx: JobContext, job: Job[Opt, P, R], options: Opt, *, dry_run: Literal[True]
+) -> DryRun[P]: ...
+@overload
+def run_job(
+    ctx: JobContext, job: Job[Opt, P, R], options: Opt, *, dry_run: bool = ...
+) -> R | DryRun[P]: ...
+def run_job(
+    ctx: JobContext, job: Job[Opt, P, R], options: Opt, *, dry_run: bool = False
+) -> R | DryRun[P]:
+    """Run one stage: a dry run plans and renders (no lock, nothing written); a real run plans
+    and executes the plan under the stage lock, recording the run (see :func:`run_planned`)."""
+    if dry_run:
+        plan = job.plan(ctx, options)
+        preview = job.preview(ctx, plan) if job.preview else {"dry_run": True, **plan.to_dict()}
+        return DryRun(job.stage, plan, preview)
+    if not job.locked:
+        return job.execute(ctx, job.plan(ctx, options))
+    if job.lock_first:
+        if job.check is not None:
+            job.check(ctx, options)
+        return run_stage(ctx, job.stage, lambda: job.execute(ctx, job.plan(ctx, options)))
+    return run_planned(ctx, job, job.plan(ctx, options))
+
+
+def run_planned(ctx: JobContext, job: Job[Any, P, R], plan: P) -> R:
+    """Execute a plan made beforehand under the stage lock, recording the run (what
+    :func:`run_job` does after planning; tests and benchmarks call it with a plan in hand)."""
+    if not job.locked:
+        return job.execute(ctx, plan)
+    scope = job.scope(plan) if job.scope is not None else None
+
+    def locked() -> R:
+        return run_stage(
+            ctx, job.stage, lambda: job.execute(ctx, plan), scope=scope, parts=job.parts
+        )
+
+    try:
+        return locked()
+    except DiskFullError as exc:
+        if job.make_room is None:
+            raise
+        job.make_room(ctx, plan, exc)
+        return locked()
+
+
 def run_stage(
     ctx: JobContext,
     stage: str,
-    body: Callable[[StageLock], R],
+    body: Callable[[], R],
     *,
     scope: str | None = None,
     parts: bool = False,
 ) -> R:
-    """Run ``body`` under the stage lock, recording the run (start and outcome) in the lake.
+    """Run ``body`` under the stage lock (held in ``ctx.lock``), recording the run (start and
+    outcome) in the lake. Called by the runner only (:func:`run_job`, :func:`run_planned`).
 
     ``scope`` names a part of the stage that runs on its own (a consolidate shard,
     "shard-3-of-8"): it takes its own lock (``<stage>-<scope>``), so parts run in parallel, and
@@ -255,11 +302,12 @@ def run_stage(
         ttl_s=ctx.settings.lock.ttl_seconds,
     )
     lock.acquire()
+    ctx.lock = lock
     if parts:
         try:
             exclude_other_parts(ctx.storage, stage, scope, ctx.now())
         except BaseException:
-            lock.release()
+            _release(ctx, lock)
             raise
     started = ctx.now()
     clock = time.monotonic()
@@ -267,15 +315,15 @@ def run_stage(
     try:
         write_run_record(ctx.storage, record)
         db_error = _record_in_db(ctx, record)
-        result = body(lock)
+        result = body()
     except CondvestError as exc:
         _finish(ctx, record, "failed", {}, str(exc), elapsed_s=time.monotonic() - clock)
-        lock.release()
+        _release(ctx, lock)
         raise
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
         _finish(ctx, record, "failed", {}, message, elapsed_s=time.monotonic() - clock)
-        lock.release()
+        _release(ctx, lock)
         raise
     if db_error is not None:
         # A configured database that cannot be written fails the run (exit 1), even one that
@@ -301,8 +349,13 @@ def run_stage(
         _adopt(ctx)
     if db_error is not None and result.database_error is None:
         result = dataclasses.replace(result, ok=False, database_error=db_error)
-    lock.release()
+    _release(ctx, lock)
     return result
+
+
+def _release(ctx: JobContext, lock: StageLock) -> None:
+    ctx.lock = None
+    lock.release()
 
 
 def _adopt(ctx: JobContext) -> None:

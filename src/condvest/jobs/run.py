@@ -7,12 +7,16 @@ still takes its own stage lock and writes its own run record, exactly as when ru
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from condvest.errors import CondvestError
-from condvest.jobs.base import Failure, JobContext, JobResult, run_stage
+from condvest.jobs.base import Failure, Job, JobResult, run_job, run_planned
+from condvest.jobs.consolidate import CONSOLIDATE, ConsolidateOptions
+from condvest.jobs.context import JobContext
+from condvest.jobs.fetch import FETCH, FetchOptions
+from condvest.jobs.resample import RESAMPLE, ResampleOptions
+from condvest.jobs.vacuum import VACUUM, VacuumOptions
 
 STAGE = "run"
 _STAGES = ("fetch", "consolidate", "resample", "vacuum")
@@ -29,6 +33,9 @@ class RunPlan:
     stages: tuple[str, ...]
     """The stages to run, in order. Each stage is planned when its turn comes, after the
     previous one ran (planning them all up front would be wrong and would double the work)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stages": list(self.stages)}
 
 
 @dataclass(frozen=True)
@@ -53,26 +60,13 @@ class RunResult(JobResult):
         return (Failure("", self.error),) if self.error else ()
 
 
-def _stage_jobs(ctx: JobContext) -> dict[str, tuple[Callable[[], Any], Callable[[Any], JobResult]]]:
-    from condvest.jobs.consolidate import ConsolidateOptions, plan_consolidate, run_consolidate
-    from condvest.jobs.fetch import FetchOptions, plan_fetch, run_fetch
-    from condvest.jobs.resample import ResampleOptions, plan_resample, run_resample
-    from condvest.jobs.vacuum import VacuumOptions, plan_vacuum, run_vacuum
-
+def _stage_jobs() -> dict[str, tuple[Job[Any, Any, Any], Any]]:
+    """Each stage's job and the options ``run`` gives it (the settings' defaults)."""
     return {
-        "fetch": (lambda: plan_fetch(ctx, FetchOptions()), lambda p: run_fetch(ctx, p)),
-        "consolidate": (
-            lambda: plan_consolidate(ctx, ConsolidateOptions()),
-            lambda p: run_consolidate(ctx, p),
-        ),
-        "resample": (
-            lambda: plan_resample(ctx, ResampleOptions()),
-            lambda p: run_resample(ctx, p),
-        ),
-        "vacuum": (
-            lambda: plan_vacuum(ctx, VacuumOptions()),
-            lambda p: run_vacuum(ctx, p),
-        ),
+        "fetch": (FETCH, FetchOptions()),
+        "consolidate": (CONSOLIDATE, ConsolidateOptions()),
+        "resample": (RESAMPLE, ResampleOptions()),
+        "vacuum": (VACUUM, VacuumOptions()),
     }
 
 
@@ -84,41 +78,36 @@ def plan_run(ctx: JobContext, options: RunOptions) -> RunPlan:
 def preview_run(ctx: JobContext, plan: RunPlan) -> dict[str, Any]:
     """--dry-run: each stage's plan on the lake as it is now (later stages will also see what
     the earlier ones land, so the preview under-counts their work)."""
-    jobs = _stage_jobs(ctx)
-    previews: dict[str, Any] = {}
-    for stage in plan.stages:
-        stage_plan = jobs[stage][0]()
-        previews[stage] = (
-            stage_plan.to_dict() if hasattr(stage_plan, "to_dict") else _plain(stage_plan)
-        )
-    return previews
+    jobs = _stage_jobs()
+    return {
+        stage: run_job(ctx, jobs[stage][0], jobs[stage][1], dry_run=True).plan.to_dict()
+        for stage in plan.stages
+    }
 
 
-def _plain(plan: Any) -> Any:
-    from condvest.jobs.base import to_jsonable
-
-    return to_jsonable(plan)
+def _preview(ctx: JobContext, plan: RunPlan) -> dict[str, Any]:
+    return {"dry_run": True, "stages": list(plan.stages), "plans": preview_run(ctx, plan)}
 
 
 def run_run(ctx: JobContext, plan: RunPlan) -> RunResult:
     """Execute the stages in order under the ``run`` lock; stop at the first failure."""
-    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
+    return run_planned(ctx, RUN, plan)
 
 
 def _execute(ctx: JobContext, plan: RunPlan) -> RunResult:
     started = time.monotonic()
-    jobs = _stage_jobs(ctx)
+    jobs = _stage_jobs()
     results: dict[str, Any] = {}
     ran: list[str] = []
     failed: str | None = None
     partial = False
     error: str | None = None
     for stage in plan.stages:
-        make_plan, execute = jobs[stage]
+        job, options = jobs[stage]
         ran.append(stage)
         try:
             # Planned afresh: each stage sees what the previous one landed.
-            result = execute(make_plan())
+            result = run_job(ctx, job, options)
         except CondvestError as exc:
             failed, error = stage, f"{stage}: {exc}"
             results[stage] = {"ok": False, "error": str(exc)}
@@ -154,3 +143,7 @@ def _execute(ctx: JobContext, plan: RunPlan) -> RunResult:
         stages=lines,
         results=results,
     )
+
+
+RUN: Job[RunOptions, RunPlan, RunResult] = Job(STAGE, plan_run, _execute, preview=_preview)
+"""``condvest run``: its own ``run`` lock around the stages, each under its own lock."""

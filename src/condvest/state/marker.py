@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from condvest import __version__
 from condvest.core import layout
 from condvest.core.factors import PriceScale
 from condvest.errors import ConfigError, CorruptFileError, NotFoundError
 from condvest.storage.base import Storage, json_bytes
+from condvest.version import __version__
 
 log = logging.getLogger("condvest.lake")
 

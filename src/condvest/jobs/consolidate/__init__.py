@@ -5,6 +5,7 @@ This module is the package's public face: what the rest of condvest uses of it."
 from __future__ import annotations
 
 from condvest.jobs.consolidate.job import (
+    CONSOLIDATE,
     ConsolidateOptions,
     ConsolidatePlan,
     ConsolidateResult,
@@ -13,6 +14,7 @@ from condvest.jobs.consolidate.job import (
 )
 
 __all__ = [
+    "CONSOLIDATE",
     "ConsolidateOptions",
     "ConsolidatePlan",
     "ConsolidateResult",

@@ -32,7 +32,7 @@ from condvest.core.retention import (
 from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import CondvestError, StorageError, UsageError
 from condvest.faults import kill_point
-from condvest.jobs.base import JobContext, run_stage
+from condvest.jobs.base import Job, run_planned
 from condvest.jobs.bronze import list_bronze, read_file
 from condvest.jobs.compaction import merge_into_data_file
 from condvest.jobs.consolidate.plan import (
@@ -41,6 +41,7 @@ from condvest.jobs.consolidate.plan import (
     ConsolidateResult,
     SymbolPlan,
 )
+from condvest.jobs.context import JobContext
 from condvest.jobs.selection import (
     candidates,
     date_files,
@@ -169,7 +170,6 @@ def plan_consolidate(ctx: JobContext, options: ConsolidateOptions) -> Consolidat
         retention_days=retention,
         cleanup_before=cleanup_before,
         skip_cleanup=skip_cleanup,
-        dry_run=options.dry_run,
         symbols=tuple(plans),
         journals=journals,
     )
@@ -204,11 +204,19 @@ class _Merged:
 
 
 def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
-    """Execute ``plan`` (a dry-run plan is only rendered). Exit code 1 when any symbol failed."""
-    if plan.dry_run:
-        return _dry_result(ctx, plan)
-    scope = None if plan.shard is None else f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
-    return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan), scope=scope, parts=True)
+    """Execute ``plan`` under the stage lock, recording the run. Exit code 1 when any symbol
+    failed."""
+    return run_planned(ctx, CONSOLIDATE, plan)
+
+
+def _scope(plan: ConsolidatePlan) -> str | None:
+    """A shard runs on its own: its own lock and run records."""
+    return None if plan.shard is None else f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+
+
+def _preview(ctx: JobContext, plan: ConsolidatePlan) -> dict[str, Any]:
+    """``--dry-run``: the result the run would report, with one row per symbol."""
+    return _dry_result(ctx, plan).to_dict()
 
 
 def _advance_bytes(size: Tracker, symbol: SymbolPlan) -> Callable[[Future[Any]], None]:
@@ -475,3 +483,9 @@ def _dry_result(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             {k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items()} for r in rows
         ],
     )
+
+
+CONSOLIDATE: Job[ConsolidateOptions, ConsolidatePlan, ConsolidateResult] = Job(
+    STAGE, plan_consolidate, _execute, scope=_scope, parts=True, preview=_preview
+)
+"""``condvest consolidate``: a shard takes its own lock, and excludes a whole run."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from condvest.jobs.base import Failure, JobResult
+from condvest.jobs.base import Failure, JobResult, to_jsonable
 from condvest.jobs.selection import (
     DateFile,
 )
@@ -26,7 +26,6 @@ class ConsolidateOptions:
     """(K, N) from --shard K/N; None = K from AWS_BATCH_JOB_ARRAY_INDEX when a count is given."""
     shards: int | None = None
     """--shards N (None: consolidate.shards); with no array index the run is unsharded."""
-    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,12 @@ class ConsolidatePlan:
     retention_days: int
     cleanup_before: date
     skip_cleanup: bool
-    dry_run: bool
     symbols: tuple[SymbolPlan, ...]
     journals: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Cleanup journals of earlier runs (key, symbols): removed once those symbols are clean."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_jsonable(self))
 
     def needs_cleanup(self, symbol: SymbolPlan) -> bool:
         return not self.skip_cleanup and any(f.day < self.cleanup_before for f in symbol.files)

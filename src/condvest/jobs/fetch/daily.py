@@ -21,22 +21,24 @@ import pyarrow as pa
 
 from condvest.core.validate import validate_rows
 from condvest.errors import AuthError, CondvestError, DatabaseError, SourceError
-from condvest.jobs.base import JobContext
 from condvest.jobs.bronze import symbol_dirs
+from condvest.jobs.context import JobContext
+from condvest.jobs.fetch.backfill import finish_watermark
+from condvest.jobs.fetch.dbsync import sync_if_behind
 from condvest.jobs.fetch.dividends import Landed, daily_dividends
+from condvest.jobs.fetch.history import land_histories, restate_symbols
 from condvest.jobs.fetch.landing import (
     restrict,
     write_date_files,
     write_quarantine,
     write_splits,
 )
-from condvest.jobs.fetch.plan import (
+from condvest.jobs.fetch.model import (
     STAGE,
     STOP_MARGIN_S,
-    FetchPlan,
+    DailyPlan,
     FetchResult,
     fetched_at_iso,
-    finish_watermark,
     paced_per_s,
     row_bounds,
 )
@@ -99,8 +101,6 @@ def sink_upsert_session(sink: Sink | None, session: date, rows: pa.Table, run_id
 def _heal_database(ctx: JobContext, sink: Sink, t: _Tally) -> None:
     """Before landing anything, bring the database up to the lake's watermark (a previous run's
     database write may have failed while its lake write stood)."""
-    from condvest.jobs.fetch.dbsync import sync_if_behind
-
     try:
         healed = sync_if_behind(ctx, sink)
     except DatabaseError as exc:
@@ -194,7 +194,7 @@ def _check_size(
 
 
 def _land(
-    ctx: JobContext, plan: FetchPlan, source: Source, session: date, sink: Sink | None, t: _Tally
+    ctx: JobContext, plan: DailyPlan, source: Source, session: date, sink: Sink | None, t: _Tally
 ) -> None:
     batch = _ask(ctx, source, session, t)
     restricted = plan.symbols is not None
@@ -264,53 +264,18 @@ def _record(ctx: JobContext, t: _Tally, held: dict[date, str]) -> list[date]:
     return done
 
 
-def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
+def run_daily(ctx: JobContext, plan: DailyPlan, source: Source) -> FetchResult:
     t = _Tally()
     dividends = Landed()
     known = symbol_dirs(ctx.storage)
     sink = ctx.sink()
-    partial = False
     if sink is not None:
         _heal_database(ctx, sink, t)
     t.wait_left_s = ctx.settings.fetch.unpublished_wait_s
     if plan.sessions and plan.symbols is None:
         t.recent_rows = _recent_rows(ctx, plan.sessions[0])
-    rate = paced_per_s(ctx, plan.source)  # one grouped-daily request per session
-    progress = ctx.progress(STAGE, len(plan.sessions), "sessions", rate_per_s=rate).start()
     try:
-        in_a_row = 0
-        for i, session in enumerate(plan.sessions):
-            if ctx.out_of_time(STOP_MARGIN_S):
-                partial = True
-                t.messages.append(
-                    f"stopped before the time limit; {len(plan.sessions) - i} session(s) left "
-                    "for the next run"
-                )
-                break
-            try:
-                _land(ctx, plan, source, session, sink, t)
-                in_a_row = 0
-            except AuthError:
-                raise
-            except CondvestError as exc:
-                # Sessions are independent: one bad answer does not block the later ones (the
-                # watermark stays at the contiguous frontier, so this one is asked again).
-                t.failed[session.isoformat()] = str(exc)
-                t.reasons[session] = str(exc)
-                t.messages.append(f"{session} failed: {exc}")
-                # on stderr too: with --output json (or -q) an exit 1 must not come without a word
-                log.error("%s failed: %s", session, exc)
-                in_a_row += 1
-                left = len(plan.sessions) - i - 1
-                if in_a_row >= _MAX_CONSECUTIVE_FAILURES and left:
-                    t.messages.append(
-                        f"{in_a_row} sessions failed in a row: the source looks down; "
-                        f"{left} later session(s) left for the next run"
-                    )
-                    break
-            finally:
-                progress.advance()
-        progress.close()
+        partial = _land_sessions(ctx, plan, source, sink, t)
         splits, restated, held = _splits_and_restatement(ctx, plan, source, t, known)
         dividends, held_back = daily_dividends(
             ctx, source, t.landed, plan.symbols, sink, t.failed, t.messages
@@ -326,7 +291,6 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
             except CondvestError as exc:  # it only explains; the sessions' own errors matter
                 log.warning("could not keep why sessions failed: %s", exc)
     finally:
-        progress.close()
         ctx.close()
     new = sorted(t.symbols - known) if known else []
     _report_new_symbols(ctx, plan, source, new, t)
@@ -368,7 +332,50 @@ def run_daily(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
     )
 
 
-def _missing_symbols(plan: FetchPlan, source: Source, t: _Tally) -> list[str]:
+def _land_sessions(
+    ctx: JobContext, plan: DailyPlan, source: Source, sink: Sink | None, t: _Tally
+) -> bool:
+    """Land the plan's sessions in order, into ``t``; True when the time limit stopped it."""
+    rate = paced_per_s(ctx, plan.source)  # one grouped-daily request per session
+    progress = ctx.progress(STAGE, len(plan.sessions), "sessions", rate_per_s=rate).start()
+    in_a_row = 0
+    try:
+        for i, session in enumerate(plan.sessions):
+            if ctx.out_of_time(STOP_MARGIN_S):
+                t.messages.append(
+                    f"stopped before the time limit; {len(plan.sessions) - i} session(s) left "
+                    "for the next run"
+                )
+                return True
+            try:
+                _land(ctx, plan, source, session, sink, t)
+                in_a_row = 0
+            except AuthError:
+                raise
+            except CondvestError as exc:
+                # Sessions are independent: one bad answer does not block the later ones (the
+                # watermark stays at the contiguous frontier, so this one is asked again).
+                t.failed[session.isoformat()] = str(exc)
+                t.reasons[session] = str(exc)
+                t.messages.append(f"{session} failed: {exc}")
+                # on stderr too: with --output json (or -q) an exit 1 must not come without a word
+                log.error("%s failed: %s", session, exc)
+                in_a_row += 1
+                left = len(plan.sessions) - i - 1
+                if in_a_row >= _MAX_CONSECUTIVE_FAILURES and left:
+                    t.messages.append(
+                        f"{in_a_row} sessions failed in a row: the source looks down; "
+                        f"{left} later session(s) left for the next run"
+                    )
+                    break
+            finally:
+                progress.advance()
+    finally:
+        progress.close()
+    return False
+
+
+def _missing_symbols(plan: DailyPlan, source: Source, t: _Tally) -> list[str]:
     """--symbols the source delivered no bar for in any session landed this run, named in the
     result and a warning (a typo, a ticker spelled otherwise — Polygon writes BRK.A — or one
     not trading then); it does not fail the run."""
@@ -388,7 +395,7 @@ def _missing_symbols(plan: FetchPlan, source: Source, t: _Tally) -> list[str]:
 
 
 def _splits_and_restatement(
-    ctx: JobContext, plan: FetchPlan, source: Source, t: _Tally, known: set[str]
+    ctx: JobContext, plan: DailyPlan, source: Source, t: _Tally, known: set[str]
 ) -> tuple[int, list[str], dict[date, str]]:
     """Ask for splits executed in the landed sessions; restate split symbols already in the lake.
 
@@ -397,8 +404,6 @@ def _splits_and_restatement(
     symbol's restatement fails, its execution session is."""
     if not t.landed:
         return 0, [], {}
-    from condvest.jobs.fetch.history import restate_symbols
-
     window = (min(t.landed), max(t.landed))
     try:
         answer = source.splits(*window)
@@ -439,7 +444,7 @@ def _splits_and_restatement(
 
 
 def _report_new_symbols(
-    ctx: JobContext, plan: FetchPlan, source: Source, new: list[str], t: _Tally
+    ctx: JobContext, plan: DailyPlan, source: Source, new: list[str], t: _Tally
 ) -> None:
     if not new or not t.landed:
         return
@@ -452,8 +457,6 @@ def _report_new_symbols(
             f"{','.join(new[:20])}{',…' if len(new) > 20 else ''} costs one request per symbol"
         )
         return
-    from condvest.jobs.fetch.history import land_histories
-
     failures, rows, size, messages, _ = land_histories(ctx, source, new, None, max(t.landed))
     t.failed.update(failures)
     t.bytes += size

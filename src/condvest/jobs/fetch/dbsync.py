@@ -21,14 +21,16 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from condvest.core import layout
 from condvest.errors import CondvestError, UsageError
-from condvest.jobs.base import Failure, JobContext, JobResult
+from condvest.jobs.base import Failure, Job, JobResult
 from condvest.jobs.bronze import list_bronze, read_file
+from condvest.jobs.context import JobContext
 from condvest.sinks import Sink
 from condvest.state.fetchlog import SessionEntry, landed_sessions, read_session, read_watermark
 
@@ -50,6 +52,14 @@ class SymbolWork:
 
 
 @dataclass(frozen=True)
+class DbSyncOptions:
+    """``fetch --sync-db [--start A] [--end B]``: a range re-syncs its landed sessions."""
+
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
 class DbSyncPlan:
     db_watermark: date | None
     landed_after_watermark: tuple[date, ...]
@@ -64,6 +74,15 @@ class DbSyncPlan:
     @property
     def data_files(self) -> int:
         return sum(1 for w in self.work if w.data_dates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "db_watermark": self.db_watermark.isoformat() if self.db_watermark else None,
+            "sessions": [d.isoformat() for d in self.sessions],
+            "symbols": len(self.work),
+            "date_files": self.date_files,
+            "data_files": self.data_files,
+        }
 
 
 @dataclass(frozen=True)
@@ -292,6 +311,25 @@ def run_db_sync(
         errors=errors,
         partial=partial,
     )
+
+
+def _sink(ctx: JobContext) -> Sink:
+    sink = ctx.sink()
+    if sink is None:
+        raise UsageError("--sync-db needs PostgreSQL", hint="set postgres.dsn or RDS_SECRET_ARN")
+    return sink
+
+
+def _plan(ctx: JobContext, options: DbSyncOptions) -> DbSyncPlan:
+    return plan_db_sync(ctx, _sink(ctx), start=options.start, end=options.end)
+
+
+def _execute(ctx: JobContext, plan: DbSyncPlan) -> DbSyncResult:
+    return run_db_sync(ctx, _sink(ctx), plan=plan)
+
+
+DB_SYNC: Job[DbSyncOptions, DbSyncPlan, DbSyncResult] = Job("fetch", _plan, _execute)
+"""``fetch --sync-db``: under the fetch lock (it writes the database watermark fetch writes)."""
 
 
 def sync_if_behind(ctx: JobContext, sink: Sink) -> DbSyncResult | None:

@@ -25,9 +25,16 @@ from condvest.core.actions import latest_dividends
 from condvest.core.calendar import years_before
 from condvest.core.schema import DIVIDEND_SCHEMA
 from condvest.errors import AuthError, CondvestError, CorruptFileError, NotFoundError, UsageError
-from condvest.jobs.base import JobContext
+from condvest.jobs.context import JobContext
 from condvest.jobs.fetch.landing import restrict, write_quarantine, write_splits
-from condvest.jobs.fetch.plan import STAGE, FetchOptions, FetchPlan, FetchResult, estimate_s
+from condvest.jobs.fetch.model import (
+    STAGE,
+    CorporateActionsPlan,
+    FetchOptions,
+    FetchResult,
+    estimate_s,
+    pacing,
+)
 from condvest.sinks import Sink, open_sink
 from condvest.sources.base import Source
 from condvest.sources.dividends import DividendBatch
@@ -188,7 +195,9 @@ def date_windows(start: date, end: date, days: int = WINDOW_DAYS) -> list[tuple[
     return out
 
 
-def plan_corporate_actions(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
+def plan_corporate_actions(
+    ctx: JobContext, opts: FetchOptions, base: dict[str, Any]
+) -> CorporateActionsPlan:
     if opts.day is not None:
         raise UsageError("--corporate-actions takes --start/--end, not --date")
     latest: date = base["latest_completed"]
@@ -199,7 +208,7 @@ def plan_corporate_actions(ctx: JobContext, opts: FetchOptions, base: dict[str, 
     windows = date_windows(start, end)
     dividend_requests = len(opts.symbols) if opts.symbols else len(windows)
     requests = len(windows) + dividend_requests
-    rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
+    rpm = pacing(ctx, base["source"])
     notes = [
         f"{len(windows)} window(s) of up to {WINDOW_DAYS} days: one splits request each (paged)",
         (
@@ -209,13 +218,9 @@ def plan_corporate_actions(ctx: JobContext, opts: FetchOptions, base: dict[str, 
         ),
         "splits are landed, not applied: a split is restated when a daily fetch sees it",
     ]
-    return FetchPlan(
-        mode="corporate_actions",
-        sessions=[],
-        skipped_landed=0,
-        gap=None,
-        history_start=start,
-        history_end=end,
+    return CorporateActionsPlan(
+        start=start,
+        end=end,
         requests=requests,
         estimated_s=estimate_s(requests, rpm),
         force=opts.force,
@@ -258,7 +263,7 @@ def _backfill_splits(
 def _backfill_dividends(
     ctx: JobContext,
     source: Source,
-    plan: FetchPlan,
+    plan: CorporateActionsPlan,
     windows: list[tuple[date, date]],
     t: Landed,
 ) -> dict[str, str]:
@@ -290,11 +295,12 @@ def _backfill_dividends(
     return failures
 
 
-def run_corporate_actions(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
+def run_corporate_actions(
+    ctx: JobContext, plan: CorporateActionsPlan, source: Source
+) -> FetchResult:
     """Backfill splits and dividends over the plan's range, window by window; a failed window
     is named in ``failed`` (exit 1) and the others still land."""
-    assert plan.history_start is not None and plan.history_end is not None
-    windows = date_windows(plan.history_start, plan.history_end)
+    windows = date_windows(plan.start, plan.end)
     t = Landed()
     splits, failures, done = _backfill_splits(ctx, source, windows, t)
     if "time limit" not in failures:

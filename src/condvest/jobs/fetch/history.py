@@ -16,21 +16,21 @@ from condvest.core import layout
 from condvest.core.calendar import years_before
 from condvest.core.validate import rejected_table, validate_rows
 from condvest.errors import AuthError, CondvestError, NotFoundError, UsageError
-from condvest.jobs.base import JobContext
 from condvest.jobs.bronze import list_bronze, read_file
 from condvest.jobs.compaction import merge_into_data_file
+from condvest.jobs.context import JobContext, today_ny
+from condvest.jobs.fetch.dividends import history_dividends
 from condvest.jobs.fetch.landing import write_quarantine
-from condvest.jobs.fetch.metadata import plan_meta, run_meta
-from condvest.jobs.fetch.plan import (
+from condvest.jobs.fetch.model import (
     STAGE,
     STOP_MARGIN_S,
     FetchOptions,
-    FetchPlan,
     FetchResult,
+    HistoryPlan,
     estimate_s,
     paced_per_s,
+    pacing,
     row_bounds,
-    today_ny,
 )
 from condvest.jobs.fetch.split_sanity import check_split, stored_closes
 from condvest.sinks import open_sink
@@ -40,10 +40,8 @@ log = logging.getLogger("condvest.jobs.fetch")
 _CHUNK = 20
 """Symbols requested concurrently between deadline checks."""
 
-__all__ = ["plan_history", "plan_meta", "run_history", "run_meta"]
 
-
-def plan_history(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
+def plan_history(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> HistoryPlan:
     if not opts.symbols:
         raise UsageError("--history needs --symbols", hint="e.g. --history --symbols AAPL,BRK.A")
     if opts.day is not None:
@@ -53,17 +51,12 @@ def plan_history(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> F
     end = min(opts.end or latest, latest)
     if end < start:
         raise UsageError(f"--start {start} is after the end of the history {end}")
-    rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
     requests = 2 * len(opts.symbols)  # a range and a dividends request per symbol
-    return FetchPlan(
-        mode="history",
-        sessions=[],
-        skipped_landed=0,
-        gap=None,
-        history_start=start,
-        history_end=end,
+    return HistoryPlan(
+        start=start,
+        end=end,
         requests=requests,
-        estimated_s=estimate_s(requests, rpm),
+        estimated_s=estimate_s(requests, pacing(ctx, base["source"])),
         force=opts.force,
         notes=["rows merge straight into each symbol's data.parquet (newest fetch wins)"],
         **base,
@@ -175,16 +168,12 @@ def land_histories(
     return failures, rows, size, messages, missing
 
 
-def run_history(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
-    assert plan.symbols and plan.history_start and plan.history_end
+def run_history(ctx: JobContext, plan: HistoryPlan, source: Source) -> FetchResult:
+    assert plan.symbols  # plan_history refuses a history without --symbols
     failures, rows, size, messages, missing = land_histories(
-        ctx, source, plan.symbols, plan.history_start, plan.history_end
+        ctx, source, plan.symbols, plan.start, plan.end
     )
-    from condvest.jobs.fetch.dividends import history_dividends
-
-    dividends, failed = history_dividends(
-        ctx, source, plan.symbols, plan.history_start, plan.history_end
-    )
+    dividends, failed = history_dividends(ctx, source, plan.symbols, plan.start, plan.end)
     failures.update(failed)
     messages.extend(dividends.messages)
     return FetchResult(

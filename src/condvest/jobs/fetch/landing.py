@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from condvest.core import layout
+from condvest.core.schema import SPLITS_SCHEMA
 from condvest.core.validate import QUARANTINE_SCHEMA
 from condvest.sources.base import Split
 from condvest.storage import Storage
@@ -74,19 +75,6 @@ def write_quarantine(storage: Storage, day: date, tag: str, tables: Sequence[pa.
     table = pa.concat_tables([t.cast(QUARANTINE_SCHEMA) for t in parts])
     storage.write_parquet(layout.quarantine_file(day, tag), table)
     return int(table.num_rows)
-
-
-SPLITS_SCHEMA = pa.schema(
-    [
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("execution_date", pa.date32(), nullable=False),
-        pa.field("split_from", pa.float64(), nullable=False),
-        pa.field("split_to", pa.float64(), nullable=False),
-        pa.field("ratio", pa.float64(), nullable=False),
-        pa.field("fetched_at", pa.timestamp("ms", tz="UTC"), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-    ]
-)
 
 
 def write_splits(storage: Storage, splits: Sequence[Split], source: str) -> int:

@@ -16,10 +16,21 @@ import pyarrow as pa
 from condvest.core import layout
 from condvest.core.schema import META_SCHEMA
 from condvest.errors import AuthError, CondvestError, SourceError
-from condvest.jobs.base import JobContext
+from condvest.jobs.context import JobContext, today_ny
+from condvest.jobs.fetch.model import (
+    STAGE,
+    STOP_MARGIN_S,
+    FetchOptions,
+    FetchResult,
+    MetaPlan,
+    estimate_s,
+    paced_per_s,
+    pacing,
+)
+from condvest.progress import format_s
+from condvest.sinks import open_sink
 
 if TYPE_CHECKING:
-    from condvest.jobs.fetch.plan import FetchOptions, FetchPlan, FetchResult
     from condvest.sources.base import Source
 
 _LIST_PAGE = 1000
@@ -93,10 +104,7 @@ def _row(raw: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
     return {name: _typed(name, out.get(name)) for name in META_SCHEMA.names}
 
 
-def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> FetchPlan:
-    from condvest.jobs.fetch.plan import FetchPlan, estimate_s
-    from condvest.progress import format_s
-
+def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> MetaPlan:
     previous = latest_snapshot(ctx)
     cutoff = ctx.now() - timedelta(days=ctx.settings.meta.refresh_days)
     # What run_meta asks details for: the listed symbols (those active in the snapshot stand
@@ -113,7 +121,7 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
     new = sorted(wanted - set(previous)) if wanted else []
     pages = max(1, math.ceil(sum(1 for r in previous.values() if r.get("active")) / _LIST_PAGE))
     requests = pages + len(stale) + len(new)
-    rpm = ctx.settings.polygon.requests_per_minute if base["source"] == "polygon" else 0
+    rpm = pacing(ctx, base["source"])
     notes = []
     if not previous and not wanted:
         per_1000 = format_s(estimate_s(1001, rpm))
@@ -122,13 +130,7 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
             f"costs one details request, ~{per_1000} per 1,000 symbols at the configured rate; "
             "--symbols or meta.types / meta.exchanges narrow it"
         )
-    return FetchPlan(
-        mode="meta",
-        sessions=[],
-        skipped_landed=0,
-        gap=None,
-        history_start=None,
-        history_end=None,
+    return MetaPlan(
         requests=requests,
         estimated_s=estimate_s(requests, rpm),
         force=opts.force,
@@ -143,9 +145,7 @@ def plan_meta(ctx: JobContext, opts: FetchOptions, base: dict[str, Any]) -> Fetc
     )
 
 
-def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
-    from condvest.jobs.fetch.plan import STAGE, STOP_MARGIN_S, FetchResult, paced_per_s, today_ny
-
+def run_meta(ctx: JobContext, plan: MetaPlan, source: Source) -> FetchResult:
     previous = latest_snapshot(ctx)
     listed = {t["ticker"]: t for t in source.tickers() if isinstance(t.get("ticker"), str)}
     active = sum(1 for r in previous.values() if r.get("active"))
@@ -201,8 +201,6 @@ def run_meta(ctx: JobContext, plan: FetchPlan, source: Source) -> FetchResult:
         messages.append(f"{len(delisted)} symbol(s) left the active list and are now inactive")
     for symbol, error in failed.items():
         messages.append(f"details {symbol}: {error}")
-    from condvest.sinks import open_sink
-
     sink = open_sink(ctx.settings)
     if sink is not None:
         try:

@@ -29,7 +29,7 @@ from condvest.core.factors import (
 )
 from condvest.core.schema import BRONZE_COLUMNS, BRONZE_SCHEMA
 from condvest.errors import UsageError
-from condvest.jobs.base import JobContext
+from condvest.jobs.context import JobContext, today_ny
 from condvest.jobs.read.tables import (
     check_columns,
     check_range,
@@ -58,8 +58,6 @@ def check_as_of(ctx: JobContext, value: date | None) -> date | None:
     """``as_of`` must lie between the calendar's first session and today (New York)."""
     if value is None:
         return None
-    from condvest.jobs.fetch import today_ny
-
     if value < ORIGIN:
         raise UsageError(
             f"--as-of {value.isoformat()} is before {ORIGIN.isoformat()}, the first session known"

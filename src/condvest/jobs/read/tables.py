@@ -29,6 +29,7 @@ from condvest.core.schema import (
     BRONZE_SCHEMA,
     META_SCHEMA,
     SILVER_SCHEMA,
+    SPLITS_SCHEMA,
 )
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, UsageError
 from condvest.jobs.base import JobContext
@@ -283,8 +284,6 @@ def _conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
 def read_splits(ctx: JobContext) -> pa.Table:
     """Every split seen (``bronze/corporate_actions/splits``: one file per execution date,
     the full set seen for it), sorted by (execution_date, symbol)."""
-    from condvest.jobs.fetch import SPLITS_SCHEMA
-
     tables = _action_tables(ctx.storage, "splits", SPLITS_SCHEMA)
     if not tables:
         return SPLITS_SCHEMA.with_metadata(None).empty_table()

@@ -138,7 +138,6 @@ def plan_tail(
         for n, checkpoint in checkpoints.items()
     ]
     return ResamplePlan(
-        dry_run=options.dry_run,
         alignment=alignment,
         through=through,
         include_partial=options.include_partial,

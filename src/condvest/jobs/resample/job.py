@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,20 +38,22 @@ from condvest.core import bars
 from condvest.core.bars import BarAlignment
 from condvest.core.memory import release_freed_memory
 from condvest.errors import CondvestError
-from condvest.jobs.base import JobContext, run_stage
+from condvest.jobs.base import Job, run_planned
 from condvest.jobs.bronze import list_bronze
+from condvest.jobs.context import JobContext
 from condvest.jobs.resample import full as resample_full
 from condvest.jobs.resample import tail as resample_tail
 from condvest.jobs.resample.checkpoint import Checkpoint, options_key
 from condvest.jobs.resample.incremental import bar_options_of, month_order, plan_tail, session_days
 from condvest.jobs.resample.plan import IntervalPlan, ResampleOptions, ResamplePlan, ResampleResult
 from condvest.jobs.resample.write import existing_months, write_interval
-from condvest.state.lock import StageLock
+from condvest.progress import Tracker
 from condvest.state.manifest import read_manifest
 from condvest.state.marker import require_lake
 from condvest.storage.base import ObjectInfo
 
 __all__ = [
+    "RESAMPLE",
     "IntervalPlan",
     "ResampleOptions",
     "ResamplePlan",
@@ -97,7 +100,7 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         workers=4 if local else 32,
         threads=settings.threads,
         memory_limit=settings.memory_limit,
-        on_part=progress.advance,
+        on_part=_part_read(ctx, progress),
     )
     progress.close()
     sym_hash = bars.symbol_hashes(got.symbols)
@@ -112,7 +115,6 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         plans = list(pool.map(plan_one, intervals))
     release_freed_memory()  # the parts' combining and hashing temporaries
     return ResamplePlan(
-        dry_run=options.dry_run,
         alignment=alignment,
         through=through,
         include_partial=options.include_partial,
@@ -127,6 +129,17 @@ def plan_resample(ctx: JobContext, options: ResampleOptions) -> ResamplePlan:
         bronze_state=got.state,
         read_parts=got.parts,
     )
+
+
+def _part_read(ctx: JobContext, progress: Tracker) -> Callable[[], None]:
+    """After each part of the full read: progress, and the lock renewed (the plan is made under
+    it: RESAMPLE.lock_first)."""
+
+    def done() -> None:
+        progress.advance()
+        ctx.renew_lock()
+
+    return done
 
 
 def _known_rows(ctx: JobContext) -> dict[str, int]:
@@ -230,13 +243,21 @@ def _full_reason(checkpoint: Checkpoint | str, full: bool, wanted: dict[str, Any
 
 # -- running ------------------------------------------------------------------------------------
 def run_resample(ctx: JobContext, plan: ResamplePlan) -> ResampleResult:
-    """Execute ``plan`` under the stage lock (a dry-run plan executes nothing)."""
-    if plan.dry_run:
-        return _result(ctx, plan, {}, partial=False, started=time.perf_counter())
-    return run_stage(ctx, "resample", lambda lock: _execute(ctx, plan, lock))
+    """Execute a plan made beforehand under the stage lock, recording the run (the runner
+    plans under the lock: :data:`RESAMPLE`)."""
+    return run_planned(ctx, RESAMPLE, plan)
 
 
-def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleResult:
+def _check(ctx: JobContext, options: ResampleOptions) -> None:
+    """Before the lock (whose write would land in it): refuse a location that is not a lake."""
+    require_lake(ctx.storage, "resample")
+
+
+def _preview(ctx: JobContext, plan: ResamplePlan) -> dict[str, Any]:
+    return {"stage": "resample", "dry_run": True, **plan.to_dict()}
+
+
+def _execute(ctx: JobContext, plan: ResamplePlan) -> ResampleResult:
     started = time.perf_counter() - plan.compute_s
     done: dict[int, dict[str, Any]] = {}
     partial = False
@@ -254,7 +275,7 @@ def _execute(ctx: JobContext, plan: ResamplePlan, lock: StageLock) -> ResampleRe
             done[iplan.interval] = {"error": str(exc)}
         progress.advance(len(iplan.months_to_write))
         release_freed_memory()  # the interval's sorted copy and encode buffers
-        lock.renew()
+        ctx.renew_lock()
     progress.close()
     return _result(ctx, plan, done, partial=partial, started=started)
 
@@ -269,9 +290,7 @@ def _result(
 ) -> ResampleResult:
     intervals: dict[str, dict[str, Any]] = {}
     for iplan in plan.intervals:
-        if plan.dry_run:
-            intervals[f"{iplan.interval}d"] = iplan.describe()
-        elif iplan.interval in done:
+        if iplan.interval in done:
             intervals[f"{iplan.interval}d"] = done[iplan.interval]
         else:
             intervals[f"{iplan.interval}d"] = {"mode": "skipped (out of time)"}
@@ -279,7 +298,7 @@ def _result(
     return ResampleResult(
         stage="resample",
         run_id=ctx.run_id,
-        dry_run=plan.dry_run,
+        dry_run=False,
         ok=not failed,
         duration_s=round(time.perf_counter() - started, 3),
         partial=partial,
@@ -295,3 +314,9 @@ def _result(
         failed_intervals=failed,
         intervals=intervals,
     )
+
+
+RESAMPLE: Job[ResampleOptions, ResamplePlan, ResampleResult] = Job(
+    "resample", plan_resample, _execute, lock_first=True, check=_check, preview=_preview
+)
+"""``condvest resample``: planning computes every bar, so the lock comes first."""

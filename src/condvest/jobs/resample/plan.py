@@ -26,7 +26,6 @@ class ResampleOptions:
     full: bool = False
     include_partial: bool = False
     since: date | None = None
-    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,6 @@ def _months_text(labels: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class ResamplePlan:
-    dry_run: bool
     alignment: BarAlignment
     through: date
     include_partial: bool
@@ -126,7 +124,6 @@ class ResamplePlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "stage": "resample",
-            "dry_run": self.dry_run,
             "alignment": self.alignment.value,
             "through": self.through.isoformat(),
             "include_partial": self.include_partial,

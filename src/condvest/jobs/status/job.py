@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from condvest.core import layout
-from condvest.errors import CondvestError, CorruptFileError, UsageError
+from condvest.errors import CondvestError, CorruptFileError
 from condvest.jobs.base import JobContext, JobResult, clock_skew, to_jsonable
 from condvest.jobs.bronze import list_bronze
 from condvest.jobs.fetch import suspicious_problems
@@ -207,31 +207,21 @@ def _quarantine_summary(ctx: JobContext) -> dict[str, Any]:
 
 
 def _database_summary(
-    ctx: JobContext, lake_mark: date | None, *, init_db: bool
+    ctx: JobContext, lake_mark: date | None
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The PostgreSQL cache's freshness beside the lake's (``{"enabled": false}`` when off).
 
-    An unreachable database is a problem in the view, not a crash of ``status`` — unless
-    ``init_db`` asked to create the schema, which then fails loudly."""
+    An unreachable database is a problem in the view, not a crash of ``status`` (creating the
+    tables is a stage of its own: :data:`condvest.jobs.status.INIT_DB`)."""
     sink = ctx.sink()
     if sink is None:
-        if init_db:
-            raise UsageError(
-                "--init-db needs PostgreSQL, which is off",
-                hint="set postgres.dsn or RDS_SECRET_ARN (postgres.secret_arn)",
-            )
         return {"enabled": False}, []
     out: dict[str, Any] = {"enabled": True, "schema": ctx.settings.postgres.schema_name}
     try:
         out["target"] = sink.where
-        if init_db:
-            before, _ = sink.init_schema()
-            out["schema_version_before"] = before
         fresh = sink.freshness()
         runs = sink.last_runs()
     except CondvestError as exc:
-        if init_db:
-            raise
         out["error"] = str(exc)
         return out, [Problem("database", f"the PostgreSQL cache cannot be read: {exc}", True)]
     behind = lake_mark is not None and (fresh.watermark is None or fresh.watermark < lake_mark)
@@ -262,9 +252,8 @@ def _database_summary(
     return out, problems
 
 
-def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
-    """Gather the health view. Works on an empty (or absent) lake. ``init_db`` first creates or
-    upgrades the PostgreSQL schema (the one write status may do, and only when asked)."""
+def run_status(ctx: JobContext) -> StatusResult:
+    """Gather the health view. Works on an empty (or absent) lake. Read-only."""
     started = time.monotonic()
     problems: list[Problem] = []
     latest_completed = ctx.latest_completed_session()
@@ -298,7 +287,7 @@ def run_status(ctx: JobContext, *, init_db: bool = False) -> StatusResult:
     quarantine = _quarantine_summary(ctx)
     suspicious, split_problems = suspicious_problems(ctx.storage)
     problems.extend(Problem("suspicious-split", m) for m in split_problems)
-    database, db_problems = _database_summary(ctx, watermark or latest_landed, init_db=init_db)
+    database, db_problems = _database_summary(ctx, watermark or latest_landed)
     problems.extend(db_problems)
     result = StatusResult(
         stage="status",

@@ -5,6 +5,7 @@ This module is the package's public face: what the rest of condvest uses of it."
 from __future__ import annotations
 
 from condvest.jobs.vacuum.job import (
+    VACUUM,
     VacuumOptions,
     VacuumPlan,
     VacuumResult,
@@ -12,4 +13,4 @@ from condvest.jobs.vacuum.job import (
     run_vacuum,
 )
 
-__all__ = ["VacuumOptions", "VacuumPlan", "VacuumResult", "plan_vacuum", "run_vacuum"]
+__all__ = ["VACUUM", "VacuumOptions", "VacuumPlan", "VacuumResult", "plan_vacuum", "run_vacuum"]

@@ -29,8 +29,9 @@ from condvest.errors import (
     StorageError,
     UsageError,
 )
-from condvest.jobs.base import Failure, JobContext, JobResult, run_stage
+from condvest.jobs.base import Failure, Job, JobResult, run_planned, to_jsonable
 from condvest.jobs.bronze import index
+from condvest.jobs.context import JobContext
 from condvest.jobs.selection import DateFile, superseded_files
 from condvest.state.marker import require_lake
 from condvest.storage.base import ObjectInfo, Storage, json_bytes
@@ -47,7 +48,6 @@ class VacuumOptions:
     """Default: consolidate.retention_days."""
     force: bool = False
     """Allow a retention below vacuum.min_retention_days."""
-    dry_run: bool = False
     db_retention_days: int | None = None
     """Delete PostgreSQL raw_ohlcv rows older than this (default: vacuum.db_retention_days)."""
 
@@ -67,12 +67,14 @@ class VacuumPlan:
     retention_days: int
     delete_before: date
     temp_before: datetime
-    dry_run: bool
     symbols: tuple[SymbolVacuum, ...]
     temp_files: tuple[ObjectInfo, ...]
     db_retention_days: int | None = None
     db_rows: int | None = None
     """Rows of the PostgreSQL cache older than the database retention (counted when planning)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_jsonable(self))
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,7 @@ def plan_vacuum(ctx: JobContext, options: VacuumOptions) -> VacuumPlan:
         progress.close()
     db_days = options.db_retention_days or ctx.settings.vacuum.db_retention_days
     db_rows = _count_db_rows(ctx, db_days) if db_days else None
-    return VacuumPlan(
-        retention, cutoff, temp_before, options.dry_run, per_symbol, temps, db_days, db_rows
-    )
+    return VacuumPlan(retention, cutoff, temp_before, per_symbol, temps, db_days, db_rows)
 
 
 def _count_db_rows(ctx: JobContext, days: int) -> int:
@@ -187,29 +187,32 @@ def _verify(storage: Storage, symbol: str, files: list[DateFile]) -> SymbolVacuu
 
 
 def run_vacuum(ctx: JobContext, plan: VacuumPlan) -> VacuumResult:
-    """Delete what ``plan`` verified (nothing in a dry run) and update the cleanup manifest."""
-    if plan.dry_run:
-        return _result(ctx, plan, 0.0, dry_run=True)
-    try:
-        return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
-    except DiskFullError as exc:
-        # The tool that frees space must run on a full disk, where it cannot write its lock:
-        # first delete what is safe without one — temporaries of crashed writes, older than
-        # vacuum.temp_grace_hours (no live writer owns them) — then take the lock as usual.
-        freed = _free_crashed_temporaries(ctx, plan)
-        if not freed:
-            raise DiskFullError(
-                f"{exc.message}; vacuum found no crashed temporaries to delete first",
-                hint="free space on the lake's disk by hand, then run vacuum again",
-            ) from None
-        log.warning(
-            "disk full: deleted %d crashed temporary file(s) (%d bytes) before taking the lock",
-            len(freed),
-            sum(o.size for o in freed),
-        )
-        # The plan is unchanged: deleting an absent key is a no-op, and the result counts the
-        # temporaries freed here with the rest.
-        return run_stage(ctx, STAGE, lambda _lock: _execute(ctx, plan))
+    """Delete what ``plan`` verified and update the cleanup manifest, under the stage lock."""
+    return run_planned(ctx, VACUUM, plan)
+
+
+def _preview(ctx: JobContext, plan: VacuumPlan) -> dict[str, Any]:
+    """``--dry-run``: the result the run would report, with the keys it would delete."""
+    return _result(ctx, plan, 0.0, dry_run=True).to_dict()
+
+
+def _make_room(ctx: JobContext, plan: VacuumPlan, exc: DiskFullError) -> None:
+    """The tool that frees space must run on a full disk, where it cannot write its lock:
+    first delete what is safe without one — temporaries of crashed writes, older than
+    vacuum.temp_grace_hours (no live writer owns them) — then the runner takes the lock as
+    usual. The plan is unchanged: deleting an absent key is a no-op, and the result counts the
+    temporaries freed here with the rest."""
+    freed = _free_crashed_temporaries(ctx, plan)
+    if not freed:
+        raise DiskFullError(
+            f"{exc.message}; vacuum found no crashed temporaries to delete first",
+            hint="free space on the lake's disk by hand, then run vacuum again",
+        ) from None
+    log.warning(
+        "disk full: deleted %d crashed temporary file(s) (%d bytes) before taking the lock",
+        len(freed),
+        sum(o.size for o in freed),
+    )
 
 
 def _free_crashed_temporaries(ctx: JobContext, plan: VacuumPlan) -> tuple[ObjectInfo, ...]:
@@ -439,3 +442,9 @@ def _update_cleanup_manifest(ctx: JobContext, result: VacuumResult) -> None:
         elif ctx.storage.replace(key, data, seen[1]):
             return
     raise StorageError(f"could not update {key}: too many concurrent writers")
+
+
+VACUUM: Job[VacuumOptions, VacuumPlan, VacuumResult] = Job(
+    STAGE, plan_vacuum, _execute, preview=_preview, make_room=_make_room
+)
+"""``condvest vacuum``."""
