@@ -85,15 +85,15 @@ def test_a_wrong_format_rebuilds_in_full_and_a_corrupt_file_fails_naming_it(lake
     assert run_resample(ctx, plan_resample(ctx, ResampleOptions(intervals=(3,)))).ok
     loaded = Checkpoint.load(lake.storage, 3)
     assert isinstance(loaded, Checkpoint) and loaded.through == HISTORY[-1]
-    again = plan_resample(ctx, ResampleOptions(intervals=(3,), dry_run=True))
+    again = plan_resample(ctx, ResampleOptions(intervals=(3,)))
     assert again.intervals[0].mode == "incremental"  # the checkpoint is used
     body = read_checkpoint(lake.storage, 3)
     assert body is not None
     write_checkpoint(lake.storage, 3, {**body, "format": 1})
     assert Checkpoint.load(lake.storage, 3) == OTHER_FORMAT
-    rebuilt = plan_resample(ctx, ResampleOptions(intervals=(3,), dry_run=True)).intervals[0]
+    rebuilt = plan_resample(ctx, ResampleOptions(intervals=(3,))).intervals[0]
     assert rebuilt.mode == "full" and rebuilt.reason == OTHER_FORMAT
     assert rebuilt.months_to_write  # every month rewritten
     lake.storage.write_bytes(layout.silver_checkpoint(3), b"{not json")
     with pytest.raises(CorruptFileError, match=r"silver_3d_checkpoint\.json is not valid JSON"):
-        plan_resample(ctx, ResampleOptions(intervals=(3,), dry_run=True))
+        plan_resample(ctx, ResampleOptions(intervals=(3,)))
