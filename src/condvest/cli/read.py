@@ -92,6 +92,8 @@ def read_actions(
 
 
 def register(app: typer.Typer) -> None:
+    # Long only in its flag declarations (typer reads them from the signature); the body is
+    # one Lake call and one render.
     @app.command("read", help=READ_HELP)
     def read(
         ctx: typer.Context,
