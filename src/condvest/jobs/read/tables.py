@@ -103,14 +103,16 @@ def read_parquet_file(
     path = storage.local_path(key)
     where = storage.url(key)
     try:
-        data = None if path is not None else storage.read_bytes(key)
-        source: Any = str(path) if data is None else pa.BufferReader(data)
-        # ParquetFile: no dataset discovery, a third of read_table's cost on small files
+        source: Any = str(path) if path is not None else pa.BufferReader(storage.read_bytes(key))
+        # One ParquetFile, opened once: no dataset discovery (read_table(filters=) costs ~3x
+        # on these small files); the row groups whose statistics miss the filter are skipped,
+        # the rest filtered in memory.
         file = pq.ParquetFile(source)
         use_filter = filters is not None and (not legacy_ok or is_canonical(file.schema_arrow))
-        if use_filter:
-            again = str(path) if data is None else pa.BufferReader(data)
-            table = pq.read_table(again, filters=filters, partitioning=None, use_threads=False)
+        if use_filter and filters:
+            groups = [i for i in range(file.num_row_groups) if _may_match(file, i, filters)]
+            table = file.read_row_groups(groups, use_threads=False)
+            table = table.filter(pq.filters_to_expression(filters))
         else:
             table = file.read(use_threads=False)
     except FileNotFoundError:
@@ -118,6 +120,27 @@ def read_parquet_file(
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{where} is not a readable parquet file: {exc}") from None
     return table, use_filter
+
+
+def _may_match(file: pq.ParquetFile, group: int, filters: list[Any]) -> bool:
+    """False only when row group ``group``'s min/max statistics rule every row out."""
+    meta = file.metadata.row_group(group)
+    names = file.schema_arrow.names
+    for name, op, value in filters:
+        if name not in names:
+            continue
+        stats = meta.column(names.index(name)).statistics
+        if stats is None or not stats.has_min_max:
+            continue
+        low, high = stats.min, stats.max
+        values = list(value) if op == "in" else [value]
+        if not values or not isinstance(low, type(values[0])):
+            continue
+        if (op == ">=" and high < value) or (op == "<=" and low > value):
+            return False
+        if op == "in" and (high < min(values) or low > max(values)):
+            return False
+    return True
 
 
 def read_bronze_range(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table:
@@ -132,10 +155,10 @@ def read_bronze_range(storage: Storage, key: str, start: date | None, end: date 
     return table if filtered else between(table, "date", start, end)
 
 
-def _symbol_rows(
-    storage: Storage, objects: list[ObjectInfo], start: date | None, end: date | None
-) -> pa.Table:
-    """One symbol directory's merged rows in ``[start, end]``: consolidate's merge."""
+def _files_of(
+    objects: list[ObjectInfo], start: date | None, end: date | None
+) -> tuple[str | None, list[str]]:
+    """A symbol directory's data file and its landed date files dated in ``[start, end]``."""
     data_key: str | None = None
     landed: list[str] = []
     for obj in objects:
@@ -146,16 +169,27 @@ def _symbol_rows(
             data_key = obj.key
         elif (day := layout.parse_date_file(name)) is not None and _within(day, start, end):
             landed.append(obj.key)
-    history = (
-        read_bronze_range(storage, data_key, start, end)
-        if data_key is not None
-        else BRONZE_SCHEMA.empty_table()
-    )
-    # date files were chosen by their session: read whole (one row), then bounded as a guard
-    tables = [read_bronze_range(storage, key, None, None) for key in sorted(landed)]
-    incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
-    merged, _ = merge_bronze(history, between(incoming, "date", start, end))
+    return data_key, sorted(landed)
+
+
+def _merged(
+    history: pa.Table | None, landed: list[pa.Table], start: date | None, end: date | None
+) -> pa.Table:
+    """Consolidate's merge of a symbol's history and its landed rows."""
+    incoming = pa.concat_tables(landed) if landed else BRONZE_SCHEMA.empty_table()
+    old = history if history is not None else BRONZE_SCHEMA.empty_table()
+    merged, _ = merge_bronze(old, between(incoming, "date", start, end))
     return merged
+
+
+def _symbol_rows(
+    storage: Storage, objects: list[ObjectInfo], start: date | None, end: date | None
+) -> pa.Table:
+    """One symbol directory's merged rows in ``[start, end]``: consolidate's merge."""
+    data_key, landed = _files_of(objects, start, end)
+    history = read_bronze_range(storage, data_key, start, end) if data_key is not None else None
+    # date files were chosen by their session: read whole (one row), then bounded as a guard
+    return _merged(history, [read_bronze_range(storage, k, None, None) for k in landed], start, end)
 
 
 def _within(day: date, start: date | None, end: date | None) -> bool:
@@ -180,11 +214,106 @@ def _read_symbol(
     raise StorageError(f"{directory}: its files kept changing while they were read")
 
 
+Work = list[tuple[str, str, bool]]
+"""(directory, key, is its data file) per file of a read, by directory."""
+
+
+def _work(
+    listing: dict[str, list[ObjectInfo]], dirs: list[str], start: date | None, end: date | None
+) -> Work:
+    files = {d: _files_of(listing[d], start, end) for d in dirs}
+    return [(d, k, k == data) for d, (data, landed) in files.items() for k in [data, *landed] if k]
+
+
+def _read_one(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table | None:
+    """One file's rows in ``[start, end]``; None when it vanished (its directory is read again)."""
+    try:
+        return read_bronze_range(storage, key, start, end)
+    except NotFoundError:
+        return None
+
+
+def _assemble(
+    storage: Storage,
+    dirs: list[str],
+    work: Work,
+    got: list[pa.Table | None],
+    start: date | None,
+    end: date | None,
+) -> list[pa.Table]:
+    """Per directory, the merge of its files' rows; a directory with a vanished file is listed
+    and read again."""
+    mine: dict[str, list[tuple[bool, pa.Table | None]]] = {d: [] for d in dirs}
+    for (owner, _, is_data), table in zip(work, got, strict=True):
+        mine[owner].append((is_data, table))
+    parts = []
+    for d in dirs:
+        if any(t is None for _, t in mine[d]):
+            objects = storage.list_objects(layout.symbol_prefix(d))
+            parts.append(_read_symbol(storage, d, objects, start, end))
+            continue
+        history = next((t for is_data, t in mine[d] if is_data), None)
+        landed = [t for is_data, t in mine[d] if not is_data and t is not None]
+        parts.append(_merged(history, landed, start, end))
+    return parts
+
+
+_BATCH_FILES = 20_000
+"""Files per bulk scan: the scan's Arrow result and the merged parts of one batch are alive
+together, so a whole-lake read stays near the size of its result."""
+
+
+def _batches(listing: dict[str, list[ObjectInfo]], dirs: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    files = 0
+    for d in dirs:
+        if files >= _BATCH_FILES:
+            out.append([])
+            files = 0
+        out[-1].append(d)
+        files += len(listing[d])
+    return out
+
+
+def _read_batch(
+    storage: Storage,
+    listing: dict[str, list[ObjectInfo]],
+    dirs: list[str],
+    start: date | None,
+    end: date | None,
+) -> list[pa.Table]:
+    """The merged rows of ``dirs``. Local disk: the canonical files in one DuckDB scan
+    (jobs/read/scan.py), any other file (legacy shapes) on its own, every file on its own when
+    the scan fails. S3 (a few directories): their files in parallel — one symbol's history is
+    ~20 files, which in turn would wait on each other."""
+    from condvest.jobs.read.scan import scan_files
+
+    work = _work(listing, dirs, start, end)
+    got: list[pa.Table | None] | None
+    if storage.local_path("") is not None:
+        stamps = {o.key: (o.size, o.mtime) for d in dirs for o in listing[d]}
+        paths = [str(storage.local_path(k)) for _, k, _ in work]
+        got = scan_files(paths, [stamps[k] for _, k, _ in work], start, end)
+        if got is None:
+            return [_read_symbol(storage, d, listing[d], start, end) for d in dirs]
+        got = [
+            _read_one(storage, k, start, end) if t is None else t
+            for (_, k, _), t in zip(work, got, strict=True)
+        ]
+    else:
+        with ThreadPoolExecutor(max(1, min(len(work), _workers(storage)))) as pool:
+            got = list(pool.map(lambda w: _read_one(storage, w[1], start, end), work))
+    return _assemble(storage, dirs, work, got, start, end)
+
+
 def daily_listing(storage: Storage, symbols: Sequence[str] | None) -> dict[str, list[ObjectInfo]]:
     """The bronze objects of ``symbols`` (all when None), by symbol directory; only the
     requested symbols' prefixes are listed."""
     if symbols is None:
         return group(storage.list_objects(layout.BRONZE_OHLCV + "/"))
+    if len(symbols) == 1:  # no thread for one listing
+        objects = storage.list_objects(layout.symbol_prefix(symbols[0]))
+        return {symbols[0]: objects} if objects else {}
     return list_symbols(storage, list(symbols), min(len(symbols), _workers(storage)) or 1)
 
 
@@ -201,23 +330,36 @@ def read_daily(
     storage = ctx.storage
     listing = daily_listing(storage, symbols)
     dirs = sorted(listing)
+    workers = _workers(storage)
     if not dirs:
         table = BRONZE_SCHEMA.empty_table()
     else:
-        with ThreadPoolExecutor(min(len(dirs), _workers(storage))) as pool:
-            parts = list(pool.map(lambda d: _read_symbol(storage, d, listing[d], start, end), dirs))
+        if storage.local_path("") is not None:
+            batches = _batches(listing, dirs)
+            parts = [p for b in batches for p in _read_batch(storage, listing, b, start, end)]
+        elif len(dirs) < 2 * workers:
+            parts = _read_batch(storage, listing, dirs, start, end)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                read = pool.map(lambda d: _read_symbol(storage, d, listing[d], start, end), dirs)
+                parts = list(read)
         table = pa.concat_tables(parts)
         # A directory is named after its symbol; a file holding another symbol's rows (never
         # written by condvest) still comes out in (symbol, date) order.
-        names = [p.column("symbol")[0].as_py() for p in parts if p.num_rows]
-        if names != sorted(names) or any(p.num_rows and not _one_symbol(p) for p in parts):
+        if not _in_order(table):
             table = table.sort_by([("symbol", "ascending"), ("date", "ascending")])
     return table.select(wanted) if wanted is not None else table
 
 
-def _one_symbol(table: pa.Table) -> bool:
-    column = table.column("symbol")
-    return bool(column[0].as_py() == column[-1].as_py()) and len(pc.unique(column)) == 1
+def _in_order(table: pa.Table) -> bool:
+    """Rows sorted by (symbol, date): one vectorised pass (a per-part check costs more)."""
+    n = table.num_rows
+    if n < 2:
+        return True
+    symbol, day = table.column("symbol"), table.column("date")
+    s0, s1, d0, d1 = symbol.slice(0, n - 1), symbol.slice(1), day.slice(0, n - 1), day.slice(1)
+    back = pc.or_(pc.less(s1, s0), pc.and_(pc.equal(s1, s0), pc.less(d1, d0)))
+    return not pc.any(back).as_py()
 
 
 # -- bars ------------------------------------------------------------------------------------
