@@ -183,6 +183,15 @@ def connect(storage: Any) -> Any:
     return con
 
 
+@dataclass(frozen=True)
+class _Rows:
+    items: list[str]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.items)
+
+
 def timed(work: Callable[[], Any]) -> tuple[float, int]:
     t0 = time.perf_counter()
     rows = work().num_rows
@@ -245,8 +254,13 @@ def run(label: str, uri: str, endpoint: str | None, reps: int, interval: int, wh
             figures = Figures(**{**figures.__dict__, "peak_mb": peaks(uri, endpoint)})
         print(figures.row(), flush=True)
         results.append(figures)
+    listing = statistics.median(timed(lambda: _Rows(lake.symbols()))[0] for _ in range(3))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\n{label}: {uri}; reps {reps}; cpus {os.cpu_count()}; load {load}")
+    print(
+        f"(one listing of bronze, as (c) and (d) do it, untimed for the baseline: "
+        f"{listing * 1e3:,.0f} ms)"
+    )
     print(
         "| case | rows | condvest ms | baseline ms | ratio | cold condvest ms | "
         "cold baseline ms | peak MB condvest / baseline |"

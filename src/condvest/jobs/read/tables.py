@@ -161,12 +161,18 @@ def _files_of(
     """A symbol directory's data file and its landed date files dated in ``[start, end]``."""
     data_key: str | None = None
     landed: list[str] = []
+    # "date=YYYY-MM-DD.parquet" names compare as their dates: only names in range are parsed
+    # (a whole-lake listing holds ~110,000 date files; a name that does not parse is skipped)
+    low = f"date={start.isoformat()}" if start is not None else ""
+    high = f"date={end.isoformat()}" if end is not None else "date=\uffff"
     for obj in objects:
         name = obj.key.rsplit("/", 1)[-1]
         if layout.is_temp_key(obj.key):
             continue
         if name == layout.DATA_FILE:
             data_key = obj.key
+        elif not low <= name[:15] <= high:
+            continue
         elif (day := layout.parse_date_file(name)) is not None and _within(day, start, end):
             landed.append(obj.key)
     return data_key, sorted(landed)
