@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -312,15 +312,49 @@ def _read_batch(
     return _assemble(storage, dirs, work, got, start, end)
 
 
-def daily_listing(storage: Storage, symbols: Sequence[str] | None) -> dict[str, list[ObjectInfo]]:
-    """The bronze objects of ``symbols`` (all when None), by symbol directory; only the
-    requested symbols' prefixes are listed."""
+_PROBE_DAYS = 7
+"""Local reads of every symbol over at most this many days look up each directory's few
+candidate files instead of listing all ~113,000 bronze objects of a seed-scale lake."""
+
+
+def daily_listing(
+    storage: Storage,
+    symbols: Sequence[str] | None,
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[str, list[ObjectInfo]]:
+    """The bronze objects of ``symbols`` (all when None) that a read of ``[start, end]`` can
+    need, by symbol directory; only the requested symbols' prefixes are listed."""
     if symbols is None:
+        if (
+            storage.local_path("") is not None
+            and start
+            and end
+            and (end - start).days < _PROBE_DAYS
+        ):
+            return _probed(storage, start, end)
         return group(storage.list_objects(layout.BRONZE_OHLCV + "/"))
     if len(symbols) == 1:  # no thread for one listing
         objects = storage.list_objects(layout.symbol_prefix(symbols[0]))
         return {symbols[0]: objects} if objects else {}
     return list_symbols(storage, list(symbols), min(len(symbols), _workers(storage)) or 1)
+
+
+def _probed(storage: Storage, start: date, end: date) -> dict[str, list[ObjectInfo]]:
+    """Per symbol directory, its data file and its date files of ``[start, end]`` that exist
+    (one lookup each, local disk only: a file lookup costs less than listing one entry)."""
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    names = [layout.DATA_FILE, *(f"date={d.isoformat()}.parquet" for d in days)]
+    out: dict[str, list[ObjectInfo]] = {}
+    for directory in storage.list_dirs(layout.BRONZE_OHLCV + "/"):
+        prefix = f"{layout.BRONZE_OHLCV}/{directory}/"
+        symbol = layout.parse_symbol_dir(prefix)
+        if symbol is None:
+            continue
+        found = [o for o in (storage.stat(prefix + n) for n in names) if o is not None]
+        if found:
+            out[symbol] = found
+    return out
 
 
 def read_daily(
@@ -334,7 +368,7 @@ def read_daily(
     check_range(start, end)
     wanted = check_columns(columns, BRONZE_COLUMNS)
     storage = ctx.storage
-    listing = daily_listing(storage, symbols)
+    listing = daily_listing(storage, symbols, start, end)
     dirs = sorted(listing)
     workers = _workers(storage)
     if not dirs:
