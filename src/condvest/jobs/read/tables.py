@@ -264,7 +264,7 @@ def _assemble(
     return parts
 
 
-_BATCH_FILES = 20_000
+_BATCH_FILES = 5_000
 """Files per bulk scan: the scan's Arrow result and the merged parts of one batch are alive
 together, so a whole-lake read stays near the size of its result."""
 
