@@ -4,11 +4,15 @@ this machine is shared: wall time drifts with the load, CPU time much less."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,29 @@ def _try_wait(self: subprocess.Popen[str], wait_flags: int) -> tuple[int, int]:
 
 
 subprocess.Popen._try_wait = _try_wait  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def moto_server(bucket: str) -> Iterator[str]:
+    """The moto S3 server on 127.0.0.1 (serialised as in the tests, tests/conftest.py) with
+    ``bucket`` created; yields its endpoint URL. Sets test credentials in the environment."""
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from conftest import serialise_moto_s3  # moto's conditional PUTs are racy otherwise
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    serialise_moto_s3()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        server.stop()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _common import run_child  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from _common import moto_server, run_child  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 from bench_daily_cycle import FULL_AS_YESTERDAY, STAGES, env_for, polygon_for, sessions  # noqa: E402
 from latency_proxy import Counts, LatencyProxy  # noqa: E402
 
@@ -47,26 +46,20 @@ def main() -> int:
     p.add_argument("--restated", type=int, default=5)
     p.add_argument("--set", action="append", default=[], help="KEY=VALUE for the children")
     a = p.parse_args()
-    import boto3
-    from moto.server import ThreadedMotoServer
+    with moto_server(BUCKET) as direct:
+        return _run(a, direct)
 
+
+def _run(a: argparse.Namespace, direct: str) -> int:
+    """The measurement against the moto server at ``direct``."""
     from bench_resample import restate_longest
     from condvest.core import layout
     from condvest.settings import load_settings
     from condvest.storage import open_storage
-    from conftest import moto_copy_prefix, serialise_moto_s3
+    from conftest import moto_copy_prefix
 
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    serialise_moto_s3()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    direct = f"http://{host}:{port}"
-    proxy = LatencyProxy(host, port, latency_s=a.latency_ms / 1000).start()
-    boto3.client("s3", endpoint_url=direct).create_bucket(Bucket=BUCKET)
+    host, port = direct.removeprefix("http://").rsplit(":", 1)
+    proxy = LatencyProxy(host, int(port), latency_s=a.latency_ms / 1000).start()
     latest, previous = sessions()
     template = f"s3://{BUCKET}/template"
     extra = dict(item.split("=", 1) for item in a.set)
@@ -118,7 +111,6 @@ def main() -> int:
     finally:
         polygon.stop()
         proxy.stop()
-        server.stop()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"\nS3 via latency proxy ({a.latency_ms:g} ms per request), {len(symbols)} symbols "

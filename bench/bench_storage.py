@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from condvest.storage import Storage, open_storage
 from condvest.storage.s3 import S3Storage
@@ -75,26 +73,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bench("local", open_storage(tmp), args.objects, args.threads)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import boto3
-    from moto.server import ThreadedMotoServer
+    from _common import moto_server  # bench/ is sys.path[0] when run as a script
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from conftest import serialise_moto_s3  # moto's conditional PUTs are racy otherwise
-
-    serialise_moto_s3()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="condvest-bench")
+    with moto_server("condvest-bench") as endpoint:
         st = S3Storage("s3://condvest-bench/lake", endpoint_url=endpoint)
         bench("moto S3 (in-process server)", st, args.objects, args.threads)
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

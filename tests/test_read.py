@@ -6,7 +6,7 @@ tables; ``sql`` counts what ``daily`` returns; every bad input is one clear erro
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -329,6 +329,23 @@ def test_property_daily_equals_full_consolidate(
     assert reader.daily(start=start, end=end).equals(got.filter(within))
 
 
+def test_a_date_file_of_another_schema_is_normalised_not_cast(
+    local_lake: Lake, tmp_path: Path
+) -> None:
+    """The local bulk scan (DuckDB) takes only files whose footer is canonical: DuckDB would
+    cast this file's UTC-timestamp ``date`` to the first file's DATE (its UTC day), where
+    normalise_bronze, as consolidate, takes the New York day: the session before."""
+    s = local_lake.storage
+    write_data(s, "AAA", [bronze_row("AAA", d, 10.0, fetched_ms=MS) for d in DAYS[:3]])
+    evening = datetime(DAYS[4].year, DAYS[4].month, DAYS[4].day, 2, tzinfo=UTC)  # NY: day 3
+    odd = table_of([bronze_row("AAA", DAYS[4], 40.0, fetched_ms=MS)])
+    odd = odd.set_column(1, "date", pa.array([evening], pa.timestamp("ms", tz="UTC")))
+    s.write_parquet(layout.date_file("AAA", DAYS[3]), odd)
+    got = open_read(local_lake).daily()
+    assert got.equals(consolidated_copy(local_lake, tmp_path))
+    assert got.column("date").to_pylist() == DAYS[:4]
+
+
 def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
     local_lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,7 +356,7 @@ def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
     reader = open_read(local_lake)
     expected = reader.daily("BBB")
     write_data(local_lake.storage, "BBB", expected.to_pylist())  # consolidated meanwhile
-    original = read_module.read_file
+    original = read_module.read_bronze_range
     gone = layout.date_file("BBB", DAYS[0])
 
     def vacuum_then_read(storage: Any, key: str, start: Any, end: Any) -> pa.Table:
@@ -347,7 +364,7 @@ def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
             storage.delete(gone)
         return original(storage, key, start, end)
 
-    monkeypatch.setattr(read_module, "read_file", vacuum_then_read)
+    monkeypatch.setattr(read_module, "read_bronze_range", vacuum_then_read)
     assert reader.daily("BBB").equals(expected)
 
 

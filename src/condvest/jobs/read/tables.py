@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -23,18 +23,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from condvest.core import layout
-from condvest.core.merge import merge_bronze
+from condvest.core.merge import canonical, merge_bronze
 from condvest.core.schema import (
     BRONZE_COLUMNS,
     BRONZE_SCHEMA,
     META_SCHEMA,
     SILVER_SCHEMA,
     SPLITS_SCHEMA,
+    is_canonical,
+    normalise_bronze,
 )
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.bronze import SymbolFiles, between, date_filter, list_bronze, read_file
-from condvest.storage.base import Storage
+from condvest.jobs.bronze import between, date_filter, list_bronze
+from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.read")
 _ATTEMPTS = 3
@@ -70,43 +72,107 @@ def _workers(storage: Storage) -> int:
 
 
 def read_parquet_file(
-    storage: Storage, key: str, filters: list[Any] | None = None
+    storage: Storage, key: str, filters: list[Any] | None = None, *, legacy_ok: bool = False
 ) -> tuple[pa.Table, bool]:
-    """One parquet object that is not bronze (silver, metadata, corporate actions; bronze goes
-    through :func:`condvest.jobs.bronze.read_file`), filtered, and whether the filter was
-    applied. Absent → NotFoundError, unreadable → CorruptFileError naming it."""
+    """One parquet object (filtered when its schema is canonical bronze, or ``legacy_ok`` is
+    False) and whether the filter was applied. Absent → NotFoundError, unreadable →
+    CorruptFileError naming it."""
     path = storage.local_path(key)
     where = storage.url(key)
     try:
-        data = None if path is not None else storage.read_bytes(key)
-        source: Any = str(path) if data is None else pa.BufferReader(data)
-        if filters is not None:
-            table = pq.read_table(source, filters=filters, partitioning=None, use_threads=False)
+        source: Any = str(path) if path is not None else pa.BufferReader(storage.read_bytes(key))
+        # One ParquetFile, opened once: no dataset discovery (read_table(filters=) costs ~3x
+        # on these small files); the row groups whose statistics miss the filter are skipped,
+        # the rest filtered in memory.
+        file = pq.ParquetFile(source)
+        use_filter = filters is not None and (not legacy_ok or is_canonical(file.schema_arrow))
+        if use_filter and filters:
+            groups = [i for i in range(file.num_row_groups) if _may_match(file, i, filters)]
+            table = file.read_row_groups(groups, use_threads=False)
+            table = table.filter(pq.filters_to_expression(filters))
         else:
-            # ParquetFile: no dataset discovery, a third of read_table's cost on small files
-            table = pq.ParquetFile(source).read(use_threads=False)
+            table = file.read(use_threads=False)
     except FileNotFoundError:
         raise NotFoundError(f"{where} disappeared while it was being read") from None
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{where} is not a readable parquet file: {exc}") from None
-    return table, filters is not None
+    return table, use_filter
+
+
+def _may_match(file: pq.ParquetFile, group: int, filters: list[Any]) -> bool:
+    """False only when row group ``group``'s min/max statistics rule every row out."""
+    meta = file.metadata.row_group(group)
+    names = file.schema_arrow.names
+    for name, op, value in filters:
+        if name not in names:
+            continue
+        stats = meta.column(names.index(name)).statistics
+        if stats is None or not stats.has_min_max:
+            continue
+        low, high = stats.min, stats.max
+        values = list(value) if op == "in" else [value]
+        if not values or not isinstance(low, type(values[0])):
+            continue
+        if (op == ">=" and high < value) or (op == "<=" and low > value):
+            return False
+        if op == "in" and (high < min(values) or low > max(values)):
+            return False
+    return True
+
+
+def read_bronze_range(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table:
+    """One bronze file in the canonical schema, only the rows dated in ``[start, end]``."""
+    table, filtered = read_parquet_file(
+        storage, key, date_filter("date", start, end), legacy_ok=True
+    )
+    if is_canonical(table.schema):
+        table = canonical(table.replace_schema_metadata(None))
+    else:
+        table = normalise_bronze(table, where=storage.url(key))
+    return table if filtered else between(table, "date", start, end)
+
+
+def _files_of(
+    objects: list[ObjectInfo], start: date | None, end: date | None
+) -> tuple[str | None, list[str]]:
+    """A symbol directory's data file and its landed date files dated in ``[start, end]``."""
+    data_key: str | None = None
+    landed: list[str] = []
+    # "date=YYYY-MM-DD.parquet" names compare as their dates: only names in range are parsed
+    # (a whole-lake listing holds ~110,000 date files; a name that does not parse is skipped)
+    low = f"date={start.isoformat()}" if start is not None else ""
+    high = f"date={end.isoformat()}" if end is not None else "date=\uffff"
+    for obj in objects:
+        name = obj.key.rsplit("/", 1)[-1]
+        if layout.is_temp_key(obj.key):
+            continue
+        if name == layout.DATA_FILE:
+            data_key = obj.key
+        elif not low <= name[:15] <= high:
+            continue
+        elif (day := layout.parse_date_file(name)) is not None and _within(day, start, end):
+            landed.append(obj.key)
+    return data_key, sorted(landed)
+
+
+def _merged(
+    history: pa.Table | None, landed: list[pa.Table], start: date | None, end: date | None
+) -> pa.Table:
+    """Consolidate's merge of a symbol's history and its landed rows."""
+    incoming = pa.concat_tables(landed) if landed else BRONZE_SCHEMA.empty_table()
+    old = history if history is not None else BRONZE_SCHEMA.empty_table()
+    merged, _ = merge_bronze(old, between(incoming, "date", start, end))
+    return merged
 
 
 def _symbol_rows(
-    storage: Storage, files: SymbolFiles, start: date | None, end: date | None
+    storage: Storage, objects: list[ObjectInfo], start: date | None, end: date | None
 ) -> pa.Table:
     """One symbol directory's merged rows in ``[start, end]``: consolidate's merge."""
-    landed = [obj.key for day, obj in files.dates.items() if _within(day, start, end)]
-    history = (
-        read_file(storage, files.data.key, start, end)
-        if files.data is not None
-        else BRONZE_SCHEMA.empty_table()
-    )
+    data_key, landed = _files_of(objects, start, end)
+    history = read_bronze_range(storage, data_key, start, end) if data_key is not None else None
     # date files were chosen by their session: read whole (one row), then bounded as a guard
-    tables = [read_file(storage, key, None, None) for key in sorted(landed)]
-    incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
-    merged, _ = merge_bronze(history, between(incoming, "date", start, end))
-    return merged
+    return _merged(history, [read_bronze_range(storage, k, None, None) for k in landed], start, end)
 
 
 def _within(day: date, start: date | None, end: date | None) -> bool:
@@ -116,28 +182,155 @@ def _within(day: date, start: date | None, end: date | None) -> bool:
 def _read_symbol(
     storage: Storage,
     directory: str,
-    files: SymbolFiles,
+    objects: list[ObjectInfo],
     start: date | None,
     end: date | None,
 ) -> pa.Table:
     for attempt in range(_ATTEMPTS):
         try:
-            return _symbol_rows(storage, files, start, end)
+            return _symbol_rows(storage, objects, start, end)
         except NotFoundError:
             if attempt == _ATTEMPTS - 1:
                 raise
             log.info("read: %s changed while it was read; listing it again", directory)
-            files = list_bronze(storage, [directory]).symbols.get(directory, SymbolFiles(directory))
+            objects = storage.list_objects(layout.symbol_prefix(directory))
     raise StorageError(f"{directory}: its files kept changing while they were read")
 
 
-def daily_listing(storage: Storage, symbols: Sequence[str] | None) -> dict[str, SymbolFiles]:
-    """The bronze files of ``symbols`` (all when None), by symbol directory; only the
-    requested symbols' prefixes are listed."""
+Work = list[tuple[str, str, bool]]
+"""(directory, key, is its data file) per file of a read, by directory."""
+
+
+def _work(
+    listing: dict[str, list[ObjectInfo]], dirs: list[str], start: date | None, end: date | None
+) -> Work:
+    files = {d: _files_of(listing[d], start, end) for d in dirs}
+    return [(d, k, k == data) for d, (data, landed) in files.items() for k in [data, *landed] if k]
+
+
+def _read_one(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table | None:
+    """One file's rows in ``[start, end]``; None when it vanished (its directory is read again)."""
+    try:
+        return read_bronze_range(storage, key, start, end)
+    except NotFoundError:
+        return None
+
+
+def _assemble(
+    storage: Storage,
+    dirs: list[str],
+    work: Work,
+    got: list[pa.Table | None],
+    start: date | None,
+    end: date | None,
+) -> list[pa.Table]:
+    """Per directory, the merge of its files' rows; a directory with a vanished file is listed
+    and read again."""
+    mine: dict[str, list[tuple[bool, pa.Table | None]]] = {d: [] for d in dirs}
+    for (owner, _, is_data), table in zip(work, got, strict=True):
+        mine[owner].append((is_data, table))
+    parts = []
+    for d in dirs:
+        if any(t is None for _, t in mine[d]):
+            objects = storage.list_objects(layout.symbol_prefix(d))
+            parts.append(_read_symbol(storage, d, objects, start, end))
+            continue
+        history = next((t for is_data, t in mine[d] if is_data), None)
+        landed = [t for is_data, t in mine[d] if not is_data and t is not None]
+        parts.append(_merged(history, landed, start, end))
+    return parts
+
+
+_BATCH_FILES = 5_000
+"""Files per bulk scan: the scan's Arrow result and the merged parts of one batch are alive
+together, so a whole-lake read stays near the size of its result."""
+
+
+def _batches(listing: dict[str, list[ObjectInfo]], dirs: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    files = 0
+    for d in dirs:
+        if files >= _BATCH_FILES:
+            out.append([])
+            files = 0
+        out[-1].append(d)
+        files += len(listing[d])
+    return out
+
+
+def _read_batch(
+    storage: Storage,
+    listing: dict[str, list[ObjectInfo]],
+    dirs: list[str],
+    start: date | None,
+    end: date | None,
+) -> list[pa.Table]:
+    """The merged rows of ``dirs``. Local disk: the canonical files in one DuckDB scan
+    (jobs/read/scan.py), any other file (legacy shapes) on its own, every file on its own when
+    the scan fails. S3 (a few directories): their files in parallel — one symbol's history is
+    ~20 files, which in turn would wait on each other."""
+    from condvest.jobs.read.scan import scan_files
+
+    work = _work(listing, dirs, start, end)
+    got: list[pa.Table | None] | None
+    if storage.local_path("") is not None:
+        stamps = {o.key: (o.size, o.mtime) for d in dirs for o in listing[d]}
+        paths = [str(storage.local_path(k)) for _, k, _ in work]
+        got = scan_files(paths, [stamps[k] for _, k, _ in work], start, end)
+        if got is None:
+            return [_read_symbol(storage, d, listing[d], start, end) for d in dirs]
+        got = [
+            _read_one(storage, k, start, end) if t is None else t
+            for (_, k, _), t in zip(work, got, strict=True)
+        ]
+    else:
+        with ThreadPoolExecutor(max(1, min(len(work), _workers(storage)))) as pool:
+            got = list(pool.map(lambda w: _read_one(storage, w[1], start, end), work))
+    return _assemble(storage, dirs, work, got, start, end)
+
+
+_PROBE_DAYS = 7
+"""Local reads of every symbol over at most this many days look up each directory's few
+candidate files instead of listing all ~113,000 bronze objects of a seed-scale lake."""
+
+
+def daily_listing(
+    storage: Storage,
+    symbols: Sequence[str] | None,
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[str, list[ObjectInfo]]:
+    """The bronze objects of ``symbols`` (all when None) that a read of ``[start, end]`` can
+    need, by symbol directory; only the requested symbols' prefixes are listed."""
     if symbols is None:
-        return list_bronze(storage).symbols
-    workers = min(len(symbols), _workers(storage)) or 1
-    return list_bronze(storage, list(symbols), workers=workers).symbols
+        if (
+            storage.local_path("") is not None
+            and start
+            and end
+            and (end - start).days < _PROBE_DAYS
+        ):
+            return _probed(storage, start, end)
+        index = list_bronze(storage)
+    else:
+        index = list_bronze(storage, list(symbols), workers=min(len(symbols), _workers(storage)))
+    return {name: files.objects for name, files in index.symbols.items() if files.objects}
+
+
+def _probed(storage: Storage, start: date, end: date) -> dict[str, list[ObjectInfo]]:
+    """Per symbol directory, its data file and its date files of ``[start, end]`` that exist
+    (one lookup each, local disk only: a file lookup costs less than listing one entry)."""
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    names = [layout.DATA_FILE, *(f"date={d.isoformat()}.parquet" for d in days)]
+    out: dict[str, list[ObjectInfo]] = {}
+    for directory in storage.list_dirs(layout.BRONZE_OHLCV + "/"):
+        prefix = f"{layout.BRONZE_OHLCV}/{directory}/"
+        symbol = layout.parse_symbol_dir(prefix)
+        if symbol is None:
+            continue
+        found = [o for o in (storage.stat(prefix + n) for n in names) if o is not None]
+        if found:
+            out[symbol] = found
+    return out
 
 
 def read_daily(
@@ -151,25 +344,38 @@ def read_daily(
     check_range(start, end)
     wanted = check_columns(columns, BRONZE_COLUMNS)
     storage = ctx.storage
-    listing = daily_listing(storage, symbols)
+    listing = daily_listing(storage, symbols, start, end)
     dirs = sorted(listing)
+    workers = _workers(storage)
     if not dirs:
         table = BRONZE_SCHEMA.empty_table()
     else:
-        with ThreadPoolExecutor(min(len(dirs), _workers(storage))) as pool:
-            parts = list(pool.map(lambda d: _read_symbol(storage, d, listing[d], start, end), dirs))
+        if storage.local_path("") is not None:
+            batches = _batches(listing, dirs)
+            parts = [p for b in batches for p in _read_batch(storage, listing, b, start, end)]
+        elif len(dirs) < 2 * workers:
+            parts = _read_batch(storage, listing, dirs, start, end)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                read = pool.map(lambda d: _read_symbol(storage, d, listing[d], start, end), dirs)
+                parts = list(read)
         table = pa.concat_tables(parts)
         # A directory is named after its symbol; a file holding another symbol's rows (never
         # written by condvest) still comes out in (symbol, date) order.
-        names = [p.column("symbol")[0].as_py() for p in parts if p.num_rows]
-        if names != sorted(names) or any(p.num_rows and not _one_symbol(p) for p in parts):
+        if not _in_order(table):
             table = table.sort_by([("symbol", "ascending"), ("date", "ascending")])
     return table.select(wanted) if wanted is not None else table
 
 
-def _one_symbol(table: pa.Table) -> bool:
-    column = table.column("symbol")
-    return bool(column[0].as_py() == column[-1].as_py()) and len(pc.unique(column)) == 1
+def _in_order(table: pa.Table) -> bool:
+    """Rows sorted by (symbol, date): one vectorised pass (a per-part check costs more)."""
+    n = table.num_rows
+    if n < 2:
+        return True
+    symbol, day = table.column("symbol"), table.column("date")
+    s0, s1, d0, d1 = symbol.slice(0, n - 1), symbol.slice(1), day.slice(0, n - 1), day.slice(1)
+    back = pc.or_(pc.less(s1, s0), pc.and_(pc.equal(s1, s0), pc.less(d1, d0)))
+    return not pc.any(back).as_py()
 
 
 # -- bars ------------------------------------------------------------------------------------
@@ -284,6 +490,7 @@ def _conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
 def read_splits(ctx: JobContext) -> pa.Table:
     """Every split seen (``bronze/corporate_actions/splits``: one file per execution date,
     the full set seen for it), sorted by (execution_date, symbol)."""
+
     tables = _action_tables(ctx.storage, "splits", SPLITS_SCHEMA)
     if not tables:
         return SPLITS_SCHEMA.with_metadata(None).empty_table()
