@@ -356,7 +356,7 @@ def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
     reader = open_read(local_lake)
     expected = reader.daily("BBB")
     write_data(local_lake.storage, "BBB", expected.to_pylist())  # consolidated meanwhile
-    original = read_module.read_bronze_range
+    original = read_module.read_file
     gone = layout.date_file("BBB", DAYS[0])
 
     def vacuum_then_read(storage: Any, key: str, start: Any, end: Any) -> pa.Table:
@@ -364,7 +364,7 @@ def test_a_vacuumed_date_file_makes_the_symbol_be_read_again(
             storage.delete(gone)
         return original(storage, key, start, end)
 
-    monkeypatch.setattr(read_module, "read_bronze_range", vacuum_then_read)
+    monkeypatch.setattr(read_module, "read_file", vacuum_then_read)
     assert reader.daily("BBB").equals(expected)
 
 

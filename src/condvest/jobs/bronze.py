@@ -156,9 +156,11 @@ def decode(
         file = pq.ParquetFile(pa.BufferReader(data))
         was_canonical = is_canonical(file.schema_arrow)
         if bounds is not None and was_canonical:
-            raw = pq.read_table(
-                pa.BufferReader(data), filters=bounds, partitioning=None, use_threads=False
-            )
+            # the row groups whose statistics miss the bounds are skipped, the rest filtered in
+            # memory (read_table(filters=) costs ~3x on these small files: dataset discovery)
+            groups = [i for i in range(file.num_row_groups) if may_match(file, i, bounds)]
+            raw = file.read_row_groups(groups, use_threads=False)
+            raw = raw.filter(pq.filters_to_expression(bounds))
         else:
             raw = file.read(use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -169,6 +171,27 @@ def decode(
         return (table if bounds is None else canonical(table)), True
     table = normalise_bronze(raw, where=where)
     return between(table, "date", start, end), False
+
+
+def may_match(file: pq.ParquetFile, group: int, filters: list[Any]) -> bool:
+    """False only when row group ``group``'s min/max statistics rule every row out."""
+    meta = file.metadata.row_group(group)
+    names = file.schema_arrow.names
+    for name, op, value in filters:
+        if name not in names:
+            continue
+        stats = meta.column(names.index(name)).statistics
+        if stats is None or not stats.has_min_max:
+            continue
+        low, high = stats.min, stats.max
+        values = list(value) if op == "in" else [value]
+        if not values or not isinstance(low, type(values[0])):
+            continue
+        if (op == ">=" and high < value) or (op == "<=" and low > value):
+            return False
+        if op == "in" and (high < min(values) or low > max(values)):
+            return False
+    return True
 
 
 def date_filter(

@@ -23,19 +23,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from condvest.core import layout
-from condvest.core.merge import canonical, merge_bronze
+from condvest.core.merge import merge_bronze
 from condvest.core.schema import (
     BRONZE_COLUMNS,
     BRONZE_SCHEMA,
     META_SCHEMA,
     SILVER_SCHEMA,
     SPLITS_SCHEMA,
-    is_canonical,
-    normalise_bronze,
 )
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.bronze import between, date_filter, list_bronze
+from condvest.jobs.bronze import between, date_filter, list_bronze, may_match, read_file
 from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.read")
@@ -72,11 +70,11 @@ def _workers(storage: Storage) -> int:
 
 
 def read_parquet_file(
-    storage: Storage, key: str, filters: list[Any] | None = None, *, legacy_ok: bool = False
+    storage: Storage, key: str, filters: list[Any] | None = None
 ) -> tuple[pa.Table, bool]:
-    """One parquet object (filtered when its schema is canonical bronze, or ``legacy_ok`` is
-    False) and whether the filter was applied. Absent → NotFoundError, unreadable →
-    CorruptFileError naming it."""
+    """One parquet object that is not bronze (silver, metadata, corporate actions; bronze goes
+    through :func:`condvest.jobs.bronze.read_file`), filtered, and whether the filter was
+    applied. Absent → NotFoundError, unreadable → CorruptFileError naming it."""
     path = storage.local_path(key)
     where = storage.url(key)
     try:
@@ -85,9 +83,9 @@ def read_parquet_file(
         # on these small files); the row groups whose statistics miss the filter are skipped,
         # the rest filtered in memory.
         file = pq.ParquetFile(source)
-        use_filter = filters is not None and (not legacy_ok or is_canonical(file.schema_arrow))
+        use_filter = filters is not None
         if use_filter and filters:
-            groups = [i for i in range(file.num_row_groups) if _may_match(file, i, filters)]
+            groups = [i for i in range(file.num_row_groups) if may_match(file, i, filters)]
             table = file.read_row_groups(groups, use_threads=False)
             table = table.filter(pq.filters_to_expression(filters))
         else:
@@ -97,39 +95,6 @@ def read_parquet_file(
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{where} is not a readable parquet file: {exc}") from None
     return table, use_filter
-
-
-def _may_match(file: pq.ParquetFile, group: int, filters: list[Any]) -> bool:
-    """False only when row group ``group``'s min/max statistics rule every row out."""
-    meta = file.metadata.row_group(group)
-    names = file.schema_arrow.names
-    for name, op, value in filters:
-        if name not in names:
-            continue
-        stats = meta.column(names.index(name)).statistics
-        if stats is None or not stats.has_min_max:
-            continue
-        low, high = stats.min, stats.max
-        values = list(value) if op == "in" else [value]
-        if not values or not isinstance(low, type(values[0])):
-            continue
-        if (op == ">=" and high < value) or (op == "<=" and low > value):
-            return False
-        if op == "in" and (high < min(values) or low > max(values)):
-            return False
-    return True
-
-
-def read_bronze_range(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table:
-    """One bronze file in the canonical schema, only the rows dated in ``[start, end]``."""
-    table, filtered = read_parquet_file(
-        storage, key, date_filter("date", start, end), legacy_ok=True
-    )
-    if is_canonical(table.schema):
-        table = canonical(table.replace_schema_metadata(None))
-    else:
-        table = normalise_bronze(table, where=storage.url(key))
-    return table if filtered else between(table, "date", start, end)
 
 
 def _files_of(
@@ -170,9 +135,9 @@ def _symbol_rows(
 ) -> pa.Table:
     """One symbol directory's merged rows in ``[start, end]``: consolidate's merge."""
     data_key, landed = _files_of(objects, start, end)
-    history = read_bronze_range(storage, data_key, start, end) if data_key is not None else None
+    history = read_file(storage, data_key, start, end) if data_key is not None else None
     # date files were chosen by their session: read whole (one row), then bounded as a guard
-    return _merged(history, [read_bronze_range(storage, k, None, None) for k in landed], start, end)
+    return _merged(history, [read_file(storage, k, None, None) for k in landed], start, end)
 
 
 def _within(day: date, start: date | None, end: date | None) -> bool:
@@ -211,7 +176,7 @@ def _work(
 def _read_one(storage: Storage, key: str, start: date | None, end: date | None) -> pa.Table | None:
     """One file's rows in ``[start, end]``; None when it vanished (its directory is read again)."""
     try:
-        return read_bronze_range(storage, key, start, end)
+        return read_file(storage, key, start, end)
     except NotFoundError:
         return None
 
