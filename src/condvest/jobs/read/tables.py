@@ -33,7 +33,15 @@ from condvest.core.schema import (
 )
 from condvest.errors import CorruptFileError, NotFoundError, StorageError, UsageError
 from condvest.jobs.base import JobContext
-from condvest.jobs.bronze import between, date_filter, list_bronze, may_match, read_file
+from condvest.jobs.bronze import (
+    SymbolFiles,
+    between,
+    date_filter,
+    index,
+    list_bronze,
+    may_match,
+    read_file,
+)
 from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.read")
@@ -98,26 +106,11 @@ def read_parquet_file(
 
 
 def _files_of(
-    objects: list[ObjectInfo], start: date | None, end: date | None
+    files: SymbolFiles, start: date | None, end: date | None
 ) -> tuple[str | None, list[str]]:
     """A symbol directory's data file and its landed date files dated in ``[start, end]``."""
-    data_key: str | None = None
-    landed: list[str] = []
-    # "date=YYYY-MM-DD.parquet" names compare as their dates: only names in range are parsed
-    # (a whole-lake listing holds ~110,000 date files; a name that does not parse is skipped)
-    low = f"date={start.isoformat()}" if start is not None else ""
-    high = f"date={end.isoformat()}" if end is not None else "date=\uffff"
-    for obj in objects:
-        name = obj.key.rsplit("/", 1)[-1]
-        if layout.is_temp_key(obj.key):
-            continue
-        if name == layout.DATA_FILE:
-            data_key = obj.key
-        elif not low <= name[:15] <= high:
-            continue
-        elif (day := layout.parse_date_file(name)) is not None and _within(day, start, end):
-            landed.append(obj.key)
-    return data_key, sorted(landed)
+    landed = sorted(obj.key for day, obj in files.dates.items() if _within(day, start, end))
+    return (files.data.key if files.data is not None else None), landed
 
 
 def _merged(
@@ -131,10 +124,10 @@ def _merged(
 
 
 def _symbol_rows(
-    storage: Storage, objects: list[ObjectInfo], start: date | None, end: date | None
+    storage: Storage, files: SymbolFiles, start: date | None, end: date | None
 ) -> pa.Table:
     """One symbol directory's merged rows in ``[start, end]``: consolidate's merge."""
-    data_key, landed = _files_of(objects, start, end)
+    data_key, landed = _files_of(files, start, end)
     history = read_file(storage, data_key, start, end) if data_key is not None else None
     # date files were chosen by their session: read whole (one row), then bounded as a guard
     return _merged(history, [read_file(storage, k, None, None) for k in landed], start, end)
@@ -147,18 +140,18 @@ def _within(day: date, start: date | None, end: date | None) -> bool:
 def _read_symbol(
     storage: Storage,
     directory: str,
-    objects: list[ObjectInfo],
+    files: SymbolFiles,
     start: date | None,
     end: date | None,
 ) -> pa.Table:
     for attempt in range(_ATTEMPTS):
         try:
-            return _symbol_rows(storage, objects, start, end)
+            return _symbol_rows(storage, files, start, end)
         except NotFoundError:
             if attempt == _ATTEMPTS - 1:
                 raise
             log.info("read: %s changed while it was read; listing it again", directory)
-            objects = storage.list_objects(layout.symbol_prefix(directory))
+            files = _listed_again(storage, directory)
     raise StorageError(f"{directory}: its files kept changing while they were read")
 
 
@@ -167,7 +160,7 @@ Work = list[tuple[str, str, bool]]
 
 
 def _work(
-    listing: dict[str, list[ObjectInfo]], dirs: list[str], start: date | None, end: date | None
+    listing: dict[str, SymbolFiles], dirs: list[str], start: date | None, end: date | None
 ) -> Work:
     files = {d: _files_of(listing[d], start, end) for d in dirs}
     return [(d, k, k == data) for d, (data, landed) in files.items() for k in [data, *landed] if k]
@@ -197,8 +190,7 @@ def _assemble(
     parts = []
     for d in dirs:
         if any(t is None for _, t in mine[d]):
-            objects = storage.list_objects(layout.symbol_prefix(d))
-            parts.append(_read_symbol(storage, d, objects, start, end))
+            parts.append(_read_symbol(storage, d, _listed_again(storage, d), start, end))
             continue
         history = next((t for is_data, t in mine[d] if is_data), None)
         landed = [t for is_data, t in mine[d] if not is_data and t is not None]
@@ -211,7 +203,7 @@ _BATCH_FILES = 5_000
 together, so a whole-lake read stays near the size of its result."""
 
 
-def _batches(listing: dict[str, list[ObjectInfo]], dirs: list[str]) -> list[list[str]]:
+def _batches(listing: dict[str, SymbolFiles], dirs: list[str]) -> list[list[str]]:
     out: list[list[str]] = [[]]
     files = 0
     for d in dirs:
@@ -219,13 +211,13 @@ def _batches(listing: dict[str, list[ObjectInfo]], dirs: list[str]) -> list[list
             out.append([])
             files = 0
         out[-1].append(d)
-        files += len(listing[d])
+        files += len(listing[d].dates) + 1
     return out
 
 
 def _read_batch(
     storage: Storage,
-    listing: dict[str, list[ObjectInfo]],
+    listing: dict[str, SymbolFiles],
     dirs: list[str],
     start: date | None,
     end: date | None,
@@ -239,7 +231,7 @@ def _read_batch(
     work = _work(listing, dirs, start, end)
     got: list[pa.Table | None] | None
     if storage.local_path("") is not None:
-        stamps = {o.key: (o.size, o.mtime) for d in dirs for o in listing[d]}
+        stamps = {o.key: (o.size, o.mtime) for d in dirs for o in listing[d].unordered()}
         paths = [str(storage.local_path(k)) for _, k, _ in work]
         got = scan_files(paths, [stamps[k] for _, k, _ in work], start, end)
         if got is None:
@@ -264,9 +256,10 @@ def daily_listing(
     symbols: Sequence[str] | None,
     start: date | None = None,
     end: date | None = None,
-) -> dict[str, list[ObjectInfo]]:
-    """The bronze objects of ``symbols`` (all when None) that a read of ``[start, end]`` can
-    need, by symbol directory; only the requested symbols' prefixes are listed."""
+) -> dict[str, SymbolFiles]:
+    """The bronze files of ``symbols`` (all when None) that a read of ``[start, end]`` can
+    need, by symbol directory (:func:`condvest.jobs.bronze.list_bronze`); only the requested
+    symbols' prefixes are listed."""
     if symbols is None:
         if (
             storage.local_path("") is not None
@@ -278,24 +271,26 @@ def daily_listing(
         index = list_bronze(storage)
     else:
         index = list_bronze(storage, list(symbols), workers=min(len(symbols), _workers(storage)))
-    return {name: files.objects for name, files in index.symbols.items() if files.objects}
+    return index.with_files()
 
 
-def _probed(storage: Storage, start: date, end: date) -> dict[str, list[ObjectInfo]]:
+def _probed(storage: Storage, start: date, end: date) -> dict[str, SymbolFiles]:
     """Per symbol directory, its data file and its date files of ``[start, end]`` that exist
     (one lookup each, local disk only: a file lookup costs less than listing one entry)."""
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-    names = [layout.DATA_FILE, *(f"date={d.isoformat()}.parquet" for d in days)]
-    out: dict[str, list[ObjectInfo]] = {}
+    found: list[ObjectInfo] = []
     for directory in storage.list_dirs(layout.BRONZE_OHLCV + "/"):
-        prefix = f"{layout.BRONZE_OHLCV}/{directory}/"
-        symbol = layout.parse_symbol_dir(prefix)
+        symbol = layout.parse_symbol_dir(f"{layout.BRONZE_OHLCV}/{directory}/")
         if symbol is None:
             continue
-        found = [o for o in (storage.stat(prefix + n) for n in names) if o is not None]
-        if found:
-            out[symbol] = found
-    return out
+        keys = [layout.data_file(symbol), *(layout.date_file(symbol, d) for d in days)]
+        found += [o for o in (storage.stat(k) for k in keys) if o is not None]
+    return index(found).with_files()
+
+
+def _listed_again(storage: Storage, directory: str) -> SymbolFiles:
+    """A directory whose files changed while they were read, listed again."""
+    return list_bronze(storage, [directory]).symbols.get(directory, SymbolFiles(directory))
 
 
 def read_daily(
