@@ -195,7 +195,13 @@ def restated_marker(symbol: str) -> str:
     return f"{RESTATED_PREFIX}symbol={validate_symbol(symbol)}.json"
 
 
+ACTION_KINDS = ("splits", "dividends")
+"""The corporate-action tables under :data:`BRONZE_ACTIONS`."""
+
+
 def corporate_actions_file(kind: str, day: date) -> str:
+    if kind not in ACTION_KINDS:
+        raise ValueError(f"unknown corporate-action kind {kind!r}")
     return f"{BRONZE_ACTIONS}/{kind}/date={day.isoformat()}.parquet"
 
 
