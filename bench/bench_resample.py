@@ -11,11 +11,14 @@
 4. One new session lands (a date file per symbol); the daily incremental `condvest resample`
    (real clock: through = the latest completed session) reads the new date files.
 5. The same on a hard-linked copy of yesterday's lake, in `condvest run`'s order: consolidate,
-   then the daily incremental resample (the new day is inside data.parquet).
-6. A split day (issue 19 item 1), on another hard-linked copy: the same new session lands, and the
-   5 symbols of longest history are restated (every older row halved, a newer fetched_at, the
-   restated marker), as fetch's split handling leaves them. Printed beside step 4's run ("daily
-   run without"), with the ratios (target <= 2x time and peak memory).
+   then the daily incremental resample (the new day is inside data.parquet; the data files come
+   from the bronze tail index consolidate wrote). Before step 1 the lake is consolidated once
+   in full, so every symbol has its index entry, as on a lake consolidate has run on.
+6. A split day (issue 19 item 1), on another hard-linked copy, also in `run`'s order: the same new
+   session lands, the 5 symbols of longest history are restated (every older row halved, a newer
+   fetched_at, the restated marker) as fetch's split handling leaves them, consolidate runs,
+   then resample. Printed beside step 5's run ("daily run without"), with the ratios (target
+   <= 2x time and peak memory).
 Wall time, CPU time and peak RSS (wait4 rusage of each child) are printed, with the full/floor
 ratio.
 """
@@ -28,6 +31,7 @@ import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -255,6 +259,8 @@ def main() -> int:
         if layout.parse_date_file(key) == latest:
             storage.delete(key)  # a previous run's "new session"
     cli = [py, "-m", "condvest", "--lake", str(lake), "-o", "json", "-q"]
+    if not storage.exists(layout.BRONZE_TAILS):
+        run_child([*cli, "consolidate", "--mode", "full"], "consolidate --mode full (tail index)")
     full = run_child([py, "-c", FULL_CODE, str(lake)], "full rebuild")
     assert full.out.strip() == previous.isoformat(), full.out
     floor = run_child([py, "-c", FLOOR_CODE, str(lake)], "I/O floor")
@@ -288,6 +294,7 @@ def main() -> int:
     restated = restate_longest(open_storage(str(split_day)), RESTATED)
     inc = run_child([*cli, "resample"], "daily incremental")
     cli_split = [py, "-m", "condvest", "--lake", str(split_day), "-o", "json", "-q"]
+    run_child([*cli_split, "consolidate"], "consolidate, restated symbols")
     inc_split = run_child([*cli_split, "resample"], "daily incremental, restated symbols")
     shutil.rmtree(split_day)
     cli_after = [py, "-m", "condvest", "--lake", str(after), "-o", "json", "-q"]
@@ -299,24 +306,33 @@ def main() -> int:
     got, got_after = json.loads(inc.out), json.loads(inc_after.out)
     got_split = json.loads(inc_split.out)
     print_full(a, full, floor, query, duck_check)
+    bronze = sum(o.size for o in storage.list_objects(layout.BRONZE_OHLCV + "/"))
+
+    def read(got: dict[str, Any]) -> str:
+        return (
+            f"rows read {got['input_rows']}, files read {got.get('files_read', '?')}, "
+            f"bytes read {got['bytes_read'] / 1e6:.1f} MB ({got['bytes_read'] / bronze:.1%} of "
+            "bronze)"
+        )
+
     print(
-        f"daily run without (+1 day): {inc.figures()}  "
-        f"months written {got['months_written']}, rows {got['rows_written']}, "
-        f"rows read {got['input_rows']}"
-    )
-    print(
-        f"daily run with {RESTATED} restated  : {inc_split.figures()}  "
-        f"months written {got_split['months_written']}, rows {got_split['rows_written']}, "
-        f"rows read {got_split['input_rows']}  ({', '.join(restated)})"
-    )
-    print(
-        f"  restated / without      : {inc_split.wall_s / inc.wall_s:6.2f}x wall, "
-        f"{inc_split.peak_mb / inc.peak_mb:.2f}x peak memory (target <= 2x)"
+        f"daily, date files unmerged: {inc.figures()}  "
+        f"months written {got['months_written']}, rows {got['rows_written']}, {read(got)}"
     )
     print(f"  (consolidate first      : {cons.figures()})")
     print(
-        f"daily incr. after consol. : {inc_after.figures()}  "
-        f"months written {got_after['months_written']}, rows {got_after['rows_written']}"
+        f"daily run without (+1 day, after consolidate): {inc_after.figures()}  "
+        f"months written {got_after['months_written']}, rows {got_after['rows_written']}, "
+        f"{read(got_after)}"
+    )
+    print(
+        f"daily run with {RESTATED} restated (after consolidate): {inc_split.figures()}  "
+        f"months written {got_split['months_written']}, rows {got_split['rows_written']}, "
+        f"{read(got_split)}  ({', '.join(restated)})"
+    )
+    print(
+        f"  restated / without      : {inc_split.wall_s / inc_after.wall_s:6.2f}x wall, "
+        f"{inc_split.peak_mb / inc_after.peak_mb:.2f}x peak memory (target <= 2x)"
     )
     return 0
 

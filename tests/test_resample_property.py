@@ -1,4 +1,5 @@
-"""Property: after any sequence of fetch-like landings, consolidate-like merges, vacuums,
+"""Property: after any sequence of fetch-like landings, consolidate-like merges (written
+straight, or by consolidate's own merge, which keeps the bronze tail index), vacuums,
 restatements, clock ticks and incremental resamples, silver equals a full rebuild.
 
 The "world" is written straight through the Storage API, the way fetch and consolidate would."""
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +20,9 @@ from hypothesis import strategies as st
 from condvest.core import layout
 from condvest.core.bars import BarAlignment
 from condvest.core.calendar import get_calendar
+from condvest.jobs.compaction import merge_into_data_file
 from condvest.jobs.resample.job import ResampleOptions, plan_resample, run_resample
+from condvest.state.bronze_tails import update_tails
 from condvest.storage import Storage
 from conftest import BUCKET, Lake, make_local_lake, make_s3_lake
 from resample_helpers import bars_by_key, bronze_row, read_silver, table_of
@@ -36,6 +40,7 @@ ops = st.lists(
             st.floats(1, 100, allow_nan=False),
         ),
         st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
+        st.tuples(st.just("merge"), st.sampled_from(SYMBOLS), st.sampled_from([1, 3, 8, 40])),
         st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
         st.tuples(st.just("restate"), st.sampled_from(SYMBOLS), st.sampled_from([0.5, 2.0])),
         st.tuples(st.just("tick"), st.integers(1, 4)),
@@ -90,6 +95,15 @@ class World:
                 self.s.write_parquet(
                     layout.data_file(op[1]), table_of([rows[d] for d in sorted(rows)])
                 )
+        elif kind == "merge":
+            # consolidate's own merge, which puts the file's tail into the bronze tail index
+            # (keeping ``keep`` rows: short entries make resample read the file after all)
+            keys = self._date_keys(op[1])
+            if keys:
+                incoming = pa.concat_tables([self.s.read_parquet(k) for k in keys])
+                report = merge_into_data_file(self.s, op[1], incoming, keep_tail=op[2])
+                if report.tail is not None:
+                    update_tails(self.s, [report.tail])
         elif kind == "vacuum":
             held = self._rows(op[1], with_dates=False)
             for key in self._date_keys(op[1]):
@@ -195,6 +209,8 @@ daily_ops = st.lists(
             st.integers(0, 12),
         ),
         st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
+        st.tuples(st.just("merge"), st.sampled_from(SYMBOLS), st.sampled_from([1, 3, 8, 40])),
+        st.tuples(st.just("merge"), st.sampled_from(SYMBOLS), st.just(40)),
         st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
         st.tuples(st.just("tick"), st.integers(1, 3)),
         st.tuples(st.just("resample")),
@@ -210,14 +226,22 @@ daily_ops = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(sequence=daily_ops, partial=st.booleans(), alignment=st.sampled_from(BarAlignment))
+@given(
+    sequence=daily_ops,
+    partial=st.booleans(),
+    alignment=st.sampled_from(BarAlignment),
+    real_merges=st.booleans(),
+)
 def test_daily_incremental_tail_equals_full(
     lake: Lake,
     tmp_path: Path,
     sequence: list[tuple[Any, ...]],
     partial: bool,
     alignment: BarAlignment,
+    real_merges: bool,
 ) -> None:
+    """``real_merges``: every consolidate is consolidate's own merge (the bronze tail index
+    kept, so resample reads the index instead of the data files it holds)."""
     sub = _sub_lake(lake, tmp_path)
     world = World(sub.storage)
     for sym in SYMBOLS[:2]:
@@ -226,6 +250,8 @@ def test_daily_incremental_tail_equals_full(
     options = ResampleOptions(intervals=(3, 5, 8), include_partial=partial, alignment=alignment)
     runs = 0
     for op in [*sequence, ("resample",)]:
+        if op[0] == "consolidate" and real_merges:
+            op = ("merge", op[1], 40)
         if op[0] != "resample":
             world.apply(op)
             continue
@@ -240,3 +266,76 @@ def test_daily_incremental_tail_equals_full(
         for iplan in full.intervals:
             silver = bars_by_key(read_silver(sub.storage, iplan.interval))
             assert silver == bars_by_key(iplan.table)
+
+
+# The daily shape with consolidate's own merge, so the bronze tail index serves the tail path:
+# each "day" lands every symbol but "A" (halted), merges them with the index kept, and
+# resamples; in between, the hostile days: a restatement or a straight write behind the index
+# (its entry goes stale), a re-landed old session, a vacuum, entries too short to use.
+index_days = st.lists(
+    st.one_of(
+        st.tuples(st.just("day"), st.floats(1, 100, allow_nan=False), st.sampled_from([40, 3])),
+        st.tuples(
+            st.just("restate"),
+            st.sampled_from(SYMBOLS),
+            st.sampled_from([0.5, 2.0]),
+            st.integers(0, 12),
+        ),
+        st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
+        st.tuples(
+            st.just("land"),
+            st.sampled_from(SYMBOLS[1:]),
+            st.integers(2, 12),
+            st.floats(1, 100, allow_nan=False),
+        ),
+        st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=index_days)
+def test_daily_tail_from_the_tail_index_equals_full(
+    lake: Lake, tmp_path: Path, sequence: list[tuple[Any, ...]], caplog: pytest.LogCaptureFixture
+) -> None:
+    sub = _sub_lake(lake, tmp_path)
+    world = World(sub.storage)
+    for sym in SYMBOLS:  # the histories, merged as consolidate merges (each in the index)
+        rows = [bronze_row(sym, d, 10.0) for d in SESSIONS[: world.pos + 1]]
+        report = merge_into_data_file(sub.storage, sym, table_of(rows), keep_tail=40)
+        assert report.tail is not None
+        update_tails(sub.storage, [report.tail])
+    options = ResampleOptions(intervals=(3, 5, 8))
+    ctx = sub.context(now=world.now())
+    assert run_resample(ctx, plan_resample(ctx, options)).ok
+    days = 0
+    for op in sequence:
+        if op[0] != "day":
+            world.apply(op)
+            continue
+        days += 1
+        world.apply(("tick", 1))
+        for sym in SYMBOLS[1:]:
+            world.apply(("land", sym, 0, op[1]))
+        for sym in SYMBOLS:
+            world.apply(("merge", sym, op[2]))
+        ctx = sub.context(now=world.now())
+        with caplog.at_level("INFO", logger="condvest.resample"):
+            plan = plan_resample(ctx, options)
+        assert all(p.replace_from is not None for p in plan.intervals), plan.to_dict()
+        assert run_resample(ctx, plan).ok
+        full = plan_resample(ctx, replace(options, full=True))
+        for iplan in full.intervals:
+            assert bars_by_key(read_silver(sub.storage, iplan.interval)) == bars_by_key(iplan.table)
+    if days and all(op[0] == "day" and op[2] == 40 for op in sequence):
+        # nothing went behind the index: no data file was read after the first run
+        assert f"{len(SYMBOLS)} of {len(SYMBOLS)} data files from the bronze tail index" in (
+            caplog.text
+        )

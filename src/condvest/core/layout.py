@@ -139,6 +139,8 @@ LOCKS_PREFIX = f"{METADATA}/locks/"
 RESTATED_PREFIX = f"{METADATA}/restated/"
 SUSPICIOUS_SPLITS = f"{METADATA}/suspicious_splits.json"
 """Splits whose restatement showed another ratio than the vendor listed (status reports them)."""
+BRONZE_TAILS = f"{METADATA}/bronze_tails.parquet"
+"""Per symbol directory, the last rows of its data.parquet at one version (state.bronze_tails)."""
 CLEANUP_JOURNAL_PREFIX = f"{METADATA}/consolidate_cleanup/"
 """Symbols a consolidate run still has to clean up (written before its manifest update, removed
 once their cleanup is done), so a run killed in between has its cleanup finished by the next."""

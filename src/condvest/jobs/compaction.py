@@ -23,6 +23,7 @@ from condvest.core.schema import BRONZE_SCHEMA
 from condvest.errors import NotFoundError, StorageError, VerificationError
 from condvest.faults import kill_point
 from condvest.jobs.bronze import decode
+from condvest.state.bronze_tails import TailEntry, tail_entry
 from condvest.storage.base import PARQUET_COMPRESSION, Storage
 
 _CAS_ATTEMPTS = 32
@@ -39,6 +40,9 @@ class SymbolMergeReport:
     first_date: date | None
     last_date: date | None
     bytes_written: int
+    tail: TailEntry | None = None
+    """The written file's tail-index entry (asked for with ``keep_tail``; None when the
+    storage could not say the new file's exact version)."""
 
 
 def bronze_bytes(table: pa.Table) -> bytes:
@@ -59,8 +63,12 @@ def bronze_bytes(table: pa.Table) -> bytes:
     return encoded
 
 
-def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> SymbolMergeReport:
-    """Merge ``incoming`` (canonical rows of ``symbol``) into its data.parquet, verified + CAS."""
+def merge_into_data_file(
+    storage: Storage, symbol: str, incoming: pa.Table, *, keep_tail: int = 0
+) -> SymbolMergeReport:
+    """Merge ``incoming`` (canonical rows of ``symbol``) into its data.parquet, verified + CAS.
+    ``keep_tail`` > 0: the report carries the new file's entry of the bronze tail index (its
+    last ``keep_tail`` rows, at the version the swap produced)."""
     key = layout.data_file(symbol)
     incoming = canonical(incoming)
     for attempt in range(_CAS_ATTEMPTS):
@@ -76,18 +84,23 @@ def merge_into_data_file(storage: Storage, symbol: str, incoming: pa.Table) -> S
         first = merged.column("date")[0].as_py() if merged.num_rows else None
         last = merged.column("date")[-1].as_py() if merged.num_rows else None
         if version is not None and was_canonical and not stats.added_dates and merged.equals(old):
-            return SymbolMergeReport(symbol, False, stats, first, last, 0)
+            # unchanged: the entry is of the file as read (read_versioned's version is exact)
+            entry = tail_entry(symbol, version, merged, keep_tail) if keep_tail else None
+            return SymbolMergeReport(symbol, False, stats, first, last, 0, entry)
         verify_merge(old, incoming, merged, symbol=symbol)
         payload = bronze_bytes(merged)
         check, _ = decode(payload, where=f"{symbol} (new data.parquet)")
         if not check.equals(merged):
             raise VerificationError(f"{symbol}: the encoded data.parquet does not read back equal")
-        swapped = (
-            storage.create(key, payload)
+        swapped, written = (
+            storage.create_versioned(key, payload)
             if version is None
-            else storage.replace(key, payload, version)
+            else storage.replace_versioned(key, payload, version)
         )
         if swapped:
             kill_point("after-swap", key)
-            return SymbolMergeReport(symbol, True, stats, first, last, len(payload))
+            entry = (
+                tail_entry(symbol, written, merged, keep_tail) if keep_tail and written else None
+            )
+            return SymbolMergeReport(symbol, True, stats, first, last, len(payload), entry)
     raise StorageError(f"{symbol}: data.parquet kept changing under concurrent writers; retry")

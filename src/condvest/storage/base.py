@@ -84,6 +84,15 @@ class Storage(ABC):
     def replace(self, key: str, data: bytes, version: str) -> bool:
         """Replace ``key`` only if its version is still ``version``; False if it changed."""
 
+    def create_versioned(self, key: str, data: bytes) -> tuple[bool, str | None]:
+        """:meth:`create`, and the version of the object it created when the backend knows it
+        exactly (never read back afterwards: another writer may have replaced it since)."""
+        return self.create(key, data), None
+
+    def replace_versioned(self, key: str, data: bytes, version: str) -> tuple[bool, str | None]:
+        """:meth:`replace`, and the new object's version as :meth:`create_versioned` gives it."""
+        return self.replace(key, data, version), None
+
     @abstractmethod
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys`` (absent keys are fine). Returns how many were asked for. A key that

@@ -280,18 +280,26 @@ class LocalStorage(Storage):
             raise self._fail("write", key, exc) from None
 
     def create(self, key: str, data: bytes) -> bool:
+        return self.create_versioned(key, data)[0]
+
+    def create_versioned(self, key: str, data: bytes) -> tuple[bool, str | None]:
         tmp = self._write_temp(key, data)
         try:
+            # link() keeps the inode and its mtime: the temp file's version is the new file's
+            version = _version(os.lstat(tmp))
             os.link(tmp, self._path(key))
-            return True
+            return True, version
         except FileExistsError:
-            return False
+            return False, None
         except OSError as exc:
             raise self._fail("create", key, exc) from None
         finally:
             tmp.unlink(missing_ok=True)
 
     def replace(self, key: str, data: bytes, version: str) -> bool:
+        return self.replace_versioned(key, data, version)[0]
+
+    def replace_versioned(self, key: str, data: bytes, version: str) -> tuple[bool, str | None]:
         path = self._path(key)
         tmp = self._write_temp(key, data)
         try:
@@ -299,11 +307,12 @@ class LocalStorage(Storage):
                 try:
                     current = _version(os.lstat(path))
                 except FileNotFoundError:
-                    return False
+                    return False, None
                 if current != version:
-                    return False
+                    return False, None
+                new = _version(os.lstat(tmp))  # rename() keeps the inode and its mtime
                 os.replace(tmp, path)
-                return True
+                return True, new
         except OSError as exc:
             raise self._fail("replace", key, exc) from None
         finally:

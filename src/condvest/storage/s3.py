@@ -210,13 +210,14 @@ class S3Storage(Storage):
                 raise NotFoundError(f"{self.url(key)} does not exist") from None
             raise self._fail("read", key, exc) from None
 
-    def _put(self, key: str, data: bytes, **condition: str) -> bool:
+    def _put(self, key: str, data: bytes, **condition: str) -> tuple[bool, str | None]:
+        """One PUT (the swap itself): (done, the new object's ETag as S3 answered it)."""
         if len(data) >= _MAX_PUT:
             raise StorageError(f"{self.url(key)}: object of {len(data)} bytes exceeds one PUT")
         kill_point("after-temp-write", key)  # S3 has no temp name: the PUT is the swap
         count_write()
         try:
-            self._call(
+            resp = self._call(
                 "write",
                 key,
                 "put_object",
@@ -226,20 +227,27 @@ class S3Storage(Storage):
                 **condition,
             )
         except _Precondition:
-            return False
-        return True
+            return False, None
+        etag = resp.get("ETag") if isinstance(resp, dict) else None
+        return True, str(etag) if etag else None
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._put(key, data)
 
     def create(self, key: str, data: bytes) -> bool:
+        return self._put(key, data, IfNoneMatch="*")[0]
+
+    def create_versioned(self, key: str, data: bytes) -> tuple[bool, str | None]:
         return self._put(key, data, IfNoneMatch="*")
 
     def replace(self, key: str, data: bytes, version: str) -> bool:
+        return self.replace_versioned(key, data, version)[0]
+
+    def replace_versioned(self, key: str, data: bytes, version: str) -> tuple[bool, str | None]:
         try:
             return self._put(key, data, IfMatch=version)
         except NotFoundError:
-            return False
+            return False, None
 
     def delete_many(self, keys: Iterable[str]) -> int:
         wanted = list(keys)

@@ -50,6 +50,7 @@ from condvest.jobs.selection import (
 )
 from condvest.progress import Tracker
 from condvest.settings import ConsolidateMode
+from condvest.state.bronze_tails import TailEntry, keep_rows, record_tails
 from condvest.state.manifest import ManifestRow, read_manifest, update_manifest
 from condvest.state.marker import require_lake
 from condvest.storage.base import Storage
@@ -187,6 +188,8 @@ class _Tally:
     files_deleted: int = 0
     bytes_deleted: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    tails: list[TailEntry] = field(default_factory=list)
+    """The bronze tail index entries of the data files recorded (written at the end)."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ class _Merged:
     bytes_written: int = 0
     error: str | None = None
     previous: ManifestRow | None = None
+    tail: TailEntry | None = None
 
 
 def run_consolidate(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
@@ -257,6 +261,7 @@ def _execute(ctx: JobContext, plan: ConsolidatePlan) -> ConsolidateResult:
             _count_cleanup(tally, *future.result())
     progress.close()
     size.close()
+    record_tails(ctx.storage, [e for e in tally.tails if e.directory not in tally.failures])
     if not partial:
         _retire_journals(ctx.storage, plan, journal, tally)
     elapsed = time.monotonic() - started
@@ -342,7 +347,8 @@ def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
     try:
         tables = [read_file(storage, f.key) for f in pending]
         incoming = pa.concat_tables(tables) if tables else BRONZE_SCHEMA.empty_table()
-        report = merge_into_data_file(storage, plan.symbol, incoming)
+        keep = keep_rows(ctx.settings.resample.intervals)
+        report = merge_into_data_file(storage, plan.symbol, incoming, keep_tail=keep)
     except CondvestError as exc:
         log.error("consolidate %s failed: %s", plan.symbol, exc)
         return _Merged(plan.symbol, None, error=str(exc))
@@ -369,6 +375,7 @@ def _merge_symbol(ctx: JobContext, plan: SymbolPlan) -> _Merged | None:
         len(pending),
         report.bytes_written,
         previous=plan.previous,
+        tail=report.tail,
     )
 
 
@@ -395,6 +402,8 @@ def _record(storage: Storage, merged: list[_Merged], tally: _Tally, *, rebuild: 
         tally.rows_replaced += m.rows_replaced
         tally.files_merged += m.files
         tally.bytes_written += m.bytes_written
+        if m.tail is not None:
+            tally.tails.append(m.tail)
 
 
 def _cleanup(ctx: JobContext, plan: ConsolidatePlan, symbol: SymbolPlan) -> tuple[str, Any]:

@@ -29,14 +29,18 @@ from condvest.core.bars import day_number
 from condvest.errors import CorruptFileError, StorageError
 from condvest.jobs.bronze import SymbolFiles
 from condvest.jobs.resample.scan import (
+    COLUMNS,
     NO_DAY,
     BronzeReader,
     Rows,
     day_array,
+    empty_rows,
 )
+from condvest.state.bronze_tails import TailIndex
 from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.resample")
+_ROWS_SCHEMA = empty_rows().schema
 
 
 def _keys(dirs: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -144,24 +148,102 @@ def read_bronze_tail(
     d0: int,
     threads: int = 0,
     memory_limit: str = "",
+    tails: TailIndex | None = None,
 ) -> TailInput:
     """The incremental read: only rows dated ``since`` or later are transferred (DuckDB filter
-    pushdown on disk), plus the summary that tells whether older rows changed."""
+    pushdown on disk), plus the summary that tells whether older rows changed. A data file the
+    bronze tail index (``tails``) holds at its listed version is not read at all: its entry
+    gives the same rows and summary, provided it reaches back to ``since``, ``d0`` and
+    ``upto``."""
     reader = BronzeReader(storage, workers=workers, threads=threads, memory_limit=memory_limit)
     dirs = sorted(listing)
     data_objs = [(i, obj) for i, d in enumerate(dirs) if (obj := listing[d].data) is not None]
+    cached = _covered(tails, [(dirs[i], obj) for i, obj in data_objs], min(since, d0, upto))
+    to_read = [j for j in range(len(data_objs)) if j not in cached]
     a, summary = reader.read_tail(
-        [o.key for _, o in data_objs], optional=False, since=since, summary=(upto, d0)
+        [data_objs[j][1].key for j in to_read], optional=False, since=since, summary=(upto, d0)
     )
     assert summary is not None
     old: dict[str, tuple[int, int | None]] = {}
     held: dict[str, set[int]] = {}
-    for j, (i, _) in enumerate(data_objs):
-        top = int(summary.max_fetched[j])
-        old[dirs[i]] = (int(summary.count[j]), None if top == NO_DAY else top)
-        held[dirs[i]] = summary.held.get(j, set())
+    for k, j in enumerate(to_read):
+        name = dirs[data_objs[j][0]]
+        top = int(summary.max_fetched[k])
+        old[name] = (int(summary.count[k]), None if top == NO_DAY else top)
+        held[name] = summary.held.get(k, set())
+    a = Rows(a.table, np.asarray(to_read, dtype=np.int64)[a.owner])
+    if cached:
+        assert tails is not None
+        b = _from_tails(tails, [dirs[data_objs[j][0]] for j in cached], since, upto, d0)
+        old.update(b.old)
+        held.update(b.held)
+        owner = np.asarray(list(cached), dtype=np.int64)[b.rows.owner]
+        a = Rows(pa.concat_tables([a.table, b.rows.table]), np.concatenate([a.owner, owner]))
+        log.info(
+            "%d of %d data files from the bronze tail index, %d read",
+            len(cached),
+            len(data_objs),
+            len(to_read),
+        )
     bronze = _assemble(reader, listing, dirs, data_objs, a, since)
+    if cached:
+        saved = sum(data_objs[j][1].size for j in cached)
+        assert tails is not None
+        bronze = replace(
+            bronze,
+            files_read=bronze.files_read - len(cached) + 1,
+            bytes_read=bronze.bytes_read - saved + tails.size,
+        )
     return TailInput(bronze, old, held)
+
+
+def _covered(tails: TailIndex | None, data: list[tuple[str, ObjectInfo]], day: int) -> list[int]:
+    """Positions in ``data`` of the files the index holds at their listed version, with rows
+    reaching back to ``day`` (or every row of the file)."""
+    if tails is None:
+        return []
+    out = []
+    for j, (name, obj) in enumerate(data):
+        if obj.version is None or tails.versions.get(name) != obj.version:
+            continue
+        if tails.before[name][0] == 0 or tails.first_day(name) <= day:
+            out.append(j)
+    return out
+
+
+@dataclass(frozen=True)
+class _FromTails:
+    rows: Rows
+    """Rows dated ``since`` or later; ``owner`` indexes the names asked for."""
+    old: dict[str, tuple[int, int | None]]
+    held: dict[str, set[int]]
+
+
+def _from_tails(tails: TailIndex, names: list[str], since: int, upto: int, d0: int) -> _FromTails:
+    """What :meth:`BronzeReader.read_tail` gives for these files, from their index entries."""
+    spans = [tails.spans[n] for n in names]
+    lengths = np.array([b - a for a, b in spans], dtype=np.int64)
+    take = np.concatenate([np.arange(a, b) for a, b in spans])
+    table = tails.table.take(pa.array(take))
+    owner = np.repeat(np.arange(len(names), dtype=np.int64), lengths)
+    days = day_array(table)
+    fetched = np.asarray(pc.fill_null(table.column("fetched"), NO_DAY).to_numpy(), np.int64)
+    old_rows = days <= upto
+    count = np.bincount(owner[old_rows], minlength=len(names))
+    top = np.full(len(names), NO_DAY, dtype=np.int64)
+    np.maximum.at(top, owner[old_rows], fetched[old_rows])
+    old: dict[str, tuple[int, int | None]] = {}
+    for k, name in enumerate(names):
+        before, before_top = tails.before[name]
+        tops = [t for t in (before_top, int(top[k])) if t is not None and t != NO_DAY]
+        old[name] = (before + int(count[k]), max(tops) if tops else None)
+    held: dict[str, set[int]] = {n: set() for n in names}
+    recent = old_rows & (days >= d0)
+    for k, day in zip(owner[recent].tolist(), days[recent].tolist(), strict=True):
+        held[names[k]].add(day)
+    keep = days >= since
+    rows = table.select([*COLUMNS, "fetched"]).filter(pa.array(keep))
+    return _FromTails(Rows(rows.cast(_ROWS_SCHEMA), owner[keep]), old, held)
 
 
 def _assemble(

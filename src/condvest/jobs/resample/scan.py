@@ -136,10 +136,10 @@ def _rows_of(tables: list[tuple[int, pa.Table]]) -> Rows:
         np.array([i for i, _ in tables], dtype=np.int64),
         [t.num_rows for _, t in tables],
     )
-    return Rows(pa.concat_tables(parts) if parts else _empty_rows(), owner)
+    return Rows(pa.concat_tables(parts) if parts else empty_rows(), owner)
 
 
-def _empty_rows() -> pa.Table:
+def empty_rows() -> pa.Table:
     schema = pa.schema([_LOOSE.field(c) for c in COLUMNS] + [pa.field("fetched", pa.int64())])
     return schema.empty_table()
 
@@ -175,7 +175,7 @@ class BronzeReader:
         """Rows of ``keys`` dated ``since`` or later (a day number; None = all rows), and with
         ``summary=(upto, d0)`` a FileSummary of every file's rows dated ``upto`` or earlier."""
         if not keys:
-            return Rows(_empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
+            return Rows(empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
         if self.local:
             try:
                 return self._read_bulk(keys, optional, since, summary)
@@ -246,7 +246,7 @@ class BronzeReader:
             con.close()
         rest = sorted(set(range(len(paths))) - set(bulk))
         owner = np.asarray(bulk, dtype=np.int64)[table.column("owner").to_numpy()]
-        rows = Rows(table.drop_columns(["owner"]).cast(_empty_rows().schema), owner)
+        rows = Rows(table.drop_columns(["owner"]).cast(empty_rows().schema), owner)
         if not rest:
             return rows, found
         other = self._read_each(keys, rest, optional)  # legacy shapes: the one reader
@@ -276,7 +276,7 @@ class BronzeReader:
         file, then flattened) and each file's summary. Two scans cost twice: each data.parquet
         is one row group, so the date filter cannot skip any decoding."""
         if not files:
-            return _empty_rows().add_column(0, "owner", pa.array([], pa.int64()))
+            return empty_rows().add_column(0, "owner", pa.array([], pa.int64()))
         params = {
             "files": files,
             "since": _day(since),

@@ -42,6 +42,7 @@ from condvest.jobs.bronze import SymbolFiles
 from condvest.jobs.resample.checkpoint import Checkpoint
 from condvest.jobs.resample.reader import BronzeInput, read_bronze_tail
 from condvest.jobs.resample.scan import BronzeReader
+from condvest.state.bronze_tails import read_tails
 from condvest.storage.base import ObjectInfo
 
 log = logging.getLogger("condvest.resample")
@@ -159,6 +160,7 @@ def read_tail(
         d0=d0,
         threads=settings.threads,
         memory_limit=settings.memory_limit,
+        tails=read_tails(ctx.storage),
     )
     # Date files dated `previous` or earlier that are not merged into data.parquet yet count
     # among the older rows too (they were, or now are, part of the merged input).
