@@ -221,10 +221,13 @@ class _FromTails:
 
 def _from_tails(tails: TailIndex, names: list[str], since: int, upto: int, d0: int) -> _FromTails:
     """What :meth:`BronzeReader.read_tail` gives for these files, from their index entries."""
-    spans = [tails.spans[n] for n in names]
-    lengths = np.array([b - a for a, b in spans], dtype=np.int64)
-    take = np.concatenate([np.arange(a, b) for a, b in spans])
-    table = tails.table.take(pa.array(take))
+    spans = np.array([tails.spans[n] for n in names], dtype=np.int64).reshape(-1, 2)
+    lengths = spans[:, 1] - spans[:, 0]
+    if len(names) == len(tails.spans) and bool(np.all(spans[1:, 0] == spans[:-1, 1])):
+        table = tails.table  # every entry, in the index's own order: no copy
+    else:  # row i of entry k is at spans[k, 0] + i
+        offsets = np.repeat(spans[:, 0] - (np.cumsum(lengths) - lengths), lengths)
+        table = tails.table.take(pa.array(np.arange(int(lengths.sum())) + offsets))
     owner = np.repeat(np.arange(len(names), dtype=np.int64), lengths)
     days = day_array(table)
     fetched = np.asarray(pc.fill_null(table.column("fetched"), NO_DAY).to_numpy(), np.int64)
