@@ -320,6 +320,8 @@ def main() -> int:
         f"months written {got['months_written']}, rows {got['rows_written']}, {read(got)}"
     )
     print(f"  (consolidate first      : {cons.figures()})")
+    start = run_child([py, "-c", "import condvest.cli.app"], "imports")
+    print(f"  (process start + imports: {start.figures()}: part of every run above)")
     print(
         f"daily run without (+1 day, after consolidate): {inc_after.figures()}  "
         f"months written {got_after['months_written']}, rows {got_after['rows_written']}, "
