@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
+import pyarrow as pa
 import pytest
 
 from condvest.core import layout
@@ -200,3 +201,26 @@ def test_a_swap_gives_the_version_the_listing_shows(lake: Lake) -> None:
     assert done and second not in (None, first) and second == listed()
     assert s.replace_versioned(key, b"three", first) == (False, None)  # stale version
     assert s.read_bytes(key) == b"two!"
+
+
+def test_an_entry_keeps_the_last_rows_and_sums_up_the_rest() -> None:
+    from datetime import UTC, timedelta
+
+    from condvest.state.bronze_tails import MAX_KEEP, TailIndexError, decode, tail_entry
+    from condvest.storage.base import parquet_bytes
+
+    days = list(HISTORY[:10])
+    table = rows("X", days, close=3.0)
+    stamps = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=i) for i in range(10)]
+    table = table.set_column(9, "fetched_at", pa.array(stamps, pa.timestamp("ms", tz="UTC")))
+    entry = tail_entry("X", "v1", table, 4)
+    assert entry is not None
+    assert entry.rows_before == 6
+    assert entry.fetched_before == int(stamps[5].timestamp() * 1000)  # the newest of the six
+    assert entry.rows.column("date").to_pylist() == days[6:]
+    whole = tail_entry("X", "v1", table, 50)
+    assert whole is not None and (whole.rows_before, whole.fetched_before) == (0, None)
+    assert tail_entry("X", "v1", table.slice(0, 0), 4) is None
+    assert keep_rows((3, 5, 34)) == 50 and keep_rows((1000,)) == MAX_KEEP
+    with pytest.raises(TailIndexError, match="format"):  # rows without the format's mark
+        decode(parquet_bytes(entry.table()))

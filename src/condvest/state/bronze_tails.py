@@ -51,11 +51,17 @@ SCHEMA = pa.schema(
 to almost nothing). Every entry has at least one row: an empty data file gets no entry."""
 
 
+MAX_KEEP = 272
+"""Entries never keep more rows than this (intervals of up to 256 sessions are served): with
+longer bars the index would approach the size of bronze, and those files are read instead."""
+
+
 def keep_rows(intervals: Iterable[int]) -> int:
     """Rows an entry keeps: the longest interval (resample reads from the start of the bar that
     holds the first new session) plus 16 sessions of margin — for resample running a few
-    sessions behind consolidate, and for the retained date files it checks against the file."""
-    return max(intervals, default=0) + 16
+    sessions behind consolidate, and for the retained date files it checks against the file —,
+    at most :data:`MAX_KEEP`."""
+    return min(max(intervals, default=0) + 16, MAX_KEEP)
 
 
 @dataclass(frozen=True)
