@@ -5,6 +5,7 @@ with a message naming it (a corrupt file is reported, never silently replaced)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,7 +70,7 @@ def write_interval(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> 
     stale = [iplan.existing[label].key for label in iplan.months_to_delete]
     if stale:
         storage.delete_many(stale)
-    _write_checkpoint(ctx, plan, iplan, iplan.month_digests, iplan.bars)
+    _write_checkpoint(ctx, plan, iplan, iplan.month_digests, iplan.bars, iplan.months_to_write)
     return {
         "mode": iplan.mode,
         "bars": iplan.bars,
@@ -103,10 +104,31 @@ def _month_batches(
     return out
 
 
+_STAT_AT_MOST = 32
+"""Up to this many months written, their new versions come from one stat each; more, from one
+listing of the interval."""
+
+
 def _write_checkpoint(
-    ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan, digests: dict[str, str], n_bars: int
+    ctx: JobContext,
+    plan: ResamplePlan,
+    iplan: IntervalPlan,
+    digests: dict[str, str],
+    n_bars: int,
+    written: Sequence[str],
 ) -> None:
-    versions = {label: obj.version for label, obj in existing_months(ctx, iplan.interval).items()}
+    """The interval's checkpoint: a month not written keeps the version listed when the run
+    planned (had anyone replaced it since, the next run sees another version and reads in
+    full); a written one gets the version it has now."""
+    versions = {label: obj.version for label, obj in iplan.existing.items()}
+    if len(written) > _STAT_AT_MOST:
+        now = existing_months(ctx, iplan.interval)
+        versions.update({label: now[label].version for label in written if label in now})
+    else:
+        for label in written:
+            key = layout.silver_file(iplan.interval, int(label[:4]), int(label[4:]))
+            info = ctx.storage.stat(key)
+            versions[label] = info.version if info is not None else None
     Checkpoint(
         through=plan.through,
         alignment=plan.alignment.value,
@@ -164,7 +186,7 @@ def _write_tail(ctx: JobContext, plan: ResamplePlan, iplan: IntervalPlan) -> dic
     if stale:
         storage.delete_many(stale)
     n_bars = iplan.previous.bars - removed + iplan.bars
-    _write_checkpoint(ctx, plan, iplan, digests, n_bars)
+    _write_checkpoint(ctx, plan, iplan, digests, n_bars, to_write)
     return {
         "mode": iplan.mode,
         "bars": n_bars,
