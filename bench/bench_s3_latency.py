@@ -11,7 +11,9 @@ LIST, DELETE, POST) with the bytes they return.
 1. A template lake in moto (bench/make_lake.py at ``--scale``: consolidated, the last 5 sessions
    as merged date files, ending one session before the latest completed one) and its silver
    (``resample --full`` as "yesterday's run"), built without the proxy.
-2. Two days, each on two copies of the template (copied inside moto, no requests): a normal day,
+2. Two days, each on two copies of the template (copied inside moto, no requests, then
+   consolidated once without the proxy: the copy's new mtimes would otherwise make the
+   template's merged date files look pending): a normal day,
    and a day on which the ``--restated`` symbols of longest history were restated (every older
    row halved, a newer fetched_at, the restated marker; bench_resample.restate_longest).
    On the first copy ``condvest run --vacuum`` (stage times from its result, requests for the
@@ -96,6 +98,11 @@ def _run(a: argparse.Namespace, direct: str) -> int:
             for suffix in ("run", "stages"):
                 uri = f"s3://{BUCKET}/{day.split()[0]}-{suffix}"
                 moto_copy_prefix(BUCKET, "template/", uri.split("/", 3)[3] + "/")
+                # A copy inside moto gives every object a new LastModified, so the template's
+                # merged date files would look newer than the manifest and be merged again (5
+                # extra GETs per symbol that no real day has): settle the copy first, untimed.
+                settle = env_for(uri, polygon, direct)
+                run_child([*cli, "consolidate"], "consolidate the copy (untimed)", settle)
                 if day != "normal day":
                     restate_longest(storage_of(uri), a.restated)  # type: ignore[arg-type]
                 copies.append(env_for(uri, polygon, proxy.url) | extra)
