@@ -310,7 +310,8 @@ def main() -> int:
 
     def read(got: dict[str, Any]) -> str:
         return (
-            f"rows read {got['input_rows']}, files read {got.get('files_read', '?')}, "
+            f"rows read {got['input_rows']}, files read {got['files_read']} "
+            f"({got['data_files_from_index']} data files from the tail index instead), "
             f"bytes read {got['bytes_read'] / 1e6:.1f} MB ({got['bytes_read'] / bronze:.1%} of "
             "bronze)"
         )

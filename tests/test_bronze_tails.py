@@ -38,6 +38,8 @@ def _consolidate(lake: Lake, day: date, **options: object) -> None:
 
 
 def _resample(lake: Lake, day: date) -> ResamplePlan:
+    """Plan and run the daily resample (what planning logged is kept for _from_index), check
+    silver against a full rebuild, and check the result says what the index stood in for."""
     ctx = lake.context(now=_now(day), resample={"intervals": list(INTERVALS)})
     handler, logger = _Said(), logging.getLogger("condvest.resample")
     level = logger.level
@@ -49,7 +51,11 @@ def _resample(lake: Lake, day: date) -> ResamplePlan:
         logger.removeHandler(handler)
         logger.setLevel(level)
     _LAST[lake.uri] = handler.said
-    assert run_resample(ctx, plan).ok
+    result = run_resample(ctx, plan)
+    assert result.ok
+    said = result.to_dict()
+    assert said["data_files_from_index"] == plan.data_files_from_index
+    assert said["files_read"] == plan.files_read
     full = plan_resample(ctx, ResampleOptions(intervals=INTERVALS, full=True))
     for iplan in full.intervals:
         assert bars_by_key(read_silver(lake.storage, iplan.interval)) == bars_by_key(iplan.table)
@@ -108,6 +114,7 @@ def test_daily_resample_reads_the_index_not_the_data_files(lake: Lake) -> None:
         plan = _resample(lake, day)
         assert all(p.replace_from is not None for p in plan.intervals)  # the tail path
         assert _from_index(lake) == "3 of 3 data files from the bronze tail index, 0 read"
+        assert plan.data_files_from_index == 3
         if lake.kind == "local":  # S3's mtimes are whole seconds: a date file landed in the
             # second of its merge may be read (it is not known to be older than the merge)
             assert plan.files_read == 1, plan.to_dict()  # the index; the date files are merged
@@ -130,7 +137,7 @@ def test_a_file_written_behind_the_index_is_read(lake: Lake) -> None:
     lake.storage.write_parquet(layout.data_file("INF"), restated)
     plan = _resample(lake, day)
     assert _from_index(lake) == "2 of 3 data files from the bronze tail index, 1 read"
-    assert plan.full_history == ("INF",)
+    assert plan.data_files_from_index == 2 and plan.full_history == ("INF",)
     day = _next_day(lake, day, 21.0)  # consolidate merged INF again: back in the index
     _resample(lake, day)
     assert _from_index(lake) == "3 of 3 data files from the bronze tail index, 0 read"

@@ -146,6 +146,7 @@ def plan_tail(
         input_rows=source.table.num_rows + (restated.input_rows if restated else 0),
         files_read=source.files_read + (restated.files_read if restated else 0),
         bytes_read=got.bytes_read + (restated.bytes_read if restated else 0),
+        data_files_from_index=source.from_index,
         off_calendar_rows=int(np.count_nonzero(positions < 0)),
         intervals=tuple(plans),
         compute_s=time.perf_counter() - started,

@@ -310,6 +310,8 @@ def _result(
         months_written=sum(int(d.get("months_written", 0)) for d in done.values()),
         months_deleted=sum(int(d.get("months_deleted", 0)) for d in done.values()),
         rows_written=sum(int(d.get("rows_written", 0)) for d in done.values()),
+        files_read=plan.files_read,
+        data_files_from_index=plan.data_files_from_index,
         bytes_read=plan.bytes_read + sum(int(d.get("bytes_read", 0)) for d in done.values()),
         failed_intervals=failed,
         intervals=intervals,

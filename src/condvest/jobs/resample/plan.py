@@ -120,6 +120,8 @@ class ResamplePlan:
     """Tail path: the symbols whose older rows changed, read in full (the rest: the tail)."""
     bytes_read: int = 0
     """Size of the bronze files read while planning."""
+    data_files_from_index: int = 0
+    """Tail path: the data files not read because the bronze tail index held them."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +134,7 @@ class ResamplePlan:
             "input_rows": self.input_rows,
             "files_read": self.files_read,
             "bytes_read": self.bytes_read,
+            "data_files_from_index": self.data_files_from_index,
             "read_parts": self.read_parts,
             "full_history_symbols": len(self.full_history),
             "off_calendar_rows": self.off_calendar_rows,
@@ -150,6 +153,10 @@ class ResampleResult(JobResult):
     months_written: int = 0
     months_deleted: int = 0
     rows_written: int = 0
+    files_read: int = 0
+    """Bronze files read while planning (the bronze tail index counts as one)."""
+    data_files_from_index: int = 0
+    """Data files the bronze tail index stood in for (tail path; 0 on a full read)."""
     bytes_read: int = 0
     """Bronze files read while planning plus silver months read back to be merged or checked
     (their sizes)."""

@@ -109,6 +109,8 @@ class BronzeInput:
     files_read: int
     bytes_read: int = 0
     """Size of the files read (the listing's; a filtered scan may decode less of them)."""
+    from_index: int = 0
+    """Data files taken from the bronze tail index instead of read."""
 
 
 def read_bronze(
@@ -193,6 +195,7 @@ def read_bronze_tail(
             bronze,
             files_read=bronze.files_read - len(cached) + 1,
             bytes_read=bronze.bytes_read - saved + tails.size,
+            from_index=len(cached),
         )
     return TailInput(bronze, old, held)
 
