@@ -95,6 +95,8 @@ STAGE_COUNT_METRICS: dict[str, tuple[str, Unit]] = {
     "input_rows": ("InputRows", "Count"),
     "bars": ("Bars", "Count"),
     "bytes_read": ("BytesRead", "Bytes"),
+    "files_read": ("FilesRead", "Count"),
+    "data_files_from_index": ("DataFilesFromIndex", "Count"),
     "months_deleted": ("MonthsDeleted", "Count"),
     "symbols_scanned": ("SymbolsScanned", "Count"),
     "symbols_cleaned": ("SymbolsCleaned", "Count"),
