@@ -184,6 +184,18 @@ def test_incremental_always_equals_full(
     _assert_equals_full(sub, world)
 
 
+# A split restates a symbol's older rows (newer fetched_at); a correction re-lands an old session.
+split_restatement = st.tuples(
+    st.just("restate"), st.sampled_from(SYMBOLS), st.sampled_from([0.5, 2.0]), st.integers(0, 12)
+)
+late_correction = st.tuples(
+    st.just("land"),
+    st.sampled_from(SYMBOLS[1:]),
+    st.integers(2, 12),
+    st.floats(1, 100, allow_nan=False),
+)
+
+
 # The daily shape, which the tail path (resample_tail) serves: sessions tick, new rows land on
 # the latest session (sometimes a day late), consolidate/vacuum run, a symbol halts; and the
 # days that matter: a split restates a symbol's older rows (newer fetched_at), a correction
@@ -196,18 +208,8 @@ daily_ops = st.lists(
             st.integers(0, 1),
             st.floats(1, 100, allow_nan=False),
         ),
-        st.tuples(
-            st.just("land"),  # a correction: an old session re-landed
-            st.sampled_from(SYMBOLS[1:]),
-            st.integers(2, 12),
-            st.floats(1, 100, allow_nan=False),
-        ),
-        st.tuples(
-            st.just("restate"),
-            st.sampled_from(SYMBOLS),
-            st.sampled_from([0.5, 2.0]),
-            st.integers(0, 12),
-        ),
+        late_correction,
+        split_restatement,
         st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
         st.tuples(st.just("merge"), st.sampled_from(SYMBOLS), st.sampled_from([1, 3, 8, 40])),
         st.tuples(st.just("merge"), st.sampled_from(SYMBOLS), st.just(40)),
@@ -275,19 +277,9 @@ def test_daily_incremental_tail_equals_full(
 index_days = st.lists(
     st.one_of(
         st.tuples(st.just("day"), st.floats(1, 100, allow_nan=False), st.sampled_from([40, 3])),
-        st.tuples(
-            st.just("restate"),
-            st.sampled_from(SYMBOLS),
-            st.sampled_from([0.5, 2.0]),
-            st.integers(0, 12),
-        ),
+        split_restatement,
         st.tuples(st.just("consolidate"), st.sampled_from(SYMBOLS)),
-        st.tuples(
-            st.just("land"),
-            st.sampled_from(SYMBOLS[1:]),
-            st.integers(2, 12),
-            st.floats(1, 100, allow_nan=False),
-        ),
+        late_correction,
         st.tuples(st.just("vacuum"), st.sampled_from(SYMBOLS)),
     ),
     min_size=1,

@@ -27,6 +27,25 @@ BRONZE_SCHEMA = pa.schema(
     ]
 )
 BRONZE_COLUMNS = tuple(BRONZE_SCHEMA.names)
+BAR_INPUT_COLUMNS = (
+    "symbol",
+    "date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "transactions",
+)
+"""The bronze columns bars are computed from (resample's input; the bronze tail index keeps
+them too)."""
+DAILY_ROWS_SCHEMA = pa.schema(
+    [BRONZE_SCHEMA.field(c).with_nullable(True) for c in BAR_INPUT_COLUMNS]
+    + [pa.field("fetched", pa.int64())]
+)
+"""Those columns as resample holds them: all nullable, ``fetched_at`` as ``fetched`` (int64 ms,
+what de-duplication compares)."""
 
 SILVER_SCHEMA = pa.schema(
     [

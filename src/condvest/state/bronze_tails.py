@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from condvest.core import layout
+from condvest.core.schema import BAR_INPUT_COLUMNS, DAILY_ROWS_SCHEMA
 from condvest.errors import NotFoundError, StorageError
 from condvest.storage.base import Storage, parquet_bytes
 
@@ -31,7 +32,7 @@ log = logging.getLogger("condvest.state")
 
 FORMAT = b"1"
 _FORMAT_KEY = b"condvest.bronze_tails.format"
-ROW_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "vwap", "transactions")
+ROW_COLUMNS = BAR_INPUT_COLUMNS
 """The bronze columns an entry keeps (``fetched_at`` too, as ``fetched``: int64 ms)."""
 
 SCHEMA = pa.schema(
@@ -40,11 +41,7 @@ SCHEMA = pa.schema(
         pa.field("version", pa.string()),
         pa.field("rows_before", pa.int64()),
         pa.field("fetched_before", pa.int64()),
-        pa.field("symbol", pa.string()),
-        pa.field("date", pa.date32()),
-        *(pa.field(c, pa.float64()) for c in ("open", "high", "low", "close", "volume", "vwap")),
-        pa.field("transactions", pa.int64()),
-        pa.field("fetched", pa.int64()),
+        *DAILY_ROWS_SCHEMA,
     ]
 )
 """One row per kept bronze row; the entry's own fields repeat on each of its rows (they compress
@@ -115,13 +112,10 @@ class TailIndex:
     versions: dict[str, str]
     before: dict[str, tuple[int, int | None]]
     """Per directory: (rows before the kept ones, their newest fetched_at ms or None)."""
+    first_days: dict[str, int]
+    """Per directory: day number (days since 1970-01-01) of its first kept row."""
     size: int
     """Bytes of the index file (what reading it cost)."""
-
-    def first_day(self, directory: str) -> int:
-        """Day number (days since 1970-01-01) of the directory's first kept row."""
-        start, _ = self.spans[directory]
-        return int(self.table.column("date").slice(start, 1).cast(pa.int32())[0].as_py())
 
 
 class TailIndexError(ValueError):
@@ -171,27 +165,24 @@ def read_tails(storage: Storage) -> TailIndex | None:
     versions = table.column("version").take(pick).to_pylist()
     counts = table.column("rows_before").take(pick).to_pylist()
     tops = table.column("fetched_before").take(pick).to_pylist()
+    firsts = table.column("date").take(pick).cast(pa.int32()).to_pylist()
     names = list(spans)
     return TailIndex(
         table,
         spans,
         {d: str(v) for d, v in zip(names, versions, strict=True)},
         {d: (int(c), t) for d, c, t in zip(names, counts, tops, strict=True)},
+        {d: int(f) for d, f in zip(names, firsts, strict=True)},
         len(data),
     )
 
 
-def update_tails(
-    storage: Storage,
-    entries: Iterable[TailEntry],
-    *,
-    directories: frozenset[str] | None = None,
-    attempts: int = 20,
-) -> int:
+def update_tails(storage: Storage, entries: Iterable[TailEntry], *, attempts: int = 20) -> int:
     """Put ``entries`` into the index (replacing each directory's old entry), by compare-and-
-    swap so concurrent consolidate shards keep each other's. ``directories``: every symbol
-    directory the lake holds now (entries of others are dropped). Returns the index's size."""
-    new = [e for e in entries]
+    swap so concurrent consolidate shards keep each other's. Returns the index's size. (An entry
+    of a directory that is gone stays until that directory's next entry; no listing matches it,
+    so it is never used.)"""
+    new = list(entries)
     if not new:
         return 0
     mine = pa.concat_tables([e.table() for e in new])
@@ -210,11 +201,7 @@ def update_tails(
             version = None
         parts = [mine]
         if old is not None and old.num_rows:
-            keep = pc.invert(pc.is_in(old.column("dir"), replaced))
-            if directories is not None:
-                present = pa.array(sorted(directories), pa.string())
-                keep = pc.and_(keep, pc.is_in(old.column("dir"), present))
-            parts.insert(0, old.filter(keep))
+            parts.insert(0, old.filter(pc.invert(pc.is_in(old.column("dir"), replaced))))
         table = pa.concat_tables(parts).replace_schema_metadata({_FORMAT_KEY: FORMAT})
         payload = parquet_bytes(table)
         done = (

@@ -31,16 +31,15 @@ from condvest.jobs.bronze import SymbolFiles
 from condvest.jobs.resample.scan import (
     COLUMNS,
     NO_DAY,
+    ROWS_SCHEMA,
     BronzeReader,
     Rows,
     day_array,
-    empty_rows,
 )
 from condvest.state.bronze_tails import TailIndex
 from condvest.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("condvest.resample")
-_ROWS_SCHEMA = empty_rows().schema
 
 
 def _keys(dirs: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -161,7 +160,8 @@ def read_bronze_tail(
     dirs = sorted(listing)
     data_objs = [(i, obj) for i, d in enumerate(dirs) if (obj := listing[d].data) is not None]
     cached = _covered(tails, [(dirs[i], obj) for i, obj in data_objs], min(since, d0, upto))
-    to_read = [j for j in range(len(data_objs)) if j not in cached]
+    served = set(cached)
+    to_read = [j for j in range(len(data_objs)) if j not in served]
     a, summary = reader.read_tail(
         [data_objs[j][1].key for j in to_read], optional=False, since=since, summary=(upto, d0)
     )
@@ -179,7 +179,7 @@ def read_bronze_tail(
         b = _from_tails(tails, [dirs[data_objs[j][0]] for j in cached], since, upto, d0)
         old.update(b.old)
         held.update(b.held)
-        owner = np.asarray(list(cached), dtype=np.int64)[b.rows.owner]
+        owner = np.asarray(cached, dtype=np.int64)[b.rows.owner]
         a = Rows(pa.concat_tables([a.table, b.rows.table]), np.concatenate([a.owner, owner]))
         log.info(
             "%d of %d data files from the bronze tail index, %d read",
@@ -209,7 +209,7 @@ def _covered(tails: TailIndex | None, data: list[tuple[str, ObjectInfo]], day: i
     for j, (name, obj) in enumerate(data):
         if obj.version is None or tails.versions.get(name) != obj.version:
             continue
-        if tails.before[name][0] == 0 or tails.first_day(name) <= day:
+        if tails.before[name][0] == 0 or tails.first_days[name] <= day:
             out.append(j)
     return out
 
@@ -249,7 +249,7 @@ def _from_tails(tails: TailIndex, names: list[str], since: int, upto: int, d0: i
         held[names[k]].add(day)
     keep = days >= since
     rows = table.select([*COLUMNS, "fetched"]).filter(pa.array(keep))
-    return _FromTails(Rows(rows.cast(_ROWS_SCHEMA), owner[keep]), old, held)
+    return _FromTails(Rows(rows.cast(ROWS_SCHEMA), owner[keep]), old, held)
 
 
 def _assemble(

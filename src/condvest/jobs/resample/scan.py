@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from condvest.core.bars import day_number
-from condvest.core.schema import BRONZE_SCHEMA
+from condvest.core.schema import BAR_INPUT_COLUMNS, BRONZE_SCHEMA, DAILY_ROWS_SCHEMA
 from condvest.errors import NotFoundError
 from condvest.jobs.bronze import read_file
 from condvest.storage.base import Storage
@@ -40,8 +40,10 @@ def read_loose(storage: Storage, key: str) -> pa.Table:
 
 
 # -- the bulk read ------------------------------------------------------------------------------
-COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume", "vwap", "transactions")
+COLUMNS = BAR_INPUT_COLUMNS
 """The bronze columns resample needs (``fetched_at`` is read too, as int64 ms, to de-duplicate)."""
+ROWS_SCHEMA = DAILY_ROWS_SCHEMA
+"""What :class:`Rows` holds."""
 
 # (parquet physical type, converted type) of every canonical column, in order: a file that
 # matches is read by DuckDB in the one bulk scan; any other file (legacy shapes) goes through
@@ -136,12 +138,11 @@ def _rows_of(tables: list[tuple[int, pa.Table]]) -> Rows:
         np.array([i for i, _ in tables], dtype=np.int64),
         [t.num_rows for _, t in tables],
     )
-    return Rows(pa.concat_tables(parts) if parts else empty_rows(), owner)
+    return Rows(pa.concat_tables(parts) if parts else _empty_rows(), owner)
 
 
-def empty_rows() -> pa.Table:
-    schema = pa.schema([_LOOSE.field(c) for c in COLUMNS] + [pa.field("fetched", pa.int64())])
-    return schema.empty_table()
+def _empty_rows() -> pa.Table:
+    return ROWS_SCHEMA.empty_table()
 
 
 class BronzeReader:
@@ -175,7 +176,7 @@ class BronzeReader:
         """Rows of ``keys`` dated ``since`` or later (a day number; None = all rows), and with
         ``summary=(upto, d0)`` a FileSummary of every file's rows dated ``upto`` or earlier."""
         if not keys:
-            return Rows(empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
+            return Rows(_empty_rows(), np.zeros(0, dtype=np.int64)), _empty_summary(0)
         if self.local:
             try:
                 return self._read_bulk(keys, optional, since, summary)
@@ -246,7 +247,7 @@ class BronzeReader:
             con.close()
         rest = sorted(set(range(len(paths))) - set(bulk))
         owner = np.asarray(bulk, dtype=np.int64)[table.column("owner").to_numpy()]
-        rows = Rows(table.drop_columns(["owner"]).cast(empty_rows().schema), owner)
+        rows = Rows(table.drop_columns(["owner"]).cast(ROWS_SCHEMA), owner)
         if not rest:
             return rows, found
         other = self._read_each(keys, rest, optional)  # legacy shapes: the one reader
@@ -276,7 +277,7 @@ class BronzeReader:
         file, then flattened) and each file's summary. Two scans cost twice: each data.parquet
         is one row group, so the date filter cannot skip any decoding."""
         if not files:
-            return empty_rows().add_column(0, "owner", pa.array([], pa.int64()))
+            return _empty_rows().add_column(0, "owner", pa.array([], pa.int64()))
         params = {
             "files": files,
             "since": _day(since),
